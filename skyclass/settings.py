@@ -57,6 +57,7 @@ class Settings:
     target_latency: float = field(default=60.0, metadata=_env(c.TARGET_LATENCY))
     worker_throughput: float = field(default=20.0, metadata=_env(c.WORKER_THROUGHPUT))
     boot_delay: float = field(default=0.0, metadata=_env(c.BOOT_DELAY))
+    instance_type: str = field(default="c7i.large", metadata=_env(c.INSTANCE_TYPE))
     scale_period: float = field(default=60.0, metadata=_env(c.SCALE_PERIOD))
 
     @classmethod
