@@ -1,0 +1,310 @@
+"""The ``skyclass`` command: run the local stack, classify images, watch the fleet.
+
+    skyclass up                  # the whole service on an embedded AWS (make run)
+    skyclass emulator            # the AWS emulator alone
+    skyclass classify PATH...    # upload files/folders through the API, print labels
+    skyclass drop PATH...        # put files under incoming/ in the input bucket
+    skyclass status [--watch]    # backlog, workers and the scaler's last decision
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import mimetypes
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from skyclass import constants as c
+
+DEFAULT_API = "http://127.0.0.1:8000"
+JOB_CHUNK = 500  # images per POST /jobs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the CLI's one place that turns errors into a message
+        from skyclass.errors import SkyclassError
+
+        if isinstance(exc, SkyclassError) or exc.__class__.__module__.startswith("requests"):
+            print(f"skyclass: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _env_default(name: str, default: Any, kind: type = str) -> Any:
+    raw = os.environ.get(name)
+    return kind(raw) if raw not in (None, "") else default
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skyclass", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the whole service locally on an embedded AWS emulator")
+    up.add_argument("--api-port", type=int, default=_env_default(c.API_PORT, 8000, int))
+    up.add_argument("--aws-port", type=int, default=_env_default(c.AWS_PORT, 4566, int))
+    up.add_argument("--max-workers", type=int, default=_env_default(c.MAX_WORKERS, 4, int))
+    up.add_argument("--boot-delay", type=float, default=_env_default(c.BOOT_DELAY, 0.0, float),
+                    help="simulated EC2 boot time in seconds")
+    up.set_defaults(func=_up)
+
+    emu = sub.add_parser("emulator", help="run the embedded AWS emulator alone")
+    emu.add_argument("--port", type=int, default=_env_default(c.AWS_PORT, 4566, int))
+    emu.set_defaults(func=_emulator)
+
+    api = argparse.ArgumentParser(add_help=False)
+    api.add_argument("--api", default=os.environ.get("SKYCLASS_API_URL", DEFAULT_API),
+                     help=f"API base URL (env SKYCLASS_API_URL, default {DEFAULT_API})")
+
+    cl = sub.add_parser("classify", parents=[api], help="classify image files and folders")
+    cl.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    cl.add_argument("--top", type=int, default=1, help="labels to print per image")
+    fmt = cl.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one JSON result per line")
+    fmt.add_argument("--csv", action="store_true", help="CSV: name,status,label,score,error")
+    cl.add_argument("--out", type=Path, help="write the output to FILE instead of stdout")
+    cl.add_argument("--timeout", type=float, default=3600.0, help="give up after SECONDS")
+    cl.set_defaults(func=_classify)
+
+    dr = sub.add_parser("drop", help="put files under incoming/ in the input bucket")
+    dr.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    dr.add_argument("--prefix", default="", help="sub-folder under incoming/")
+    dr.add_argument("--bucket", help="input bucket (default: the stage's)")
+    dr.add_argument("--wait", action="store_true", help="wait for the results and print them")
+    dr.add_argument("--timeout", type=float, default=600.0)
+    dr.set_defaults(func=_drop)
+
+    st = sub.add_parser("status", parents=[api], help="show the queue and the worker fleet")
+    st.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    st.add_argument("--interval", type=float, default=2.0)
+    st.set_defaults(func=_status)
+    return parser
+
+
+# ---- up / emulator ---------------------------------------------------------------
+
+def _up(args: argparse.Namespace) -> int:
+    from skyclass.local.stack import up
+
+    return up(api_port=args.api_port, aws_port=args.aws_port,
+              max_workers=args.max_workers, boot_delay=args.boot_delay)
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from skyclass.local.emulator import serve
+
+    serve(port=args.port)
+    return 0
+
+
+# ---- classify --------------------------------------------------------------------
+
+def find_images(paths: Iterable[Path]) -> tuple[list[Any], list[tuple[Path, str]]]:
+    """Files named directly, and image files found under folders (sorted). Returns the
+    images and the (path, reason) of files that cannot be sent."""
+    from skyclass.api_client import LocalImage
+
+    images, skipped = [], []
+    for path in paths:
+        if path.is_dir():
+            candidates = sorted(p for p in path.rglob("*") if p.is_file())
+            candidates = [p for p in candidates if _content_type(p).startswith("image/")]
+        elif path.is_file():
+            candidates = [path]
+        else:
+            skipped.append((path, "no such file or folder"))
+            continue
+        for file in candidates:
+            content_type = _content_type(file)
+            if not content_type.startswith("image/"):
+                skipped.append((file, f"not an image file type ({content_type})"))
+                continue
+            images.append(LocalImage(file, file.name, content_type, file.stat().st_size))
+    return images, skipped
+
+
+def _content_type(path: Path) -> str:
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from skyclass.api_client import SkyclassClient
+
+    images, skipped = find_images(args.paths)
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if not images:
+        print("skyclass: no images to classify", file=sys.stderr)
+        return 2
+    client = SkyclassClient(args.api)
+    results: list[dict[str, Any]] = []
+    with Progress(transient=True, console=_stderr_console()) as progress:
+        jobs = []
+        uploading = progress.add_task("uploading", total=len(images))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for start in range(0, len(images), JOB_CHUNK):
+                chunk = images[start : start + JOB_CHUNK]
+                job = client.create_job(chunk)
+                jobs.append(job["job_id"])
+                uploads = list(zip(job["uploads"], chunk, strict=True))
+                for _ in pool.map(lambda pair: client.upload(*pair), uploads):
+                    progress.advance(uploading)
+        classifying = progress.add_task("classifying", total=len(images))
+        finished: dict[str, int] = {}
+
+        def on_progress(job: dict[str, Any]) -> None:
+            finished[job["job_id"]] = job["done"] + job["failed"]
+            progress.update(classifying, completed=sum(finished.values()))
+
+        for job_id in jobs:
+            job = client.wait_for_job(job_id, timeout=args.timeout, on_progress=on_progress)
+            results.extend(job["results"])
+            if job["pending"]:
+                print(f"skyclass: job {job_id} still has {job['pending']} pending images "
+                      f"after {args.timeout:.0f} s", file=sys.stderr)
+    text = render_results(results, top=args.top, as_json=args.json, as_csv=args.csv)
+    _write(text, args.out)
+    failed = sum(r["status"] != "done" for r in results) + len(skipped)
+    pending = len(images) - len(results)
+    return 1 if failed or pending else 0
+
+
+def render_results(results: list[dict[str, Any]], *, top: int = 1, as_json: bool = False,
+                   as_csv: bool = False) -> str:
+    results = sorted(results, key=lambda r: (r.get("name") or "", r.get("image_id") or ""))
+    if as_json:
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
+    if as_csv:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["name", "status", "label", "score", "error", "image_id"])
+        for r in results:
+            writer.writerow([r.get("name"), r["status"], r.get("label") or "",
+                             "" if r.get("score") is None else f"{r['score']:.4f}",
+                             r.get("error") or "", r.get("image_id")])
+        return out.getvalue()
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "label", "score", box=None, pad_edge=False)
+    for r in results:
+        if r["status"] == "done":
+            labels = ", ".join(f"{t['label']}" for t in r["top"][:top])
+            table.add_row(r.get("name") or "", labels, f"{r['score']:.3f}")
+        else:
+            table.add_row(r.get("name") or "", f"FAILED: {r.get('error')}", "")
+    buffer = io.StringIO()
+    Console(file=buffer, width=120, no_color=True).print(table)
+    return buffer.getvalue()
+
+
+def _write(text: str, out: Path | None) -> None:
+    if out:
+        out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+# ---- drop ------------------------------------------------------------------------
+
+def _drop(args: argparse.Namespace) -> int:
+    from skyclass.aws import AwsClients
+    from skyclass.contracts import result_key
+    from skyclass.resources import StageResources
+    from skyclass.results import ResultStore
+    from skyclass.settings import Settings
+
+    settings = Settings.from_env(input_bucket=args.bucket)
+    aws = AwsClients(settings.region)
+    resources = StageResources.resolve(settings, aws)
+    images, skipped = find_images(args.paths)
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    prefix = c.INCOMING_PREFIX + (args.prefix.strip("/") + "/" if args.prefix.strip("/") else "")
+    keys = []
+    for image in images:
+        key = prefix + image.path.name
+        aws.s3.upload_file(str(image.path), resources.input_bucket, key,
+                           ExtraArgs={"ContentType": image.content_type})
+        keys.append(key)
+        print(f"s3://{resources.input_bucket}/{key}", file=sys.stderr)
+    if not args.wait:
+        return 0 if not skipped else 1
+    store = ResultStore(aws.s3, resources.output_bucket)
+    waiting = {result_key(k) for k in keys}
+    results = []
+    deadline = time.monotonic() + args.timeout
+    while waiting and time.monotonic() < deadline:
+        for key in sorted(waiting):
+            result = store.get(key)
+            if result is not None:
+                results.append(result)
+                waiting.discard(key)
+        time.sleep(0.5)
+    sys.stdout.write(render_results(results))
+    return 1 if waiting or skipped or any(r["status"] != "done" for r in results) else 0
+
+
+# ---- status ----------------------------------------------------------------------
+
+def _status(args: argparse.Namespace) -> int:
+    from skyclass.api_client import SkyclassClient
+
+    client = SkyclassClient(args.api)
+    if not args.watch:
+        sys.stdout.write(render_fleet(client.fleet()))
+        return 0
+    from rich.live import Live
+    from rich.text import Text
+
+    with Live(Text(render_fleet(client.fleet())), refresh_per_second=4) as live:
+        while True:
+            time.sleep(args.interval)
+            live.update(Text(render_fleet(client.fleet())))
+
+
+def render_fleet(fleet: dict[str, Any]) -> str:
+    queue = fleet.get("queue", {})
+    lines = [
+        f"backlog {queue.get('visible', 0)} visible, {queue.get('in_flight', 0)} in flight, "
+        f"{queue.get('dead_letter', 0)} dead letters",
+    ]
+    instances = fleet.get("instances", [])
+    lines.append(f"workers: {len(instances)} in the pool")
+    for inst in instances:
+        uptime = inst.get("uptime_s")
+        up = f" up {uptime:.0f}s" if isinstance(uptime, int | float) else ""
+        lines.append(f"  {inst.get('id')}  {inst.get('state')}{up}")
+    decision = fleet.get("last_decision") or {}
+    if decision:
+        lines.append(f"last decision: {decision.get('reason', '')}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
