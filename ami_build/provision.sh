@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Provisions a skyclass worker image: system packages, a venv with the worker and
+# TensorFlow (CPU or GPU build), the ResNet-50 ImageNet weights baked in, and the
+# systemd unit. Runs as the bake builder's user data, or by hand into a prefix:
+#
+#   ami_build/provision.sh --source . --prefix /opt/skyclass [--gpu auto|yes|no]
+#                          [--no-system] [--no-weights] [--systemd-dir DIR]
+#
+# On success it writes PREFIX/READY (the bake driver waits for it).
+set -euo pipefail
+
+source_dir=$(cd "$(dirname "$0")/.." && pwd)
+prefix=/opt/skyclass
+gpu=auto
+system=yes
+weights=yes
+systemd_dir=/etc/systemd/system
+python=${PYTHON:-python3}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --source) source_dir=$2; shift 2 ;;
+    --prefix) prefix=$2; shift 2 ;;
+    --gpu) gpu=$2; shift 2 ;;
+    --no-system) system=no; shift ;;
+    --no-weights) weights=no; shift ;;
+    --systemd-dir) systemd_dir=$2; shift 2 ;;
+    *) echo "provision.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+log() { echo "[provision $(date -u +%H:%M:%S)] $*"; }
+
+if [ "$gpu" = auto ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 || [ -e /dev/nvidia0 ]; then gpu=yes; else gpu=no; fi
+fi
+
+if [ "$system" = yes ]; then
+  log "system packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q python3 python3-venv python3-pip curl
+  id skyclass >/dev/null 2>&1 || useradd --system --home-dir "$prefix" --shell /usr/sbin/nologin skyclass
+fi
+
+log "venv in $prefix/venv (gpu=$gpu)"
+mkdir -p "$prefix/bin" "$prefix/keras/models"
+"$python" -m venv "$prefix/venv"
+"$prefix/venv/bin/pip" install --quiet --upgrade pip
+# The GPU build of TensorFlow brings its CUDA libraries as wheels.
+if [ "$gpu" = yes ]; then build=gpu; else build=cpu; fi
+"$prefix/venv/bin/pip" install --quiet -c "$source_dir/constraints.txt" "$source_dir[worker,$build]"
+
+if [ "$weights" = yes ]; then
+  log "ResNet-50 ImageNet weights into $prefix/keras"
+  KERAS_HOME="$prefix/keras" "$prefix/venv/bin/python" -c \
+    "import keras; keras.applications.ResNet50(weights='imagenet')"
+fi
+
+log "systemd unit"
+install -m 0755 "$source_dir/ami_build/fetch-settings" "$prefix/bin/fetch-settings"
+mkdir -p "$systemd_dir"
+sed "s#@PREFIX@#$prefix#g" "$source_dir/ami_build/skyclass-worker.service" \
+  >"$systemd_dir/skyclass-worker.service"
+if [ "$system" = yes ] && command -v systemctl >/dev/null 2>&1; then
+  chown -R skyclass "$prefix"
+  systemctl daemon-reload
+  systemctl enable skyclass-worker.service
+fi
+
+date -u +%Y-%m-%dT%H:%M:%SZ >"$prefix/READY"
+log "ready"
