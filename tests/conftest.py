@@ -57,3 +57,11 @@ def output_dir(request) -> Path:
     path = REPO_ROOT / "test-output" / request.node.name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A small CNN trained once per session on generated shapes (tests/support/tiny_model.py)."""
+    from tests.support.tiny_model import train_tiny_model
+
+    return train_tiny_model(tmp_path_factory.mktemp("tiny_model"))
