@@ -37,9 +37,14 @@ fi
 
 if [ "$system" = yes ]; then
   log "system packages"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q python3 python3-venv python3-pip curl
+  if command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q python3 python3-venv python3-pip curl
+  else  # Amazon Linux 2023, the bake's default base image
+    dnf install -y -q python3.11 python3.11-pip tar gzip
+    python=python3.11
+  fi
   id skyclass >/dev/null 2>&1 || useradd --system --home-dir "$prefix" --shell /usr/sbin/nologin skyclass
 fi
 

@@ -216,8 +216,10 @@ def _queue_arn(aws: AwsClients, url: str) -> str:
 # ---- worker AMI and pool ---------------------------------------------------------
 
 def find_worker_ami(aws: AwsClients, stage: str) -> str | None:
+    # Baked images are named ``skyclass-{stage}-worker-{timestamp}``; the newest wins.
+    name = WORKER_AMI_NAME.format(stage=stage)
     images = aws.ec2.describe_images(
-        Owners=["self"], Filters=[{"Name": "name", "Values": [WORKER_AMI_NAME.format(stage=stage)]}]
+        Owners=["self"], Filters=[{"Name": "name", "Values": [name, f"{name}-*"]}]
     )["Images"]
     available = [i for i in images if i.get("State") == "available"]
     if not available:
