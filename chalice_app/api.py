@@ -1,0 +1,103 @@
+"""The HTTP API of ARCHITECTURE.md as a Chalice blueprint.
+
+Each route parses the request, calls one method of the core (skyclass.jobs,
+skyclass.fleet.status) and turns the answer into a response; errors become JSON in
+chalice_app/errors.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from chalice import Blueprint, Chalice, Response
+
+from chalice_app import multipart
+from chalice_app.errors import json_errors
+from chalice_app.wiring import services
+from skyclass.errors import BadRequestError
+from skyclass.fleet.status import fleet_status
+from skyclass.input_policy import ALLOWED_TYPES
+from skyclass.jobs import DONE
+
+bp = Blueprint(__name__)
+
+MULTIPART = "multipart/form-data"
+# Bodies API Gateway must pass through as bytes (base64 to the Lambda), not as text.
+BINARY_TYPES = [*ALLOWED_TYPES, "image/jpg", MULTIPART]
+_INDEX = Path(__file__).parent / "web" / "index.html"
+
+
+def configure(app: Chalice) -> None:
+    """What the routes need from the app itself: binary media types for uploads."""
+    app.api.binary_types.extend(t for t in BINARY_TYPES if t not in app.api.binary_types)
+
+
+@bp.route("/health", methods=["GET"])
+@json_errors
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@bp.route("/jobs", methods=["POST"])
+@json_errors
+def create_job() -> Response:
+    body = _json_body()
+    return Response(body=services().jobs.create_job(body.get("images")), status_code=201)
+
+
+@bp.route("/jobs/{job_id}", methods=["GET"])
+@json_errors
+def get_job(job_id: str) -> dict[str, Any]:
+    return services().jobs.get_job(job_id)
+
+
+@bp.route("/classify", methods=["POST"], content_types=BINARY_TYPES)
+@json_errors
+def classify() -> Response:
+    request = bp.current_request
+    content_type = request.headers.get("content-type", "")
+    body = request.raw_body or b""
+    if content_type.lower().startswith(MULTIPART):
+        name, body = multipart.first_file(body, content_type)
+    else:
+        name = (request.query_params or {}).get("name") or "upload"
+    status, answer = services().jobs.classify(body, name)
+    return Response(body=answer, status_code=200 if status == DONE else 202)
+
+
+@bp.route("/images/{image_id}", methods=["GET"])
+@json_errors
+def get_image(image_id: str) -> Response:
+    status, result = services().jobs.get_image(image_id)
+    if status == DONE:
+        return Response(body=result, status_code=200)
+    return Response(body={"image_id": image_id, "status": status}, status_code=202)
+
+
+@bp.route("/fleet", methods=["GET"])
+@json_errors
+def fleet() -> dict[str, Any]:
+    s = services()
+    return fleet_status(s.queue, s.pool, s.store, now=time.time())
+
+
+@bp.route("/", methods=["GET"])
+@json_errors
+def index() -> Response:
+    return Response(
+        body=_INDEX.read_text(encoding="utf-8"),
+        headers={"Content-Type": "text/html; charset=utf-8"},
+    )
+
+
+def _json_body() -> dict[str, Any]:
+    try:
+        body = json.loads(bp.current_request.raw_body or b"null")
+    except ValueError as exc:
+        raise BadRequestError(f"the body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRequestError('send a JSON object: {"images": [...]}')
+    return body

@@ -1,0 +1,24 @@
+"""The scaling Lambda: once a minute, one tick of the scaler (skyclass.fleet.scaler)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from chalice import Blueprint, Rate
+from chalice.app import CloudWatchEvent
+
+from chalice_app.wiring import services
+
+bp = Blueprint(__name__)
+
+
+@bp.schedule(Rate(1, unit=Rate.MINUTES))
+def scale(event: CloudWatchEvent) -> dict[str, Any]:
+    """Start or stop workers to match the backlog; returns the plan.
+
+    Lambda handler ``chalice_app.scaling.scale``, called as Lambda calls it with a
+    scheduled event: ``scale({"source": "aws.events", ...}, context)``. The local
+    stack's timer calls it the same way, more often.
+    """
+    return asdict(services().scaler.run_once())

@@ -1,0 +1,60 @@
+"""Builds the Lambda's objects once per process, on first use (not at import, so a cold
+start that only serves ``GET /health`` or ``GET /`` makes no AWS call).
+
+Settings come from the environment (``.chalice/config.json`` sets them per stage);
+resource names not set there are resolved once from the stage's naming rule.
+Tests call ``reset()`` between emulators.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+
+from skyclass.aws import AwsClients
+from skyclass.fleet.pool import InstancePool
+from skyclass.fleet.scaler import Scaler
+from skyclass.ingest import Ingestor
+from skyclass.jobs import JobService
+from skyclass.queue import WorkQueue
+from skyclass.resources import StageResources
+from skyclass.results import ResultStore
+from skyclass.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    resources: StageResources
+    queue: WorkQueue
+    pool: InstancePool
+    store: ResultStore
+    jobs: JobService
+    ingestor: Ingestor
+    scaler: Scaler
+
+
+@functools.cache
+def services() -> Services:
+    settings = Settings.from_env()
+    aws = AwsClients(settings.region)
+    resources = StageResources.resolve(settings, aws)
+    queue = WorkQueue(aws.sqs, resources.queue_url, resources.dlq_url)
+    pool = InstancePool(aws.ec2, settings.stage)
+    store = ResultStore(aws.s3, resources.output_bucket)
+    return Services(
+        settings=settings,
+        resources=resources,
+        queue=queue,
+        pool=pool,
+        store=store,
+        jobs=JobService(aws.s3, store, resources, settings),
+        ingestor=Ingestor(aws.s3, queue, pool, store, resources, settings),
+        scaler=Scaler(queue, pool, store, settings, clock=time.time),
+    )
+
+
+def reset() -> None:
+    """Forget the objects built so far (tests: a new emulator, new settings)."""
+    services.cache_clear()
