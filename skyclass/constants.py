@@ -51,3 +51,6 @@ META_CONTENT_TYPE = "content-type"
 
 MESSAGE_VERSION = 1
 RESULT_VERSION = 1
+
+# Local mode only (not a Settings field): where `skyclass up` keeps its logs.
+LOCAL_DIR = "SKYCLASS_LOCAL_DIR"

@@ -1,0 +1,267 @@
+"""The local stand-in for EC2 + systemd: one worker process per running instance.
+
+On AWS a worker instance boots the baked AMI and systemd starts ``ec2_worker`` with
+``Restart=always``. Locally the scaler starts and stops the emulator's instances just
+the same, and this runner watches their states (ARCHITECTURE.md, "Local mode"):
+
+* ``running`` → start a worker process, once the simulated boot delay has passed since
+  the runner first saw the instance running;
+* a worker that exits while its instance is still running is restarted after a short
+  pause, as systemd would;
+* ``stopping``/``stopped``/``terminated``/gone → SIGTERM (the worker finishes its
+  batch), then SIGKILL after a grace period, as EC2's stop does.
+
+The decisions (``InstanceRunner.reconcile``) take the instance states and a spawner as
+arguments, so they are tested with fakes; ``PopenWorker`` and ``LocalWorkerSpawner``
+are the real processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from skyclass import constants as c
+from skyclass.provision import pool_filters
+
+log = logging.getLogger(__name__)
+
+RUNNING = "running"
+POLL_PERIOD = 0.3
+STOP_GRACE = 15.0
+RESTART_DELAY = 1.0
+
+
+class WorkerProcess(Protocol):
+    """What the runner needs of a worker process (``PopenWorker`` or a test fake)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+Spawner = Callable[[str], WorkerProcess]
+InstanceStates = Callable[[], Mapping[str, str]]
+
+
+@dataclass
+class _Instance:
+    """What the runner remembers about one instance between polls."""
+
+    running_since: float | None = None
+    process: WorkerProcess | None = None
+    restart_at: float = 0.0
+    term_sent_at: float | None = None
+
+
+class InstanceRunner:
+    """Keeps exactly one worker process per running instance, and none for the others."""
+
+    def __init__(
+        self,
+        instance_states: InstanceStates,
+        spawn: Spawner,
+        *,
+        boot_delay: float = 0.0,
+        stop_grace: float = STOP_GRACE,
+        restart_delay: float = RESTART_DELAY,
+        clock: Callable[[], float] = time.monotonic,
+        report: Callable[[str], None] = log.info,
+    ):
+        self._instance_states = instance_states
+        self._spawn = spawn
+        self._boot_delay = boot_delay
+        self._stop_grace = stop_grace
+        self._restart_delay = restart_delay
+        self._clock = clock
+        self._report = report
+        self._instances: dict[str, _Instance] = {}
+
+    def workers(self) -> dict[str, WorkerProcess]:
+        """The live worker process of each instance that has one."""
+        return {i: s.process for i, s in self._instances.items() if s.process is not None}
+
+    def reconcile(self) -> None:
+        """One pass: read the instance states and start, restart or stop workers."""
+        states = self._instance_states()
+        now = self._clock()
+        for instance_id in sorted(set(states) | set(self._instances)):
+            state = states.get(instance_id)
+            slot = self._instances.setdefault(instance_id, _Instance())
+            self._reap(instance_id, slot, state, now)
+            if state == RUNNING:
+                self._keep_running(instance_id, slot, now)
+            else:
+                self._keep_stopped(instance_id, slot, state, now)
+                if state is None and slot.process is None:
+                    del self._instances[instance_id]
+
+    def run(self, stop: threading.Event, period: float = POLL_PERIOD) -> None:
+        """Reconcile every ``period`` seconds until ``stop`` is set; an emulator hiccup
+        is reported and retried, not fatal."""
+        while not stop.is_set():
+            try:
+                self.reconcile()
+            except Exception as exc:  # the next poll retries; the stack keeps running
+                self._report(f"could not read the worker instances: {exc}")
+            stop.wait(period)
+
+    def shutdown(self, grace: float | None = None, poll: float = 0.1) -> None:
+        """Stop every worker as the stack goes down: SIGTERM, then SIGKILL after
+        ``grace`` seconds."""
+        grace = self._stop_grace if grace is None else grace
+        workers = self.workers()
+        for instance_id, process in workers.items():
+            if process.poll() is None:
+                self._report(f"stopping worker {instance_id} (pid {process.pid})")
+                process.terminate()
+        deadline = self._clock() + grace
+        while any(p.poll() is None for p in workers.values()) and self._clock() < deadline:
+            time.sleep(poll)
+        for instance_id, process in workers.items():
+            if process.poll() is None:
+                self._report(f"worker {instance_id} ignored SIGTERM for {grace:.0f}s; killing it")
+                process.kill()
+        self._instances.clear()
+
+    # ---- decisions for one instance ----------------------------------------------
+
+    def _reap(self, instance_id: str, slot: _Instance, state: str | None, now: float) -> None:
+        if slot.process is None:
+            return
+        code = slot.process.poll()
+        if code is None:
+            return
+        if state == RUNNING and slot.term_sent_at is None:
+            slot.restart_at = now + self._restart_delay
+            self._report(
+                f"worker {instance_id} exited with code {code} while its instance runs; "
+                f"restarting in {self._restart_delay:g}s"
+            )
+        else:
+            self._report(f"worker {instance_id} stopped (exit code {code})")
+        slot.process = None
+        slot.term_sent_at = None
+
+    def _keep_running(self, instance_id: str, slot: _Instance, now: float) -> None:
+        if slot.running_since is None:
+            slot.running_since = now
+            if self._boot_delay > 0:
+                self._report(
+                    f"instance {instance_id} is running; its worker starts after a "
+                    f"{self._boot_delay:g}s simulated boot"
+                )
+        booted = now >= slot.running_since + self._boot_delay
+        if slot.process is None and booted and now >= slot.restart_at:
+            slot.process = self._spawn(instance_id)
+            self._report(f"worker {instance_id} started (pid {slot.process.pid})")
+
+    def _keep_stopped(
+        self, instance_id: str, slot: _Instance, state: str | None, now: float
+    ) -> None:
+        slot.running_since = None
+        slot.restart_at = 0.0
+        if slot.process is None:
+            return
+        if slot.term_sent_at is None:
+            slot.term_sent_at = now
+            self._report(f"instance {instance_id} is {state or 'gone'}: SIGTERM to its worker")
+            slot.process.terminate()
+        elif now - slot.term_sent_at >= self._stop_grace:
+            self._report(f"worker {instance_id} outlived SIGTERM by {self._stop_grace:g}s: SIGKILL")
+            slot.process.kill()
+
+
+# ---- the emulator's instances and real processes -------------------------------------
+
+def pool_states(ec2: Any, stage: str) -> InstanceStates:
+    """Read the stage's worker instances and their states from EC2 (the emulator)."""
+
+    def states() -> dict[str, str]:
+        pages = ec2.get_paginator("describe_instances").paginate(Filters=pool_filters(stage))
+        return {
+            instance["InstanceId"]: instance["State"]["Name"]
+            for page in pages
+            for reservation in page["Reservations"]
+            for instance in reservation["Instances"]
+        }
+
+    return states
+
+
+class PopenWorker:
+    """A worker process in its own process group, so signals reach all of it and a
+    Ctrl-C in the terminal reaches only the supervisor, which stops workers in order."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log_file:
+            log_file.write(f"--- started {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+            log_file.flush()
+            self._popen = subprocess.Popen(
+                argv,
+                env=dict(env),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.pid = self._popen.pid
+
+    def poll(self) -> int | None:
+        return self._popen.poll()
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+        self._popen.wait()
+
+    def _signal(self, signum: int) -> None:
+        signal_group(self._popen.pid, signum)
+
+
+def signal_group(pid: int, signum: int) -> None:
+    """Signal the process group led by ``pid``; one that is already gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+class LocalWorkerSpawner:
+    """Starts ``ec2_worker`` from this checkout as an instance's systemd unit would,
+    with the stage's settings and the instance id as the worker id."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_dir: Path,
+        cwd: Path,
+        argv: tuple[str, ...] = (sys.executable, "-m", "ec2_worker"),
+    ):
+        self._env = dict(env)
+        self._log_dir = log_dir
+        self._cwd = cwd
+        self._argv = list(argv)
+
+    def log_path(self, instance_id: str) -> Path:
+        return self._log_dir / f"worker-{instance_id}.log"
+
+    def __call__(self, instance_id: str) -> PopenWorker:
+        env = {**self._env, c.WORKER_ID: instance_id}
+        return PopenWorker(self._argv, env, self.log_path(instance_id), self._cwd)

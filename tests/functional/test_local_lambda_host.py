@@ -1,0 +1,93 @@
+"""The local Lambda service: S3 notifications in SQS become handler calls."""
+
+from __future__ import annotations
+
+import pytest
+
+from skyclass.local.lambda_host import S3EventBridge, Schedule
+
+
+class RecordingHandler:
+    """Stands in for the Chalice handler; can be told to fail a number of times."""
+
+    def __init__(self, failures: int = 0):
+        self.events: list[dict] = []
+        self.failures = failures
+
+    def __call__(self, event: dict, context: object) -> None:
+        assert context.get_remaining_time_in_millis() > 0
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("handler failed")
+        self.events.append(event)
+
+
+@pytest.fixture
+def bridge_for(aws, stage):
+    def make(handler: RecordingHandler, **kwargs) -> S3EventBridge:
+        return S3EventBridge(aws.sqs, stage.s3_events_queue_url, handler, wait_seconds=0,
+                             **kwargs)
+    return make
+
+
+def _drain(bridge: S3EventBridge, polls: int = 5) -> None:
+    for _ in range(polls):
+        bridge.poll_once()
+
+
+def _pending(aws, stage) -> int:
+    attrs = aws.sqs.get_queue_attributes(
+        QueueUrl=stage.s3_events_queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attrs.values())
+
+
+def test_each_uploaded_object_reaches_the_handler_as_a_lambda_s3_event(aws, stage, bridge_for):
+    # GIVEN a provisioned stage (whose notification setup left an s3:TestEvent queued)
+    handler = RecordingHandler()
+    bucket = stage.resources.input_bucket
+    # WHEN two objects are uploaded and the bridge polls
+    aws.s3.put_object(Bucket=bucket, Key="jobs/j1/img-1", Body=b"a")
+    aws.s3.put_object(Bucket=bucket, Key="incoming/some dir/b.jpg", Body=b"b")
+    _drain(bridge_for(handler))
+    # THEN the handler saw one event per object, each with one S3 record
+    records = [e["Records"] for e in handler.events]
+    assert all(len(r) == 1 for r in records)
+    assert {r[0]["s3"]["bucket"]["name"] for r in records} == {bucket}
+    assert len(records) == 2
+    assert all(r[0]["eventName"].startswith("ObjectCreated") for r in records)
+    # AND every notification, the test event included, is gone from the queue
+    assert _pending(aws, stage) == 0
+
+
+def test_a_failing_handler_is_retried_then_succeeds(aws, stage, bridge_for):
+    # GIVEN a handler that fails once
+    handler = RecordingHandler(failures=1)
+    aws.s3.put_object(Bucket=stage.resources.input_bucket, Key="jobs/j1/img-1", Body=b"a")
+    # WHEN the bridge polls (the failed message reappears at once: retry_after=0)
+    _drain(bridge_for(handler, retry_after=0))
+    # THEN the event was delivered on the retry and then removed
+    assert len(handler.events) == 1
+    assert _pending(aws, stage) == 0
+
+
+def test_an_event_that_always_fails_is_dropped_after_the_last_attempt(aws, stage, bridge_for):
+    # GIVEN a handler that always fails
+    handler = RecordingHandler(failures=100)
+    aws.s3.put_object(Bucket=stage.resources.input_bucket, Key="jobs/j1/img-1", Body=b"a")
+    # WHEN the bridge polls more often than the retry bound
+    _drain(bridge_for(handler, retry_after=0, max_attempts=3), polls=6)
+    # THEN it stopped after three attempts and does not poison the queue
+    assert handler.failures == 100 - 3
+    assert _pending(aws, stage) == 0
+
+
+def test_schedule_calls_the_handler_with_a_scheduled_event():
+    # GIVEN a schedule around a recording handler
+    handler = RecordingHandler()
+    # WHEN it fires
+    Schedule(handler, period=60).fire()
+    # THEN the handler got an EventBridge scheduled event
+    assert handler.events[0]["detail-type"] == "Scheduled Event"
+    assert handler.events[0]["source"] == "aws.events"

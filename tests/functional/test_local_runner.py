@@ -1,0 +1,72 @@
+"""The local runner with real child processes standing in for ``ec2_worker``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from skyclass.local.runner import InstanceRunner, LocalWorkerSpawner
+
+# A worker stand-in: says who it is, then runs until SIGTERM and says so on the way out.
+FAKE_WORKER = """
+import os, signal, sys, time
+print("worker", os.environ["SKYCLASS_WORKER_ID"], "queue", os.environ["SKYCLASS_QUEUE_URL"],
+      flush=True)
+signal.signal(signal.SIGTERM, lambda *a: (print("finishing batch", flush=True), sys.exit(0)))
+while True:
+    time.sleep(0.05)
+"""
+CRASHING_WORKER = "import sys; print('crash', flush=True); sys.exit(3)"
+
+
+def _eventually(check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def _runner(states: dict[str, str], code: str, log_dir: Path) -> tuple[InstanceRunner, Path]:
+    spawner = LocalWorkerSpawner(
+        {"SKYCLASS_QUEUE_URL": "http://q"}, log_dir, cwd=log_dir,
+        argv=(sys.executable, "-c", code),
+    )
+    runner = InstanceRunner(lambda: dict(states), spawner, restart_delay=0.1, stop_grace=5.0,
+                            report=lambda m: None)
+    return runner, spawner.log_path("i-1")
+
+
+def test_running_instance_gets_a_worker_that_stops_cleanly(tmp_path):
+    # GIVEN a running instance
+    states = {"i-1": "running"}
+    runner, log = _runner(states, FAKE_WORKER, tmp_path)
+    # WHEN the runner starts its worker
+    runner.reconcile()
+    worker = runner.workers()["i-1"]
+    _eventually(lambda: log.exists() and "worker i-1 queue http://q" in log.read_text())
+    # AND the instance is stopped
+    states["i-1"] = "stopped"
+    runner.reconcile()
+    _eventually(lambda: worker.poll() is not None)
+    runner.reconcile()
+    # THEN the worker had its instance id and the stage's settings, finished on SIGTERM
+    assert "finishing batch" in log.read_text()
+    assert worker.poll() == 0
+    assert runner.workers() == {}
+
+
+def test_crashing_worker_is_restarted_while_its_instance_runs(tmp_path):
+    # GIVEN a running instance whose worker exits at once
+    states = {"i-1": "running"}
+    runner, log = _runner(states, CRASHING_WORKER, tmp_path)
+    # WHEN the runner keeps watching for a while
+    deadline = time.monotonic() + 10
+    while not log.exists() or log.read_text().count("crash") < 2:
+        assert time.monotonic() < deadline, "the worker was not restarted"
+        runner.reconcile()
+        time.sleep(0.05)
+    # THEN the worker was started again, each run logged to the same file
+    assert log.read_text().count("--- started") >= 2
+    states.clear()
+    runner.shutdown(grace=1.0)

@@ -1,0 +1,198 @@
+"""The local runner's decisions: which instance gets a worker, restarts, stops.
+
+Instances, processes and the clock are fakes; no process is started.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from skyclass.local.runner import InstanceRunner
+
+_pids = itertools.count(1000)
+
+
+class FakeProcess:
+    def __init__(self, instance_id: str, obeys_sigterm: bool = True):
+        self.instance_id = instance_id
+        self.pid = next(_pids)
+        self.signals: list[str] = []
+        self.exit_code: int | None = None
+        self._obeys_sigterm = obeys_sigterm
+
+    def poll(self) -> int | None:
+        return self.exit_code
+
+    def terminate(self) -> None:
+        self.signals.append("SIGTERM")
+        if self._obeys_sigterm:
+            self.exit_code = 0
+
+    def kill(self) -> None:
+        self.signals.append("SIGKILL")
+        self.exit_code = -9
+
+    def crash(self, code: int = 1) -> None:
+        self.exit_code = code
+
+
+class World:
+    """Instance states, a clock and a spawner that records every process it starts."""
+
+    def __init__(self, obeys_sigterm: bool = True):
+        self.states: dict[str, str] = {}
+        self.now = 0.0
+        self.started: list[FakeProcess] = []
+        self.obeys_sigterm = obeys_sigterm
+
+    def spawn(self, instance_id: str) -> FakeProcess:
+        process = FakeProcess(instance_id, self.obeys_sigterm)
+        self.started.append(process)
+        return process
+
+    def runner(self, **kwargs) -> InstanceRunner:
+        return InstanceRunner(
+            lambda: dict(self.states), self.spawn, clock=lambda: self.now, report=lambda m: None,
+            **kwargs,
+        )
+
+    def started_for(self, instance_id: str) -> list[FakeProcess]:
+        return [p for p in self.started if p.instance_id == instance_id]
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_only_running_instances_get_a_worker(world):
+    # GIVEN one running and two stopped instances
+    world.states = {"i-run": "running", "i-stop": "stopped", "i-pend": "pending"}
+    runner = world.runner()
+    # WHEN the runner looks twice
+    runner.reconcile()
+    runner.reconcile()
+    # THEN exactly the running one has exactly one worker
+    assert set(runner.workers()) == {"i-run"}
+    assert len(world.started) == 1
+
+
+def test_worker_starts_only_after_the_boot_delay(world):
+    # GIVEN an instance that has just started, and a 5 s simulated boot
+    world.states = {"i-1": "running"}
+    runner = world.runner(boot_delay=5.0)
+    # WHEN the runner sees it now and 4 s later
+    runner.reconcile()
+    world.now = 4.0
+    runner.reconcile()
+    # THEN it has no worker yet
+    assert runner.workers() == {}
+    # WHEN 5 s have passed since the runner first saw it running
+    world.now = 5.0
+    runner.reconcile()
+    # THEN its worker runs
+    assert set(runner.workers()) == {"i-1"}
+
+
+def test_crashed_worker_is_restarted_after_a_pause(world):
+    # GIVEN a running instance whose worker crashes
+    world.states = {"i-1": "running"}
+    runner = world.runner(restart_delay=1.0)
+    runner.reconcile()
+    world.started[0].crash(code=3)
+    # WHEN the runner notices at once
+    world.now = 0.3
+    runner.reconcile()
+    # THEN it waits before restarting, as systemd's RestartSec does
+    assert runner.workers() == {}
+    # WHEN the pause is over
+    world.now = 1.5
+    runner.reconcile()
+    # THEN a fresh worker runs for the same instance
+    assert len(world.started_for("i-1")) == 2
+    assert runner.workers()["i-1"] is world.started[1]
+
+
+@pytest.mark.parametrize("state", ["stopping", "stopped", "terminated"])
+def test_stopping_an_instance_sends_sigterm_to_its_worker(world, state):
+    # GIVEN an instance with a worker
+    world.states = {"i-1": "running"}
+    runner = world.runner()
+    runner.reconcile()
+    worker = world.started[0]
+    # WHEN EC2 stops it
+    world.states = {"i-1": state}
+    runner.reconcile()
+    runner.reconcile()
+    # THEN its worker got one SIGTERM, exited, and is not restarted
+    assert worker.signals == ["SIGTERM"]
+    assert runner.workers() == {}
+    assert len(world.started) == 1
+
+
+def test_instance_that_disappears_stops_its_worker(world):
+    # GIVEN an instance with a worker
+    world.states = {"i-1": "running"}
+    runner = world.runner()
+    runner.reconcile()
+    # WHEN the instance is no longer listed (terminated and filtered out)
+    world.states = {}
+    runner.reconcile()
+    # THEN its worker was told to stop
+    assert world.started[0].signals == ["SIGTERM"]
+
+
+def test_worker_that_ignores_sigterm_is_killed_after_the_grace():
+    # GIVEN a worker that ignores SIGTERM and an instance being stopped
+    world = World(obeys_sigterm=False)
+    world.states = {"i-1": "running"}
+    runner = world.runner(stop_grace=10.0)
+    runner.reconcile()
+    world.states = {"i-1": "stopped"}
+    runner.reconcile()
+    # WHEN less than the grace period has passed
+    world.now = 9.0
+    runner.reconcile()
+    # THEN it has only been asked to stop
+    assert world.started[0].signals == ["SIGTERM"]
+    # WHEN the grace period is over
+    world.now = 10.0
+    runner.reconcile()
+    # THEN it is killed
+    assert world.started[0].signals == ["SIGTERM", "SIGKILL"]
+
+
+def test_restarted_instance_gets_a_new_worker_after_a_new_boot(world):
+    # GIVEN an instance that ran a worker and was stopped
+    world.states = {"i-1": "running"}
+    runner = world.runner(boot_delay=2.0)
+    runner.reconcile()
+    world.now = 2.0
+    runner.reconcile()
+    world.states = {"i-1": "stopped"}
+    world.now = 3.0
+    runner.reconcile()
+    # WHEN it is started again
+    world.states = {"i-1": "running"}
+    world.now = 10.0
+    runner.reconcile()
+    # THEN it boots again before its worker starts
+    assert runner.workers() == {}
+    world.now = 12.0
+    runner.reconcile()
+    assert len(world.started_for("i-1")) == 2
+    assert set(runner.workers()) == {"i-1"}
+
+
+def test_shutdown_stops_every_worker(world):
+    # GIVEN two running instances with workers
+    world.states = {"i-1": "running", "i-2": "running"}
+    runner = world.runner()
+    runner.reconcile()
+    # WHEN the stack shuts down
+    runner.shutdown(grace=0.0)
+    # THEN both workers got SIGTERM and none is left
+    assert [p.signals for p in world.started] == [["SIGTERM"], ["SIGTERM"]]
+    assert runner.workers() == {}
