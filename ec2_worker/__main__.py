@@ -1,0 +1,96 @@
+"""``python -m ec2_worker``: the worker process, as systemd (or the local runner) starts it.
+
+Builds everything once (settings, AWS clients, stage resources, the model, warmed up),
+logs one line when ready, and runs until SIGTERM or SIGINT, finishing the batch in hand.
+If the model cannot be loaded it exits non-zero with the plain reason, so a restart loop
+shows what is wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import urllib.request
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
+
+from ec2_worker.engine import InferenceEngine  # noqa: E402
+from ec2_worker.model import load_classifier  # noqa: E402
+from ec2_worker.worker import Worker  # noqa: E402
+from skyclass.aws import AwsClients  # noqa: E402
+from skyclass.errors import SkyclassError  # noqa: E402
+from skyclass.queue import WorkQueue  # noqa: E402
+from skyclass.resources import StageResources  # noqa: E402
+from skyclass.results import ResultStore  # noqa: E402
+from skyclass.settings import Settings  # noqa: E402
+
+log = logging.getLogger("ec2_worker")
+
+_IMDS = "http://169.254.169.254/latest"
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = Settings.from_env()
+        classifier = load_classifier(settings)
+        aws = AwsClients(settings.region)
+        resources = StageResources.resolve(settings, aws)
+    except SkyclassError as exc:
+        log.error("cannot start: %s", exc.message)
+        return 2
+    except (ClientError, BotoCoreError) as exc:
+        log.error("cannot start: cannot reach the stage's AWS resources: %s", exc)
+        return 2
+
+    engine = InferenceEngine(classifier, settings.top_k)
+    engine.warm_up()
+    worker = Worker(
+        queue=WorkQueue(aws.sqs, resources.queue_url, resources.dlq_url),
+        results=ResultStore(aws.s3, resources.output_bucket),
+        s3=aws.s3,
+        engine=engine,
+        settings=settings,
+        input_bucket=resources.input_bucket,
+        worker_id=settings.worker_id or _instance_id() or socket.gethostname(),
+    )
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    height, width = classifier.input_size
+    log.info("worker %s ready: model %s, input %dx%d, batch %d",
+             worker.worker_id, classifier.name, height, width, settings.batch_size)
+    worker.run(stop)
+    log.info("worker %s stopped", worker.worker_id)
+    return 0
+
+
+def _instance_id() -> str | None:
+    """The EC2 instance id from the metadata service (IMDSv2), or None off EC2."""
+    try:
+        token_request = urllib.request.Request(
+            f"{_IMDS}/api/token", method="PUT",
+            headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"},
+        )
+        with urllib.request.urlopen(token_request, timeout=1) as response:
+            token = response.read().decode()
+        id_request = urllib.request.Request(
+            f"{_IMDS}/meta-data/instance-id", headers={"X-aws-ec2-metadata-token": token}
+        )
+        with urllib.request.urlopen(id_request, timeout=1) as response:
+            return response.read().decode() or None
+    except OSError:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
