@@ -1,0 +1,177 @@
+"""Ingest, through the Lambda handler: an object lands in the input bucket, and it is
+either queued for a worker (starting one if the fleet is cold) or failed at once.
+
+The events are the emulator's own S3 notifications (moto delivers them to the stage's
+S3-events queue), handed to ``chalice_app.events.on_s3_event`` as Lambda would.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+import pytest
+
+from chalice_app import wiring
+from chalice_app.events import on_s3_event
+from skyclass import constants as c
+from skyclass.contracts import WorkMessage
+from skyclass.fleet.pool import InstancePool
+from skyclass.ingest import Ingestor
+from skyclass.queue import WorkQueue
+from skyclass.results import ResultStore
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+@pytest.fixture
+def lambda_env(stage, monkeypatch):
+    """The Lambda's environment for the provisioned stage, as config.json + deploy give it."""
+    r = stage.resources
+    for name, value in {
+        c.STAGE: r.stage,
+        c.INPUT_BUCKET: r.input_bucket,
+        c.OUTPUT_BUCKET: r.output_bucket,
+        c.QUEUE_URL: r.queue_url,
+        c.DLQ_URL: r.dlq_url,
+        c.MAX_WORKERS: "3",
+        c.MAX_IMAGE_BYTES: "1000",
+    }.items():
+        monkeypatch.setenv(name, value)
+    wiring.reset()
+    yield r
+    wiring.reset()
+
+
+def s3_notifications(aws, stage) -> list[dict]:
+    """Everything S3 has notified about the input bucket so far (drained)."""
+    bodies = []
+    while True:
+        messages = aws.sqs.receive_message(
+            QueueUrl=stage.s3_events_queue_url, MaxNumberOfMessages=10
+        ).get("Messages", [])
+        if not messages:
+            return bodies
+        for m in messages:
+            bodies.append(json.loads(m["Body"]))
+            aws.sqs.delete_message(
+                QueueUrl=stage.s3_events_queue_url, ReceiptHandle=m["ReceiptHandle"]
+            )
+
+
+def deliver(aws, stage) -> list[dict]:
+    """What the local bridge does: call the Lambda handler with each notification."""
+    return [
+        on_s3_event(body, None) for body in s3_notifications(aws, stage) if "Records" in body
+    ]
+
+
+def queued(aws, stage) -> list[WorkMessage]:
+    received = WorkQueue(aws.sqs, stage.resources.queue_url).receive(10, wait_seconds=0)
+    return [WorkMessage.from_json(r.body) for r in received]
+
+
+def running(aws) -> list[str]:
+    return [
+        i["InstanceId"]
+        for r in aws.ec2.describe_instances()["Reservations"]
+        for i in r["Instances"]
+        if i["State"]["Name"] in ("pending", "running")
+    ]
+
+
+def result(aws, stage, key) -> dict | None:
+    return ResultStore(aws.s3, stage.resources.output_bucket).get(key)
+
+
+def test_a_job_upload_is_queued_and_a_cold_fleet_gets_one_worker(aws, stage, lambda_env):
+    key = "jobs/0123456789abcdef0123/0123456789abcdef0123-00000"
+    aws.s3.put_object(
+        Bucket=lambda_env.input_bucket, Key=key, Body=PNG,
+        Metadata={c.META_NAME: quote("my cat.png", safe="")},
+    )
+
+    reports = deliver(aws, stage)
+
+    (message,) = queued(aws, stage)
+    assert message.key == key
+    assert message.job_id == "0123456789abcdef0123"
+    assert message.name == "my cat.png"
+    assert message.size == len(PNG)
+    assert len(running(aws)) == 1
+    assert reports[0]["queued"] == 1
+
+
+def test_a_warm_fleet_is_left_alone(aws, stage, lambda_env):
+    aws.ec2.start_instances(InstanceIds=stage.worker_instance_ids[:1])
+
+    aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="incoming/a.png", Body=PNG)
+    deliver(aws, stage)
+
+    assert running(aws) == stage.worker_instance_ids[:1]
+
+
+def test_a_drop_folder_name_with_spaces_and_unicode_survives(aws, stage, lambda_env):
+    key = "incoming/my photos/chät +1.png"
+    aws.s3.put_object(Bucket=lambda_env.input_bucket, Key=key, Body=PNG)
+
+    deliver(aws, stage)
+
+    (message,) = queued(aws, stage)
+    assert message.key == key
+    assert message.job_id is None
+    assert message.image_id == "my photos/chät +1.png"
+    assert message.result_key == "results/incoming/my photos/chät +1.png.json"
+
+
+def test_a_file_that_is_not_an_image_fails_at_once_and_is_not_queued(aws, stage, lambda_env):
+    aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="incoming/notes.png", Body=b"hi\n")
+
+    deliver(aws, stage)
+
+    failed = result(aws, stage, "results/incoming/notes.png.json")
+    assert failed["status"] == "failed"
+    assert "not an image" in failed["error"]
+    assert queued(aws, stage) == []
+    assert running(aws) == []
+
+
+def test_a_file_over_the_size_limit_fails_with_the_limit_in_the_reason(aws, stage, lambda_env):
+    aws.s3.put_object(
+        Bucket=lambda_env.input_bucket, Key="incoming/big.png", Body=PNG + b"\x00" * 2000
+    )
+
+    deliver(aws, stage)
+
+    failed = result(aws, stage, "results/incoming/big.png.json")
+    assert failed["status"] == "failed"
+    assert "limit is 1000 bytes" in failed["error"]
+    assert queued(aws, stage) == []
+
+
+def test_s3_test_events_and_keys_outside_the_layout_are_ignored(aws, stage, lambda_env):
+    aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="elsewhere/a.png", Body=PNG)
+    aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="jobs/not-a-job/x", Body=PNG)
+    bodies = s3_notifications(aws, stage)
+    ingestor = wiring.services().ingestor
+    test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent"}
+
+    reports = [ingestor.handle_event(body) for body in [test_event, *bodies]]
+
+    assert sum(r.queued + r.rejected for r in reports) == 0
+    assert queued(aws, stage) == []
+    assert running(aws) == []
+
+
+def test_ingest_works_from_its_own_parts(aws, stage, settings):
+    """The core needs no Chalice: handed clients, it queues a record's image."""
+    r = stage.resources
+    aws.s3.put_object(Bucket=r.input_bucket, Key="incoming/b.png", Body=PNG)
+    ingestor = Ingestor(
+        aws.s3, WorkQueue(aws.sqs, r.queue_url), InstancePool(aws.ec2, r.stage),
+        ResultStore(aws.s3, r.output_bucket), r, settings,
+    )
+
+    report = ingestor.handle_event(s3_notifications(aws, stage)[-1])
+
+    assert report.queued == 1 and len(report.started) == 1

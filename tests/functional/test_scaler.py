@@ -1,0 +1,136 @@
+"""The scaler against the emulator: a backlog starts workers up to max_workers; a fleet
+idle past the grace period is stopped; EC2 trouble is recorded, not raised."""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from chalice_app import wiring
+from chalice_app.scaling import scale
+from skyclass import constants as c
+from skyclass.contracts import WorkMessage
+from skyclass.fleet.pool import InstancePool
+from skyclass.fleet.scaler import Scaler
+from skyclass.queue import WorkQueue
+from skyclass.results import ResultStore
+
+SCHEDULED_EVENT = {
+    "version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
+    "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
+    "resources": [], "detail": {},
+}
+
+
+class Clock:
+    """Wall time plus an offset the test moves forward (EC2 launch times are real)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def parts(aws, stage, settings):
+    r = stage.resources
+    queue = WorkQueue(aws.sqs, r.queue_url, r.dlq_url)
+    return queue, InstancePool(aws.ec2, r.stage), ResultStore(aws.s3, r.output_bucket)
+
+
+def enqueue(queue: WorkQueue, n: int) -> None:
+    queue.send([
+        WorkMessage(bucket="in", key=f"incoming/{i}.png", job_id=None, image_id=f"{i}.png",
+                    name=f"{i}.png", size=10, etag="x")
+        for i in range(n)
+    ])
+
+
+def states(pool: InstancePool) -> list[str]:
+    return sorted(i.state for i in pool.instances())
+
+
+def test_a_backlog_starts_workers_up_to_max_workers(parts, settings, clock):
+    queue, pool, store = parts
+    settings = settings.replace(worker_throughput=0.01, target_latency=60.0)  # 0.6 img/worker
+    enqueue(queue, 10)
+
+    plan = Scaler(queue, pool, store, settings, clock).run_once()
+
+    assert states(pool) == ["running"] * settings.max_workers
+    assert plan.desired == settings.max_workers
+    assert store.get(c.FLEET_DECISION_KEY)["started"] == plan.start
+
+
+def test_a_small_backlog_starts_one_worker(parts, settings, clock):
+    queue, pool, store = parts
+    enqueue(queue, 3)
+
+    Scaler(queue, pool, store, settings, clock).run_once()
+
+    assert states(pool).count("running") == 1
+
+
+def test_an_idle_fleet_is_kept_through_the_grace_and_stopped_after(parts, settings, clock):
+    queue, pool, store = parts
+    scaler = Scaler(queue, pool, store, settings, clock)
+    enqueue(queue, 3)
+    scaler.run_once()  # busy: one worker up
+    _drain(queue)  # ... which does the work
+
+    clock.offset = settings.idle_grace / 2
+    scaler.run_once()
+    assert states(pool).count("running") == 1
+
+    clock.offset = settings.idle_grace + 1
+    plan = scaler.run_once()
+
+    assert states(pool).count("running") == 0
+    assert "idle" in plan.reason
+
+
+def test_ec2_trouble_is_recorded_and_not_raised(parts, settings, clock):
+    queue, _, store = parts
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    stubber = Stubber(ec2)
+    stubber.add_client_error("describe_instances", "UnauthorizedOperation", "not allowed")
+    enqueue(queue, 1)
+
+    with stubber:
+        plan = Scaler(queue, InstancePool(ec2, "local"), store, settings, clock).run_once()
+
+    assert plan.start == [] and plan.stop == []
+    assert "UnauthorizedOperation" in store.get(c.FLEET_DECISION_KEY)["reason"]
+
+
+def test_the_scheduled_lambda_runs_one_tick(stage, monkeypatch, aws):
+    r = stage.resources
+    for name, value in {
+        c.INPUT_BUCKET: r.input_bucket, c.OUTPUT_BUCKET: r.output_bucket,
+        c.QUEUE_URL: r.queue_url, c.DLQ_URL: r.dlq_url, c.MAX_WORKERS: "3",
+    }.items():
+        monkeypatch.setenv(name, value)
+    wiring.reset()
+    enqueue(WorkQueue(aws.sqs, r.queue_url), 2)
+
+    try:
+        plan = scale(SCHEDULED_EVENT, None)
+    finally:
+        wiring.reset()
+
+    assert len(plan["start"]) == 1
+    assert states(InstancePool(aws.ec2, r.stage)).count("running") == 1
+
+
+def _drain(queue: WorkQueue) -> None:
+    while received := queue.receive(10, wait_seconds=0):
+        queue.delete(received)
