@@ -1,0 +1,140 @@
+"""The whole pipeline on the real local stack, as a user sees it: HTTP to the API,
+boto3 to the emulator, real workers running the session's tiny model."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.e2e.conftest import IDLE_GRACE, RunningStack, eventually
+from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
+
+pytestmark = pytest.mark.e2e
+
+RESULT_TIMEOUT = 90.0
+
+
+def _held_out(per_class: int, first: int = 0) -> list[tuple[str, bytes]]:
+    return [
+        (label, image_bytes(label, HELD_OUT_SEED + first + i))
+        for label in CLASSES
+        for i in range(per_class)
+    ]
+
+
+def _submit_job(stack: RunningStack, files: list[tuple[str, bytes]]) -> dict:
+    """POST /jobs, then upload each file through its presigned POST."""
+    response = stack.post("/jobs", json={"images": [
+        {"name": name, "content_type": "image/jpeg", "size": len(body)} for name, body in files
+    ]})
+    assert response.status_code == 201, response.text
+    job = response.json()
+    for upload, (name, body) in zip(job["uploads"], files, strict=True):
+        sent = requests.post(upload["url"], data=upload["fields"],
+                             files={"file": (name, body, "image/jpeg")}, timeout=30)
+        assert sent.status_code in (200, 201, 204), sent.text
+    return job
+
+
+def _finished_job(stack: RunningStack, job_id: str) -> dict | None:
+    status = stack.get(f"/jobs/{job_id}").json()
+    return status if status["pending"] == 0 else None
+
+
+def test_job_upload_classifies_every_image(local_stack):
+    # GIVEN held-out images of every class
+    images = _held_out(per_class=2)
+    files = [(f"{label}-{i}.jpg", body) for i, (label, body) in enumerate(images)]
+    # WHEN they are submitted as a job through presigned uploads
+    job = _submit_job(local_stack, files)
+    # THEN the job eventually shows every image done with its true label
+    status = eventually(lambda: _finished_job(local_stack, job["job_id"]), RESULT_TIMEOUT,
+                        "every image of the job classified", local_stack)
+    assert status["total"] == status["done"] == len(files)
+    labels = {r["name"]: r["label"] for r in status["results"]}
+    assert labels == {name: label for (name, _), (label, _) in zip(files, images, strict=True)}
+
+
+def test_classify_answers_with_the_label(local_stack):
+    # GIVEN one held-out image per class
+    for label, body in _held_out(per_class=1, first=50):
+        # WHEN it is posted raw and as a multipart form
+        raw = local_stack.post("/classify", data=body, headers={"Content-Type": "image/jpeg"})
+        form = local_stack.post(
+            "/classify", files={"myfile": (f"{label}.jpg", body, "image/jpeg")}
+        )
+        # THEN both answer at once with the right label
+        for response in (raw, form):
+            assert response.status_code == 200, response.text
+            assert response.json()["status"] == "done"
+            assert response.json()["label"] == label
+
+
+def test_drop_folder_images_get_results_next_to_their_path(local_stack):
+    # GIVEN images dropped into the input bucket under incoming/, with spaces in the path
+    s3 = local_stack.client("s3")
+    input_bucket, output_bucket = local_stack.buckets()
+    folder = f"incoming/drop {uuid.uuid4().hex[:8]}/some dir"
+    dropped = {f"{folder}/{label}.jpg": label for label in CLASSES}
+    # WHEN they are uploaded with plain S3 puts
+    for key, label in dropped.items():
+        s3.put_object(Bucket=input_bucket, Key=key, Body=image_bytes(label, HELD_OUT_SEED + 70))
+
+    # THEN each gets a result at results/<its key>.json with the right label
+    def results() -> dict[str, str] | None:
+        keys = {f"results/{key}.json" for key in dropped}
+        listed = s3.list_objects_v2(Bucket=output_bucket, Prefix=f"results/{folder}/")
+        if keys - {o["Key"] for o in listed.get("Contents", [])}:
+            return None
+        return {
+            key: json.loads(s3.get_object(Bucket=output_bucket, Key=f"results/{key}.json")
+                            ["Body"].read())["label"]
+            for key in dropped
+        }
+
+    found = eventually(results, RESULT_TIMEOUT, "a result for every dropped image", local_stack)
+    assert found == dropped
+
+
+def test_a_file_that_is_not_an_image_fails_with_a_reason(local_stack):
+    # GIVEN text bytes named like a JPEG, next to a real image
+    files = [("notes.jpg", b"these are my notes, not a picture\n" * 4),
+             ("real.jpg", image_bytes("green_square", HELD_OUT_SEED + 90))]
+    # WHEN they are submitted as a job
+    job = _submit_job(local_stack, files)
+    # THEN the text ends failed with a reason a person understands; the image is done
+    status = eventually(lambda: _finished_job(local_stack, job["job_id"]), RESULT_TIMEOUT,
+                        "both results", local_stack)
+    by_name = {r["name"]: r for r in status["results"]}
+    assert by_name["notes.jpg"]["status"] == "failed"
+    assert by_name["notes.jpg"]["error"]
+    assert by_name["real.jpg"]["label"] == "green_square"
+    assert (status["done"], status["failed"]) == (1, 1)
+
+
+def test_fleet_grows_for_a_backlog_and_returns_to_zero_when_idle(local_stack):
+    # GIVEN a backlog of images
+    job = _submit_job(local_stack, [
+        (f"{label}-{i}.jpg", body) for i, (label, body) in enumerate(_held_out(3, first=100))
+    ])
+
+    # WHEN it is processed
+    def running() -> list[str]:
+        fleet = local_stack.get("/fleet").json()
+        return [i["id"] for i in fleet["instances"] if i["state"] == "running"]
+
+    seen_running: set[str] = set()
+    deadline = time.monotonic() + RESULT_TIMEOUT
+    while not _finished_job(local_stack, job["job_id"]) and time.monotonic() < deadline:
+        seen_running.update(running())
+        time.sleep(0.5)
+    assert _finished_job(local_stack, job["job_id"]), "the backlog was not processed in time"
+    # THEN a worker instance ran for it, with a worker process
+    assert seen_running, "no worker instance was running while the backlog was processed"
+    # AND once idle past the grace period the fleet is back to zero, processes included
+    eventually(lambda: not running() and not local_stack.worker_processes(),
+               float(IDLE_GRACE) + 60, "no running worker after the idle grace", local_stack)
