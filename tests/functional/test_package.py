@@ -1,0 +1,115 @@
+"""The Lambda deployment package: built by Chalice, imported the way Lambda imports it.
+
+Chalice zips ``app.py``, ``chalicelib/`` and ``vendor/`` (following symlinks), plus
+requirements.txt's packages; the Lambda Python runtime adds boto3 and botocore. This
+test builds the package, unzips it and, in a fresh interpreter that sees only the zip
+and boto3/botocore with their dependencies, imports the app and every handler. No
+TensorFlow, Pillow or numpy can be imported there, so the package provably needs none.
+
+It packages with ``--pkg-format terraform``: Chalice's CloudFormation format refuses
+apps with ``on_s3_event`` (CloudFormation cannot add notifications to an existing
+bucket); the zip is the same either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from importlib.util import find_spec
+from pathlib import Path
+
+from skyclass.constants import INPUT_BUCKET
+from tests.conftest import REPO_ROOT
+
+# What the Lambda Python runtime provides besides the standard library.
+RUNTIME_PACKAGES = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3"]
+FORBIDDEN = ["tensorflow", "keras", "PIL", "numpy"]
+BUCKET = "skyclass-dev-input-111122223333"
+
+PROBE = """
+import importlib, json, sys
+
+class Forbidden:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in FORBIDDEN:
+            raise ImportError(f"the Lambda package must not need {name}")
+
+sys.path[:0] = [PACKAGE, RUNTIME]
+sys.meta_path.insert(0, Forbidden())
+import app
+handlers = {}
+for handler in HANDLERS:
+    module, _, attr = handler.rpartition(".")
+    handlers[handler] = callable(getattr(importlib.import_module(module), attr))
+import chalice_app.api as api
+print(json.dumps({
+    "routes": {path: sorted(entries) for path, entries in app.app.routes.items()},
+    "handlers": handlers,
+    "views": [callable(getattr(api, n)) for n in
+              ("health", "create_job", "get_job", "classify", "get_image", "fleet", "index")],
+    "app_from": app.__file__,
+    "skyclass_from": importlib.import_module("skyclass").__file__,
+    "loaded": sorted({m.split(".")[0] for m in sys.modules}),
+}))
+"""
+
+
+def build_package(out: Path) -> Path:
+    env = {**os.environ, INPUT_BUCKET: BUCKET, "AWS_DEFAULT_REGION": "us-east-1"}
+    subprocess.run(
+        [str(Path(sys.executable).parent / "chalice"), "package", "--pkg-format", "terraform",
+         "--stage", "dev", str(out)],
+        cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=300,
+    )
+    return out
+
+
+def lambda_runtime(folder: Path) -> Path:
+    """A folder exposing boto3, botocore and their dependencies, as the runtime does."""
+    folder.mkdir()
+    for name in RUNTIME_PACKAGES:
+        spec = find_spec(name)
+        origin = Path(spec.origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (folder / source.name).symlink_to(source)
+    return folder
+
+
+def test_the_package_imports_every_handler_with_only_boto3_beside_it(tmp_path):
+    out = build_package(tmp_path / "out")
+    terraform = json.loads((out / "chalice.tf.json").read_text())
+    functions = terraform["resource"]["aws_lambda_function"]
+    handlers = sorted(f["handler"] for f in functions.values())
+    package = tmp_path / "package"
+    with zipfile.ZipFile(out / "deployment.zip") as zipped:
+        zipped.extractall(package)
+    runtime = lambda_runtime(tmp_path / "runtime")
+
+    probe = (
+        f"PACKAGE = {str(package)!r}\nRUNTIME = {str(runtime)!r}\n"
+        f"HANDLERS = {handlers!r}\nFORBIDDEN = {FORBIDDEN!r}\n" + PROBE
+    )
+    run = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": os.environ.get("PATH", "")},
+    )
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout)
+
+    assert handlers == [
+        "app.app", "chalice_app.events.on_s3_event", "chalice_app.scaling.scale"
+    ]
+    assert all(seen["handlers"].values()) and all(seen["views"])
+    assert seen["routes"] == {
+        "/": ["GET"], "/classify": ["POST"], "/fleet": ["GET"], "/health": ["GET"],
+        "/images/{image_id}": ["GET"], "/jobs": ["POST"], "/jobs/{job_id}": ["GET"],
+    }
+    assert seen["app_from"].startswith(str(package))
+    assert seen["skyclass_from"].startswith(str(package))
+    assert not set(FORBIDDEN) & set(seen["loaded"])
+    assert BUCKET in json.dumps(terraform["resource"]["aws_s3_bucket_notification"])
+    assert (package / "chalice_app" / "web" / "index.html").is_file()
