@@ -39,6 +39,7 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
         classifier = load_classifier(settings)

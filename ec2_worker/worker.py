@@ -43,7 +43,7 @@ from skyclass.settings import Settings
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 10  # long-poll wait; also how long SIGTERM may wait when the queue is idle
+POLL_SECONDS = 5  # long-poll wait, and so how long SIGTERM may wait on an idle queue
 ERROR_PAUSE_SECONDS = 5.0  # after a batch that failed as a whole (e.g. SQS unreachable)
 _SQS_MAX_RECEIVE = 10
 _IO_THREADS = 8
