@@ -38,6 +38,9 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
         raise PortInUseError(
             f"cannot serve the AWS emulator on {host}:{port}: {exc.strerror or exc}"
         ) from exc
+    # One line per request (the runner alone polls EC2 three times a second) would
+    # bury anything worth reading in the emulator's log.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     print(f"AWS emulator (moto) listening on http://{host}:{port}", flush=True)
     try:

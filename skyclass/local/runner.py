@@ -7,7 +7,8 @@ the same, and this runner watches their states (ARCHITECTURE.md, "Local mode"):
 * ``running`` → start a worker process, once the simulated boot delay has passed since
   the runner first saw the instance running;
 * a worker that exits while its instance is still running is restarted after a short
-  pause, as systemd would;
+  pause, as systemd would; the pause doubles with each crash in a row (up to
+  ``MAX_RESTART_DELAY``), so a worker that cannot start does not flood the console;
 * ``stopping``/``stopped``/``terminated``/gone → SIGTERM (the worker finishes its
   batch), then SIGKILL after a grace period, as EC2's stop does.
 
@@ -40,6 +41,7 @@ RUNNING = "running"
 POLL_PERIOD = 0.3
 STOP_GRACE = 15.0
 RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 30.0
 
 
 class WorkerProcess(Protocol):
@@ -65,6 +67,7 @@ class _Instance:
     running_since: float | None = None
     process: WorkerProcess | None = None
     restart_at: float = 0.0
+    crashes: int = 0
     term_sent_at: float | None = None
 
 
@@ -147,10 +150,12 @@ class InstanceRunner:
         if code is None:
             return
         if state == RUNNING and slot.term_sent_at is None:
-            slot.restart_at = now + self._restart_delay
+            slot.crashes += 1
+            delay = min(self._restart_delay * 2 ** (slot.crashes - 1), MAX_RESTART_DELAY)
+            slot.restart_at = now + delay
             self._report(
                 f"worker {instance_id} exited with code {code} while its instance runs; "
-                f"restarting in {self._restart_delay:g}s"
+                f"restarting in {delay:g}s"
             )
         else:
             self._report(f"worker {instance_id} stopped (exit code {code})")
@@ -175,6 +180,7 @@ class InstanceRunner:
     ) -> None:
         slot.running_since = None
         slot.restart_at = 0.0
+        slot.crashes = 0
         if slot.process is None:
             return
         if slot.term_sent_at is None:

@@ -115,6 +115,25 @@ def test_crashed_worker_is_restarted_after_a_pause(world):
     assert runner.workers()["i-1"] is world.started[1]
 
 
+def test_a_worker_that_keeps_crashing_is_restarted_less_and_less_often(world):
+    # GIVEN a running instance whose worker crashes at once, every time
+    world.states = {"i-1": "running"}
+    runner = world.runner(restart_delay=1.0)
+    starts = []
+    # WHEN the runner watches it for a minute
+    for tick in range(600):
+        world.now = tick / 10
+        runner.reconcile()
+        worker = runner.workers().get("i-1")
+        if worker is not None and worker.poll() is None:
+            starts.append(world.now)
+            worker.crash()
+    # THEN the pauses between restarts grow (1, 2, 4, ... s) but it keeps trying
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
+    assert gaps == sorted(gaps) and gaps[-1] > 2 * gaps[0]
+    assert len(starts) >= 5
+
+
 @pytest.mark.parametrize("state", ["stopping", "stopped", "terminated"])
 def test_stopping_an_instance_sends_sigterm_to_its_worker(world, state):
     # GIVEN an instance with a worker
