@@ -27,6 +27,8 @@ bp = Blueprint(__name__)
 MULTIPART = "multipart/form-data"
 # Bodies API Gateway must pass through as bytes (base64 to the Lambda), not as text.
 BINARY_TYPES = [*ALLOWED_TYPES, "image/jpg", MULTIPART]
+# /classify sniffs the bytes anyway, so a client that says only "octet-stream" is fine.
+CLASSIFY_TYPES = [*BINARY_TYPES, "application/octet-stream"]
 _INDEX = Path(__file__).parent / "web" / "index.html"
 
 
@@ -54,7 +56,7 @@ def get_job(job_id: str) -> dict[str, Any]:
     return services().jobs.get_job(job_id)
 
 
-@bp.route("/classify", methods=["POST"], content_types=BINARY_TYPES)
+@bp.route("/classify", methods=["POST"], content_types=CLASSIFY_TYPES)
 @json_errors
 def classify() -> Response:
     request = bp.current_request

@@ -19,7 +19,6 @@ from skyclass.errors import (
     BadRequestError,
     ImageNotFoundError,
     InvalidImageError,
-    InvalidMessageError,
     JobNotFoundError,
     PayloadTooLargeError,
     SkyclassError,
@@ -31,7 +30,6 @@ log = logging.getLogger(__name__)
 STATUS: dict[type[SkyclassError], int] = {
     BadRequestError: 400,
     InvalidImageError: 400,
-    InvalidMessageError: 400,
     JobNotFoundError: 404,
     ImageNotFoundError: 404,
     PayloadTooLargeError: 413,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from skyclass import constants as c
+from skyclass.fleet.policy import PENDING, RUNNING
 from skyclass.fleet.pool import InstancePool
 from skyclass.queue import WorkQueue
 from skyclass.results import ResultStore
@@ -27,7 +28,7 @@ def fleet_status(
                 "state": i.state,
                 # Only a live instance has an uptime; LaunchTime of a stopped one is history.
                 "uptime_s": round(now - i.started_at)
-                if i.started_at is not None and i.state in ("pending", "running")
+                if i.started_at is not None and i.state in (PENDING, RUNNING)
                 else None,
             }
             for i in pool.instances()

@@ -235,6 +235,20 @@ def test_classify_takes_a_multipart_file_field_of_any_name(client, aws, field):
     assert stored["ContentType"] == "image/png"
 
 
+def test_classify_trusts_the_bytes_over_a_generic_content_type(client, aws):
+    response = client.http.post(
+        "/classify", headers={"Content-Type": "application/octet-stream"}, body=JPEG
+    )
+
+    assert response.status_code == 202
+    image_id = response.json_body["image_id"]
+    stored = aws.s3.head_object(
+        Bucket=wiring.services().resources.input_bucket,
+        Key=f"jobs/{image_id.rsplit('-', 1)[0]}/{image_id}",
+    )
+    assert stored["ContentType"] == "image/jpeg"
+
+
 def test_classify_refuses_what_is_not_an_image(client):
     assert_error(
         client.http.post("/classify", headers={"Content-Type": "image/png"}, body=b"hello"),

@@ -10,19 +10,13 @@ import pytest
 from botocore.stub import Stubber
 
 from chalice_app import wiring
-from chalice_app.scaling import scale
+from chalice_app.scaling import scale, scheduled_event
 from skyclass import constants as c
 from skyclass.contracts import WorkMessage
 from skyclass.fleet.pool import InstancePool
 from skyclass.fleet.scaler import Scaler
 from skyclass.queue import WorkQueue
 from skyclass.results import ResultStore
-
-SCHEDULED_EVENT = {
-    "version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
-    "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
-    "resources": [], "detail": {},
-}
 
 
 class Clock:
@@ -123,7 +117,7 @@ def test_the_scheduled_lambda_runs_one_tick(stage, monkeypatch, aws):
     enqueue(WorkQueue(aws.sqs, r.queue_url), 2)
 
     try:
-        plan = scale(SCHEDULED_EVENT, None)
+        plan = scale(scheduled_event(), None)
     finally:
         wiring.reset()
 
