@@ -13,7 +13,9 @@ RGB, the first frame of an animation taken, and the whole picture resized to the
 input size. Resizing squashes rather than crops, so nothing at the edges is lost, and
 uses BILINEAR, which Pillow applies with an antialiasing filter sized to the reduction,
 so large downscales do not alias; big JPEGs are first decoded at 1/2, 1/4 or 1/8 scale
-(``draft``), which is far cheaper and still at least the size we need.
+(``draft``), which is far cheaper and still at least the size we need, and other large
+pictures are first shrunk by a whole factor with a box filter (``reducing_gap``), which
+is four times faster and differs from a direct resize by a fraction of a grey level.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def decode_image(data: bytes, size: tuple[int, int], max_pixels: int) -> np.ndar
         image.load()
         image = _upright(image)
         rgb = _to_rgb(image)
-        resized = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        resized = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR, reducing_gap=3.0)
     except InvalidImageError:
         raise
     except OSError as exc:

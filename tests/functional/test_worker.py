@@ -165,6 +165,22 @@ def test_bad_images_get_failed_results_with_reasons_and_do_not_stop_the_good_one
     assert world.queue.depths().backlog == 0
 
 
+def test_an_image_outside_the_input_bucket_is_not_fetched(world):
+    # GIVEN a message naming an object in some other bucket the worker's role could read
+    world.aws.s3.create_bucket(Bucket="someone-elses-bucket")
+    world.aws.s3.put_object(Bucket="someone-elses-bucket", Key="incoming/secret.jpg",
+                            Body=image_bytes("red_disc", HELD_OUT_SEED))
+    message = WorkMessage(bucket="someone-elses-bucket", key="incoming/secret.jpg",
+                          job_id=None, image_id="secret.jpg", name="secret.jpg", size=1, etag="")
+    world.queue.send([message])
+    # WHEN a worker handles it
+    world.drain()
+    # THEN it is answered as failed, not classified
+    result = world.result(message)
+    assert result["status"] == "failed"
+    assert "not the input bucket" in result["error"]
+
+
 def test_labels_are_the_same_in_a_batch_as_one_at_a_time(world):
     # GIVEN nine images
     uploads = a_job(world, 9, fmt="PNG")
