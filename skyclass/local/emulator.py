@@ -12,14 +12,19 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 from types import FrameType
+
+from skyclass.errors import SkyclassError
 
 DEFAULT_PORT = 4566
 
 
-class PortInUseError(OSError):
+class PortInUseError(SkyclassError):
     """The emulator's port is taken, most likely by another running stack."""
+
+    code = "PortInUse"
 
 
 def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
@@ -31,13 +36,11 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
     )
     from werkzeug.serving import make_server
 
+    # Checked here because werkzeug answers a taken port with sys.exit(1).
+    if not port_is_free(host, port):
+        raise PortInUseError(f"port {port} on {host} is already in use; pick another with --port")
     app = DomainDispatcherApplication(create_backend_app)
-    try:
-        server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
-    except OSError as exc:
-        raise PortInUseError(
-            f"cannot serve the AWS emulator on {host}:{port}: {exc.strerror or exc}"
-        ) from exc
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     # One line per request (the runner alone polls EC2 three times a second) would
     # bury anything worth reading in the emulator's log.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -49,6 +52,15 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
         pass
     finally:
         server.server_close()
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -27,6 +27,7 @@ from types import FrameType
 
 from skyclass import constants as c
 from skyclass.aws import AwsClients
+from skyclass.local.emulator import port_is_free
 from skyclass.local.runner import InstanceRunner, LocalWorkerSpawner, pool_states, signal_group
 from skyclass.settings import Settings
 
@@ -303,15 +304,6 @@ def config_conflicts(config_env: Mapping[str, str], env: Mapping[str, str]) -> l
 
 
 # ---- small helpers -------------------------------------------------------------------
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
 
 def _accepts(host: str, port: int) -> bool:
     try:
