@@ -4,7 +4,6 @@ boto3 to the emulator, real workers running the session's tiny model."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
@@ -116,25 +115,28 @@ def test_a_file_that_is_not_an_image_fails_with_a_reason(local_stack):
     assert (status["done"], status["failed"]) == (1, 1)
 
 
-def test_fleet_grows_for_a_backlog_and_returns_to_zero_when_idle(local_stack):
-    # GIVEN a backlog of images
-    job = _submit_job(local_stack, [
-        (f"{label}-{i}.jpg", body) for i, (label, body) in enumerate(_held_out(3, first=100))
-    ])
+def _running_instances(stack: RunningStack) -> list[str]:
+    fleet = stack.get("/fleet").json()
+    return [i["id"] for i in fleet["instances"] if i["state"] == "running"]
 
-    # WHEN it is processed
-    def running() -> list[str]:
-        fleet = local_stack.get("/fleet").json()
-        return [i["id"] for i in fleet["instances"] if i["state"] == "running"]
 
-    seen_running: set[str] = set()
-    deadline = time.monotonic() + RESULT_TIMEOUT
-    while not _finished_job(local_stack, job["job_id"]) and time.monotonic() < deadline:
-        seen_running.update(running())
-        time.sleep(0.5)
-    assert _finished_job(local_stack, job["job_id"]), "the backlog was not processed in time"
-    # THEN a worker instance ran for it, with a worker process
-    assert seen_running, "no worker instance was running while the backlog was processed"
+def _idle(stack: RunningStack) -> bool:
+    return not _running_instances(stack) and not stack.worker_processes()
+
+
+def test_fleet_grows_from_zero_for_a_backlog_and_returns_to_zero_when_idle(local_stack):
+    # GIVEN an idle fleet: no instance running, no worker process
+    idle_timeout = float(IDLE_GRACE) + 60
+    eventually(lambda: _idle(local_stack), idle_timeout, "an idle fleet", local_stack)
+    # WHEN a backlog arrives
+    files = [(f"{label}-{i}.jpg", body) for i, (label, body) in enumerate(_held_out(3, 100))]
+    job = _submit_job(local_stack, files)
+    # THEN an instance starts and runs a worker process, which works the backlog off
+    eventually(lambda: _running_instances(local_stack) and local_stack.worker_processes(),
+               RESULT_TIMEOUT, "a worker running for the backlog", local_stack)
+    status = eventually(lambda: _finished_job(local_stack, job["job_id"]), RESULT_TIMEOUT,
+                        "the backlog processed", local_stack)
+    assert status["done"] == len(files)
     # AND once idle past the grace period the fleet is back to zero, processes included
-    eventually(lambda: not running() and not local_stack.worker_processes(),
-               float(IDLE_GRACE) + 60, "no running worker after the idle grace", local_stack)
+    eventually(lambda: _idle(local_stack), idle_timeout, "no worker after the idle grace",
+               local_stack)
