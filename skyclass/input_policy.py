@@ -13,6 +13,7 @@ from skyclass.errors import (
     BadRequestError,
     InvalidImageError,
     PayloadTooLargeError,
+    SkyclassError,
     UnsupportedMediaTypeError,
 )
 
@@ -65,8 +66,11 @@ def check_declared(name: object, content_type: object, size: object, max_bytes: 
         raise BadRequestError("each image needs a non-empty 'name'")
     if isinstance(size, bool) or not isinstance(size, int):
         raise BadRequestError(f"{name!r}: 'size' must be the image's size in bytes")
-    normalised = check_content_type(content_type if isinstance(content_type, str) else None)
-    check_size(size, max_bytes)
+    try:
+        normalised = check_content_type(content_type if isinstance(content_type, str) else None)
+        check_size(size, max_bytes)
+    except SkyclassError as exc:
+        raise type(exc)(f"{name}: {exc.message}") from exc
     return normalised
 
 
