@@ -32,6 +32,8 @@ from skyclass.settings import Settings
 log = logging.getLogger(__name__)
 
 INGEST_WORKER = "ingest"
+_REJECTED = "rejected"
+_IGNORED = "ignored"
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class Ingestor:
             outcome = self._handle_record(record)
             if isinstance(outcome, WorkMessage):
                 messages.append(outcome)
-            elif outcome == "rejected":
+            elif outcome == _REJECTED:
                 rejected += 1
             else:
                 ignored += 1
@@ -81,24 +83,24 @@ class Ingestor:
 
     def _handle_record(self, record: dict[str, Any]) -> WorkMessage | str:
         if not str(record.get("eventName", "")).startswith("ObjectCreated"):
-            return "ignored"
+            return _IGNORED
         bucket = record["s3"]["bucket"]["name"]
         # Keys in S3 events are URL-encoded, with '+' for a space.
         key = unquote_plus(record["s3"]["object"]["key"])
         if bucket != self._resources.input_bucket or key.rsplit("/", 1)[-1] in (
             "", c.MANIFEST_NAME
         ):
-            return "ignored"
+            return _IGNORED
         try:
             job_id, image_id = parse_input_key(key)
         except InvalidMessageError:
             log.info("ignoring s3://%s/%s: not an input key", bucket, key)
-            return "ignored"
+            return _IGNORED
         try:
             head = self._s3.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return "ignored"  # deleted since; nothing left to classify
+                return _IGNORED  # deleted since; nothing left to classify
             raise
         message = WorkMessage(
             bucket=bucket,
@@ -117,10 +119,11 @@ class Ingestor:
                 failed_result(message, exc.message, model=None, worker=INGEST_WORKER),
             )
             log.info("rejected %s: %s", message.source, exc.message)
-            return "rejected"
+            return _REJECTED
         return message
 
     def _check(self, message: WorkMessage) -> None:
+        # Size first: it needs no GET, and an empty object has no byte range to read.
         input_policy.check_size(message.size, self._settings.max_image_bytes)
         head = self._s3.get_object(
             Bucket=message.bucket,
