@@ -84,7 +84,10 @@ class InstanceRunner:
         restart_delay: float = RESTART_DELAY,
         clock: Callable[[], float] = time.monotonic,
         report: Callable[[str], None] = log.info,
+        last_words: Callable[[str], str] = lambda instance_id: "",
     ):
+        """``last_words(instance_id)``: what a worker that exited last said (the end of
+        its log), shown with the exit so a person sees why without opening the log."""
         self._instance_states = instance_states
         self._spawn = spawn
         self._boot_delay = boot_delay
@@ -92,6 +95,7 @@ class InstanceRunner:
         self._restart_delay = restart_delay
         self._clock = clock
         self._report = report
+        self._last_words = last_words
         self._instances: dict[str, _Instance] = {}
 
     def workers(self) -> dict[str, WorkerProcess]:
@@ -153,9 +157,10 @@ class InstanceRunner:
             slot.crashes += 1
             delay = min(self._restart_delay * 2 ** (slot.crashes - 1), MAX_RESTART_DELAY)
             slot.restart_at = now + delay
+            words = self._last_words(instance_id)
             self._report(
                 f"worker {instance_id} exited with code {code} while its instance runs; "
-                f"restarting in {delay:g}s"
+                f"restarting in {delay:g}s" + (f"\n    its last words: {words}" if words else "")
             )
         else:
             self._report(f"worker {instance_id} stopped (exit code {code})")
@@ -267,6 +272,17 @@ class LocalWorkerSpawner:
 
     def log_path(self, instance_id: str) -> Path:
         return self._log_dir / f"worker-{instance_id}.log"
+
+    def last_words(self, instance_id: str) -> str:
+        """The last line of the worker's log."""
+        try:
+            with self.log_path(instance_id).open("rb") as log_file:
+                log_file.seek(0, os.SEEK_END)
+                log_file.seek(max(0, log_file.tell() - 4096))
+                lines = log_file.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
 
     def __call__(self, instance_id: str) -> PopenWorker:
         env = {**self._env, c.WORKER_ID: instance_id}

@@ -151,7 +151,8 @@ class LocalStack:
 
         spawner = LocalWorkerSpawner(env, self._log_dir, cwd=self._project_dir)
         self._runner = InstanceRunner(
-            pool_states(aws.ec2, STAGE), spawner, boot_delay=self._boot_delay, report=_say
+            pool_states(aws.ec2, STAGE), spawner, boot_delay=self._boot_delay, report=_say,
+            last_words=spawner.last_words,
         )
         self._runner_thread = threading.Thread(
             target=self._runner.run, args=(self._runner_stop,), name="runner", daemon=True

@@ -17,7 +17,7 @@ signal.signal(signal.SIGTERM, lambda *a: (print("finishing batch", flush=True), 
 while True:
     time.sleep(0.05)
 """
-CRASHING_WORKER = "import sys; print('crash', flush=True); sys.exit(3)"
+CRASHING_WORKER = "import sys; print('crash: no model here', flush=True); sys.exit(3)"
 
 
 def _eventually(check, timeout: float = 10.0) -> None:
@@ -27,13 +27,16 @@ def _eventually(check, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def _runner(states: dict[str, str], code: str, log_dir: Path) -> tuple[InstanceRunner, Path]:
+def _runner(
+    states: dict[str, str], code: str, log_dir: Path, reports: list[str] | None = None
+) -> tuple[InstanceRunner, Path]:
+    reports = [] if reports is None else reports
     spawner = LocalWorkerSpawner(
         {"SKYCLASS_QUEUE_URL": "http://q"}, log_dir, cwd=log_dir,
         argv=(sys.executable, "-c", code),
     )
     runner = InstanceRunner(lambda: dict(states), spawner, restart_delay=0.1, stop_grace=5.0,
-                            report=lambda m: None)
+                            report=reports.append, last_words=spawner.last_words)
     return runner, spawner.log_path("i-1")
 
 
@@ -59,7 +62,8 @@ def test_running_instance_gets_a_worker_that_stops_cleanly(tmp_path):
 def test_crashing_worker_is_restarted_while_its_instance_runs(tmp_path):
     # GIVEN a running instance whose worker exits at once
     states = {"i-1": "running"}
-    runner, log = _runner(states, CRASHING_WORKER, tmp_path)
+    reports: list[str] = []
+    runner, log = _runner(states, CRASHING_WORKER, tmp_path, reports)
     # WHEN the runner keeps watching for a while
     deadline = time.monotonic() + 10
     while not log.exists() or log.read_text().count("crash") < 2:
@@ -68,5 +72,7 @@ def test_crashing_worker_is_restarted_while_its_instance_runs(tmp_path):
         time.sleep(0.05)
     # THEN the worker was started again, each run logged to the same file
     assert log.read_text().count("--- started") >= 2
+    # AND the console was told why, in the worker's own words
+    assert any("exited with code 3" in r and "crash: no model here" in r for r in reports)
     states.clear()
     runner.shutdown(grace=1.0)
