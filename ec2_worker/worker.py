@@ -11,8 +11,9 @@ Every message ends in exactly one of three ways:
   (not an image, truncated, too large, the object is gone); the result is stored, then
   the message deleted. Bad input never poisons the queue.
 - retried: a transient failure (S3 or SQS trouble, an inference error) leaves the
-  message for redelivery after a short back-off; it reaches the dead-letter queue only
-  after ``max_receives`` tries.
+  message for redelivery after a short back-off. On its last delivery before the
+  dead-letter queue (``max_receives``) the image is answered as failed instead, with the
+  reason, so a long outage does not lose it silently.
 - unanswerable: a body that is not a work message and names no input key. There is no
   result key to write to, so it is logged and left to reach the dead-letter queue.
 
@@ -160,9 +161,9 @@ class Worker:
         except InvalidImageError as exc:
             item.result = self._failed(item, exc.message)
             return
-        except Exception:  # S3 trouble of any kind: try again later
-            log.exception("could not fetch %s; will retry", message.source)
-            item.retry = True
+        except Exception as exc:  # S3 trouble of any kind: try again later
+            log.exception("could not fetch %s", message.source)
+            self._retry_or_give_up(item, f"could not read the uploaded image ({exc})")
             return
         item.timings["download"] = _ms(self._clock() - start)
 
@@ -200,10 +201,10 @@ class Worker:
             predictions = self._engine.predict(np.stack([i.pixels for i in items]))
             if len(predictions) != len(items):
                 raise RuntimeError(f"{len(predictions)} outputs for {len(items)} images")
-        except Exception:  # the images are fine; try them again later
-            log.exception("inference failed for %d images; will retry", len(items))
+        except Exception as exc:  # the images are fine; try them again later
+            log.exception("inference failed for %d images", len(items))
             for item in items:
-                item.retry = True
+                self._retry_or_give_up(item, f"the model failed on this batch ({exc})")
             return
         batch_ms = _ms(self._clock() - start)
         for item, top in zip(items, predictions, strict=True):
@@ -222,6 +223,16 @@ class Worker:
             item.stored = True
         except Exception:  # S3 trouble: the message comes back, we write again
             log.exception("could not store the result of %s; will retry", item.message.source)
+            item.retry = True
+
+    def _retry_or_give_up(self, item: _Item, reason: str) -> None:
+        """Leave the message for another try, unless this is its last delivery before
+        the dead-letter queue: then answer it as failed, so the image is not lost."""
+        tries = item.received.receive_count
+        if tries >= self._settings.max_receives:
+            attempts = "1 try" if tries == 1 else f"{tries} tries"
+            item.result = self._failed(item, f"{reason}; gave up after {attempts}")
+        else:
             item.retry = True
 
     def _settle(self, items: list[_Item]) -> None:

@@ -260,6 +260,32 @@ def test_when_results_cannot_be_stored_the_message_stays_for_redelivery(world):
     assert world.queue.depths().visible == 1
 
 
+@pytest.mark.parametrize("max_receives", [5, 1])
+def test_an_image_that_cannot_be_read_is_retried_and_answered_on_its_last_try(
+    world, max_receives
+):
+    # GIVEN a queued image whose input bucket cannot be read (here: it has vanished)
+    message = world.message("incoming/lost.jpg")
+    world.queue.send([message])
+    world.aws.s3.delete_bucket(Bucket=world.resources.input_bucket)
+
+    # WHEN a worker handles a delivery
+    world.drain(max_receives=max_receives)
+
+    if max_receives > 1:
+        # THEN, before its last delivery, the message is kept for another try
+        assert world.result(message) is None
+        assert world.queue.depths().backlog == 1
+    else:
+        # THEN, on its last delivery before the dead-letter queue, the image is answered
+        result = world.result(message)
+        assert result["status"] == "failed"
+        assert result["error"].startswith("could not read the uploaded image (")
+        assert "NoSuchBucket" in result["error"]
+        assert result["error"].endswith("gave up after 1 try")
+        assert world.queue.depths().backlog == 0
+
+
 def test_run_finishes_its_work_and_stops_when_told(world):
     # GIVEN a worker running in the background, and a queued job
     uploads = a_job(world, 3)
