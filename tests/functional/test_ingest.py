@@ -149,6 +149,14 @@ def test_a_file_over_the_size_limit_fails_with_the_limit_in_the_reason(aws, stag
     assert queued(aws, stage) == []
 
 
+def test_an_empty_object_fails_as_empty(aws, stage, lambda_env):
+    aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="incoming/zero.png", Body=b"")
+
+    deliver(aws, stage)
+
+    assert "empty" in result(aws, stage, "results/incoming/zero.png.json")["error"]
+
+
 def test_s3_test_events_and_keys_outside_the_layout_are_ignored(aws, stage, lambda_env):
     aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="elsewhere/a.png", Body=PNG)
     aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="jobs/not-a-job/x", Body=PNG)
