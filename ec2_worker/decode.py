@@ -35,6 +35,7 @@ _FORMAT_NAMES = "JPEG, PNG, GIF, WebP, BMP or TIFF"
 # only warn) before we could name the size and the limit.
 Image.MAX_IMAGE_PIXELS = None
 
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _WIDE_GREY_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 
@@ -79,11 +80,26 @@ def _open(data: bytes) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError as exc:
-        raise InvalidImageError(
-            f"not an image (no {_FORMAT_NAMES} header found)"
-        ) from exc
+        other = _other_format(data)
+        if other:
+            raise InvalidImageError(
+                f"unsupported image format {other} (send {_FORMAT_NAMES})"
+            ) from exc
+        raise InvalidImageError(f"not an image (no {_FORMAT_NAMES} header found)") from exc
     except Exception as exc:  # a broken header is the file's fault
         raise InvalidImageError(f"not a readable image (corrupt or truncated: {exc})") from exc
+
+
+def _other_format(data: bytes) -> str | None:
+    """The name of an image format we do not accept, so the refusal can say "that is a
+    HEIC photo" rather than "not an image". Only the header is read."""
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "HEIC"  # iPhone photos; Pillow has no decoder for them
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format
+    except Exception:  # not an image in any format Pillow knows
+        return None
 
 
 def _upright(image: Image.Image) -> Image.Image:

@@ -162,12 +162,23 @@ def test_non_images_are_refused_with_a_reason(data, reason):
     assert error.value.message.startswith(reason)
 
 
-def test_unsupported_formats_are_refused_even_when_pillow_could_read_them():
-    # GIVEN a valid image in a format outside the accepted list (ICO)
-    data = encode(Image.new("RGB", (32, 32), RED), "ICO")
-    # WHEN decoded, THEN it is refused and the message names what is accepted
-    with pytest.raises(InvalidImageError, match="JPEG, PNG, GIF, WebP, BMP or TIFF"):
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (encode(Image.new("RGB", (32, 32), RED), "ICO"), "ICO"),
+        (encode(Image.new("RGB", (32, 32), RED), "JPEG2000"), "JPEG2000"),
+        (b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64), "HEIC"),
+    ],
+    ids=["ico", "jpeg2000", "heic"],
+)
+def test_images_in_other_formats_are_refused_naming_their_format(data, name):
+    # GIVEN a picture in a format outside the accepted list
+    # WHEN decoded, THEN it is refused, and the reason names its format and what to send
+    with pytest.raises(InvalidImageError) as error:
         decode_image(data, SIZE, LIMIT)
+    assert error.value.message == (
+        f"unsupported image format {name} (send JPEG, PNG, GIF, WebP, BMP or TIFF)"
+    )
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "TIFF"])
