@@ -20,12 +20,12 @@ are the real processes.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +42,7 @@ POLL_PERIOD = 0.3
 STOP_GRACE = 15.0
 RESTART_DELAY = 1.0
 MAX_RESTART_DELAY = 30.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class WorkerProcess(Protocol):
@@ -117,15 +118,12 @@ class InstanceRunner:
                 if state is None and slot.process is None:
                     del self._instances[instance_id]
 
-    def run(self, stop: threading.Event, period: float = POLL_PERIOD) -> None:
-        """Reconcile every ``period`` seconds until ``stop`` is set; an emulator hiccup
-        is reported and retried, not fatal."""
-        while not stop.is_set():
-            try:
-                self.reconcile()
-            except Exception as exc:  # the next poll retries; the stack keeps running
-                self._report(f"could not read the worker instances: {exc}")
-            stop.wait(period)
+    def tick(self) -> None:
+        """``reconcile``, with an emulator hiccup reported and left to the next tick."""
+        try:
+            self.reconcile()
+        except Exception as exc:  # the next tick retries; the stack keeps running
+            self._report(f"could not reconcile the worker instances: {exc}")
 
     def shutdown(self, grace: float | None = None, poll: float = 0.1) -> None:
         """Stop every worker as the stack goes down: SIGTERM, then SIGKILL after
@@ -231,6 +229,7 @@ class PopenWorker:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
         self.pid = self._popen.pid
 
@@ -246,6 +245,24 @@ class PopenWorker:
 
     def _signal(self, signum: int) -> None:
         signal_group(self._popen.pid, signum)
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has Linux send the child SIGTERM when the process that
+    started it dies, so children do not outlive a supervisor killed with SIGKILL (an
+    orderly stop never relies on it). The kernel ties this to the starting *thread*:
+    start children from the main thread. Elsewhere than Linux: None (no such guard)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def signal_group(pid: int, signum: int) -> None:

@@ -3,11 +3,12 @@
 The supervisor starts the AWS emulator, provisions the ``local`` stage on it with the
 same code as for AWS, then starts Chalice's local server (API Gateway + the route
 Lambdas), the Lambda host (S3 events and the scaling schedule) and the instance runner
-(EC2 + systemd, a thread here). Every child gets the same environment: the emulator's
-endpoint, fake credentials and the provisioned names, so nothing in the product code
-knows it is local. Ctrl-C or SIGTERM stops workers first, then the other processes in
-the reverse order of their start, each in its own process group, SIGKILL for
-stragglers.
+(EC2 + systemd, polled from the supervisor's main loop). Every child gets the same
+environment: the emulator's endpoint, fake credentials and the provisioned names, so
+nothing in the product code knows it is local. Ctrl-C or SIGTERM stops workers first,
+then the other processes in the reverse order of their start, each in its own process
+group, SIGKILL for stragglers; on Linux a supervisor killed outright takes its children
+with it (``runner.die_with_parent``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from types import FrameType
 from skyclass import constants as c
 from skyclass.aws import AwsClients
 from skyclass.local.emulator import port_is_free
-from skyclass.local.runner import InstanceRunner, LocalWorkerSpawner, pool_states, signal_group
+from skyclass.local.runner import (
+    POLL_PERIOD,
+    InstanceRunner,
+    LocalWorkerSpawner,
+    die_with_parent,
+    pool_states,
+    signal_group,
+)
 from skyclass.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -100,8 +108,6 @@ class LocalStack:
         self._log_dir = local_state_dir(project_dir) / "logs"
         self._children: list[_Child] = []
         self._runner: InstanceRunner | None = None
-        self._runner_stop = threading.Event()
-        self._runner_thread: threading.Thread | None = None
 
     # ---- start -------------------------------------------------------------------
 
@@ -154,10 +160,6 @@ class LocalStack:
             pool_states(aws.ec2, STAGE), spawner, boot_delay=self._boot_delay, report=_say,
             last_words=spawner.last_words,
         )
-        self._runner_thread = threading.Thread(
-            target=self._runner.run, args=(self._runner_stop,), name="runner", daemon=True
-        )
-        self._runner_thread.start()
 
         api = f"http://{self._host}:{self._api_port}"
         self._wait_until(lambda: _healthy(f"{api}/health"), API_READY_TIMEOUT, "the API",
@@ -184,6 +186,7 @@ class LocalStack:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
         self._children.append(_Child(name, popen, log_path))
 
@@ -192,6 +195,7 @@ class LocalStack:
     ) -> None:
         deadline = time.monotonic() + timeout
         while not ready():
+            self._tick_runner()
             self._raise_if_exited(watch)
             if self._stop_requested.is_set():
                 raise StackError(f"stopped while waiting for {what}")
@@ -203,7 +207,8 @@ class LocalStack:
 
     def supervise(self) -> int:
         """Wait for a stop request; a child that dies takes the stack down (exit 1)."""
-        while not self._stop_requested.wait(0.5):
+        while not self._stop_requested.wait(POLL_PERIOD):
+            self._tick_runner()
             try:
                 self._raise_if_exited()
             except StackError as exc:
@@ -211,6 +216,12 @@ class LocalStack:
                 return 1
         _say("stopping")
         return 0
+
+    def _tick_runner(self) -> None:
+        # In the main thread: workers are started from the thread their death-with-the-
+        # parent guard is tied to (see runner.die_with_parent).
+        if self._runner is not None:
+            self._runner.tick()
 
     def _raise_if_exited(self, name: str | None = None) -> None:
         for child in self._children:
@@ -228,9 +239,6 @@ class LocalStack:
     def stop(self) -> None:
         """Workers first (they finish their batch against a live emulator), then the
         other processes, newest first; SIGKILL whatever ignores SIGTERM."""
-        self._runner_stop.set()
-        if self._runner_thread is not None:
-            self._runner_thread.join(timeout=10)
         if self._runner is not None:
             self._runner.shutdown()
         for child in reversed(self._children):

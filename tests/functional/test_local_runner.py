@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+import psutil
+import pytest
 
 from skyclass.local.runner import InstanceRunner, LocalWorkerSpawner
 
@@ -76,3 +80,35 @@ def test_crashing_worker_is_restarted_while_its_instance_runs(tmp_path):
     assert any("exited with code 3" in r and "crash: no model here" in r for r in reports)
     states.clear()
     runner.shutdown(grace=1.0)
+
+
+SUPERVISOR = """
+import sys, time
+from pathlib import Path
+from skyclass.local.runner import LocalWorkerSpawner
+folder = Path(sys.argv[1])
+spawner = LocalWorkerSpawner({}, folder, cwd=folder,
+                             argv=(sys.executable, "-c", "import time; time.sleep(60)"))
+print(spawner("i-1").pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guard is Linux's prctl")
+def test_a_worker_does_not_outlive_a_supervisor_killed_outright(tmp_path):
+    # GIVEN a supervisor process that started a worker
+    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(tmp_path)],
+                                  stdout=subprocess.PIPE, text=True)
+    worker = psutil.Process(int(supervisor.stdout.readline()))
+    # WHEN the supervisor is killed without a chance to clean up
+    supervisor.kill()
+    supervisor.wait()
+    # THEN the worker is gone too
+    _eventually(lambda: not _alive(worker))
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
