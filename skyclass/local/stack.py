@@ -73,9 +73,11 @@ def up(
         _say(f"error: {exc}")
         return 2
     finally:
-        stack.stop()
+        # A second Ctrl-C while stopping interrupts the orderly stop; the children
+        # then still go, with the supervisor (runner.die_with_parent).
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        stack.stop()
 
 
 @dataclass
@@ -139,7 +141,12 @@ class LocalStack:
         settings = stage_settings(
             {**config_env, **os.environ}, self._max_workers, self._boot_delay
         )
-        provisioned = provision(settings, aws, s3_events_to_queue=True, register_local_ami=True)
+        try:
+            provisioned = provision(
+                settings, aws, s3_events_to_queue=True, register_local_ami=True
+            )
+        except Exception as exc:  # botocore's errors, from an emulator that misbehaves
+            raise StackError(f"could not provision the local stage on the emulator: {exc}") from exc
         r = provisioned.resources
         settings = settings.replace(
             input_bucket=r.input_bucket, output_bucket=r.output_bucket,
@@ -214,7 +221,7 @@ class LocalStack:
             except StackError as exc:
                 _say(f"error: {exc}")
                 return 1
-        _say("stopping")
+        _say("stopping (Ctrl-C again to hurry)")
         return 0
 
     def _tick_runner(self) -> None:
