@@ -42,6 +42,8 @@ POLL_PERIOD = 0.3
 STOP_GRACE = 15.0
 RESTART_DELAY = 1.0
 MAX_RESTART_DELAY = 30.0
+# A worker that ran this long before exiting was healthy: its restart pause starts over.
+HEALTHY_RUN = 60.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -67,6 +69,7 @@ class _Instance:
 
     running_since: float | None = None
     process: WorkerProcess | None = None
+    started_at: float = 0.0
     restart_at: float = 0.0
     crashes: int = 0
     term_sent_at: float | None = None
@@ -152,7 +155,7 @@ class InstanceRunner:
         if code is None:
             return
         if state == RUNNING and slot.term_sent_at is None:
-            slot.crashes += 1
+            slot.crashes = 1 if now - slot.started_at >= HEALTHY_RUN else slot.crashes + 1
             delay = min(self._restart_delay * 2 ** (slot.crashes - 1), MAX_RESTART_DELAY)
             slot.restart_at = now + delay
             words = self._last_words(instance_id)
@@ -176,6 +179,7 @@ class InstanceRunner:
         booted = now >= slot.running_since + self._boot_delay
         if slot.process is None and booted and now >= slot.restart_at:
             slot.process = self._spawn(instance_id)
+            slot.started_at = now
             self._report(f"worker {instance_id} started (pid {slot.process.pid})")
 
     def _keep_stopped(

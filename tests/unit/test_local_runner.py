@@ -134,6 +134,26 @@ def test_a_worker_that_keeps_crashing_is_restarted_less_and_less_often(world):
     assert len(starts) >= 5
 
 
+def test_a_worker_that_ran_for_a_while_is_restarted_promptly(world):
+    # GIVEN a worker that crashed twice in a row (pauses of 1 s, then 2 s)
+    world.states = {"i-1": "running"}
+    runner = world.runner(restart_delay=1.0)
+    for now, crash in ((0.0, True), (0.5, False), (1.5, True), (2.0, False), (4.0, False)):
+        world.now = now
+        runner.reconcile()
+        if crash:
+            world.started[-1].crash()
+    assert len(world.started) == 3
+    # WHEN its third run ends in a crash after ten healthy minutes
+    world.now = 604.0
+    world.started[-1].crash()
+    runner.reconcile()
+    # THEN it is back after the first, short pause again
+    world.now = 605.0
+    runner.reconcile()
+    assert len(world.started) == 4
+
+
 @pytest.mark.parametrize("state", ["stopping", "stopped", "terminated"])
 def test_stopping_an_instance_sends_sigterm_to_its_worker(world, state):
     # GIVEN an instance with a worker
