@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from skyclass import constants as c
 from skyclass.local.lambda_host import scheduled_event
 from skyclass.local.stack import child_env, config_conflicts, emulator_env, stage_settings
@@ -52,9 +54,9 @@ def test_a_configured_name_that_chalice_local_would_clobber_is_reported():
 
 
 def test_scheduled_event_looks_like_eventbridge():
-    from datetime import UTC, datetime
-
+    # WHEN the local schedule builds the event for a tick
     event = scheduled_event("skyclass-scale", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    # THEN it has the shape EventBridge gives the scaling Lambda
     assert event["detail-type"] == "Scheduled Event"
     assert event["source"] == "aws.events"
     assert event["time"] == "2026-01-02T03:04:05Z"
