@@ -58,8 +58,7 @@ if [ "$gpu" = yes ]; then build=gpu; else build=cpu; fi
 
 if [ "$weights" = yes ]; then
   log "ResNet-50 ImageNet weights into $prefix/keras"
-  KERAS_HOME="$prefix/keras" "$prefix/venv/bin/python" -c \
-    "import keras; keras.applications.ResNet50(weights='imagenet')"
+  KERAS_HOME="$prefix/keras" "$prefix/venv/bin/python" -m ec2_worker.weights
 fi
 
 log "systemd unit"

@@ -6,9 +6,10 @@ labels and its preprocessing. ResNet-50 gets Keras' ``resnet50.preprocess_input`
 custom models get RGB float32 pixels in [0, 255] as they are and normalise them
 themselves (ARCHITECTURE.md, "Models and weights"), and must end in a softmax.
 
-The ImageNet weights are never downloaded here: the AMI bake puts them in the Keras
-cache (``$KERAS_HOME/models``), and a worker that cannot find them refuses to start and
-names the file. It never falls back to random weights.
+The ImageNet weights are never downloaded here: the AMI bake and ``skyclass up`` put
+them in the Keras cache (``$KERAS_HOME/models``, see ec2_worker/weights.py), and a
+worker that cannot find them refuses to start and names the file. It never falls back
+to random weights.
 """
 
 from __future__ import annotations
@@ -51,11 +52,9 @@ def load_classifier(settings: Settings) -> Classifier:
         weights = resnet50_weights_path()
         if not weights.is_file():
             raise ModelUnavailableError(
-                f"ResNet-50 ImageNet weights not found: {weights} does not exist. This "
-                f"worker does not download them (the AMI bake does). Fetch them once with "
-                f"KERAS_HOME={weights.parent.parent} python -c \"import keras; "
-                f"keras.applications.ResNet50(weights='imagenet')\", or copy "
-                f"{RESNET50_WEIGHTS_URL} to that path"
+                f"ResNet-50 ImageNet weights not found: {weights} does not exist. Workers "
+                f"do not download them (the AMI bake and `skyclass up` do): run "
+                f"`python -m ec2_worker.weights`, or copy {RESNET50_WEIGHTS_URL} to that path"
             )
         return resnet50_classifier(weights)
     return custom_classifier(Path(settings.model), settings.labels)

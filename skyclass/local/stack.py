@@ -156,6 +156,9 @@ class LocalStack:
         for warning in config_conflicts(config_env, env):
             _say(f"warning: {warning}")
 
+        if settings.model == "resnet50":
+            self._fetch_weights(env)
+
         chalice_local = ["-c", "import sys; from chalice.cli import main; sys.exit(main())",
                          "local", "--stage", STAGE, "--host", self._host,
                          "--port", str(self._api_port), "--no-autoreload"]
@@ -181,6 +184,21 @@ class LocalStack:
             f"  logs       {self._log_dir}/ (worker-<instance id>.log per worker)\n"
             f"Ctrl-C stops everything."
         )
+
+    def _fetch_weights(self, env: Mapping[str, str]) -> None:
+        """The default model's ImageNet weights, downloaded once into Keras' cache before
+        any worker starts (workers only read them). Offline, say so plainly and go on:
+        the API still answers, and each worker names the missing file."""
+        _say("checking the ResNet-50 ImageNet weights (downloading them once if missing)")
+        done = subprocess.run([sys.executable, "-m", "ec2_worker.weights"], env=dict(env),
+                              cwd=self._project_dir, capture_output=True, text=True)
+        for line in (done.stdout + done.stderr).splitlines():
+            if line.startswith("ResNet-50 weights"):
+                _say(line)
+        if done.returncode != 0:
+            _say("warning: workers cannot classify until the weights are there; to try "
+                 "skyclass without them, set SKYCLASS_MODEL and SKYCLASS_LABELS to a .keras "
+                 "model and its labels file (README, 'Models')")
 
     def _spawn(self, name: str, args: list[str], env: Mapping[str, str]) -> None:
         log_path = self._log_dir / f"{name}.log"
