@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its figures; ``make bench`` runs them all (bench/__main__.py)."""

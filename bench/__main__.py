@@ -1,0 +1,11 @@
+"""``make bench``: every benchmark in turn, each printing its own figures."""
+
+import runpy
+import sys
+
+BENCHMARKS = ["bench.stack_classify"]
+
+for name in BENCHMARKS:
+    print(f"== {name}", flush=True)
+    sys.argv = [name]
+    runpy.run_module(name, run_name="__main__")
