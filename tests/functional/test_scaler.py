@@ -4,17 +4,19 @@ idle past the grace period is stopped; EC2 trouble is recorded, not raised."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 
 from chalice_app import wiring
-from chalice_app.scaling import scale, scheduled_event
+from chalice_app.scaling import scale
 from skyclass import constants as c
 from skyclass.contracts import WorkMessage
 from skyclass.fleet.pool import InstancePool
 from skyclass.fleet.scaler import Scaler
+from skyclass.local.lambda_host import scheduled_event
 from skyclass.queue import WorkQueue
 from skyclass.results import ResultStore
 
@@ -117,7 +119,7 @@ def test_the_scheduled_lambda_runs_one_tick(stage, monkeypatch, aws):
     enqueue(WorkQueue(aws.sqs, r.queue_url), 2)
 
     try:
-        plan = scale(scheduled_event(), None)
+        plan = scale(scheduled_event("skyclass-scale", datetime.now(UTC)), None)
     finally:
         wiring.reset()
 
