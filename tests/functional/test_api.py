@@ -23,29 +23,16 @@ from skyclass.contracts import Prediction, WorkMessage, done_result
 from skyclass.queue import WorkQueue
 from skyclass.results import ResultStore
 from tests.conftest import REPO_ROOT
+from tests.functional.conftest import MAX_IMAGE_BYTES
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
-MAX_BYTES = 1000
 
 
 @pytest.fixture
-def client(stage, monkeypatch):
-    r = stage.resources
-    for name, value in {
-        c.INPUT_BUCKET: r.input_bucket,
-        c.OUTPUT_BUCKET: r.output_bucket,
-        c.QUEUE_URL: r.queue_url,
-        c.DLQ_URL: r.dlq_url,
-        c.MAX_WORKERS: "3",
-        c.MAX_IMAGE_BYTES: str(MAX_BYTES),
-        c.CLASSIFY_TIMEOUT: "0.2",
-    }.items():
-        monkeypatch.setenv(name, value)
-    wiring.reset()
+def client(lambda_env):
     with Client(app, stage_name="local", project_dir=str(REPO_ROOT)) as test_client:
         yield test_client
-    wiring.reset()
 
 
 class StandInWorker:
@@ -141,7 +128,7 @@ def test_a_job_keeps_names_out_of_keys(client):
     [
         ({"images": [{"name": "a.svg", "content_type": "image/svg+xml", "size": 10}]},
          415, "UnsupportedMediaType"),
-        ({"images": [{"name": "a.png", "content_type": "image/png", "size": MAX_BYTES + 1}]},
+        ({"images": [{"name": "a.png", "content_type": "image/png", "size": MAX_IMAGE_BYTES + 1}]},
          413, "PayloadTooLarge"),
         ({"images": []}, 400, "BadRequest"),
         (["not", "an", "object"], 400, "BadRequest"),
@@ -262,7 +249,7 @@ def test_classify_refuses_what_is_not_an_image(client):
 
 def test_classify_refuses_an_image_over_the_limit(client):
     response = client.http.post(
-        "/classify", headers={"Content-Type": "image/png"}, body=PNG + b"\x00" * MAX_BYTES
+        "/classify", headers={"Content-Type": "image/png"}, body=PNG + b"\x00" * MAX_IMAGE_BYTES
     )
 
     assert_error(response, 413, "PayloadTooLarge")

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-import pytest
-
 from chalice_app import wiring
 from chalice_app.events import on_s3_event
 from skyclass import constants as c
@@ -22,25 +20,6 @@ from skyclass.queue import WorkQueue
 from skyclass.results import ResultStore
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-
-
-@pytest.fixture
-def lambda_env(stage, monkeypatch):
-    """The Lambda's environment for the provisioned stage, as config.json + deploy give it."""
-    r = stage.resources
-    for name, value in {
-        c.STAGE: r.stage,
-        c.INPUT_BUCKET: r.input_bucket,
-        c.OUTPUT_BUCKET: r.output_bucket,
-        c.QUEUE_URL: r.queue_url,
-        c.DLQ_URL: r.dlq_url,
-        c.MAX_WORKERS: "3",
-        c.MAX_IMAGE_BYTES: "1000",
-    }.items():
-        monkeypatch.setenv(name, value)
-    wiring.reset()
-    yield r
-    wiring.reset()
 
 
 def s3_notifications(aws, stage) -> list[dict]:
