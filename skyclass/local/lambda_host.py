@@ -178,7 +178,6 @@ def main() -> int:
     """Run the bridge and the schedule for the stage in the environment until SIGTERM."""
     from chalice_app.events import on_s3_event
     from chalice_app.scaling import scale
-
     from skyclass.aws import AwsClients
     from skyclass.provision import s3_events_queue_name
     from skyclass.settings import Settings
