@@ -4,7 +4,8 @@ import csv
 import io
 import json
 
-from skyclass.cli import find_images, render_fleet, render_results
+from skyclass.cli.classify import find_images, render_results
+from skyclass.cli.fleet import render_fleet
 
 
 def _result(name, status="done", label="cat", score=0.9, error=None):

@@ -1,11 +1,4 @@
-"""The ``skyclass`` command: run the local stack, classify images, watch the fleet.
-
-    skyclass up                  # the whole service on an embedded AWS (make run)
-    skyclass emulator            # the AWS emulator alone
-    skyclass classify PATH...    # upload files/folders through the API, print labels
-    skyclass drop PATH...        # put files under incoming/ in the input bucket
-    skyclass status [--watch]    # backlog, workers and the scaler's last decision
-"""
+"""``skyclass classify`` (through the API) and ``skyclass drop`` (into the drop folder)."""
 
 from __future__ import annotations
 
@@ -14,66 +7,23 @@ import csv
 import io
 import json
 import mimetypes
-import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from skyclass import constants as c
 
-DEFAULT_API = "http://127.0.0.1:8000"
 JOB_CHUNK = 500  # images per POST /jobs
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # the CLI's one place that turns errors into a message
-        from skyclass.errors import SkyclassError
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from skyclass.cli import api_options
 
-        if isinstance(exc, SkyclassError) or exc.__class__.__module__.startswith("requests"):
-            print(f"skyclass: {exc}", file=sys.stderr)
-            return 2
-        raise
-
-
-def _env_default(name: str, default: Any, kind: type = str) -> Any:
-    raw = os.environ.get(name)
-    return kind(raw) if raw not in (None, "") else default
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="skyclass", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(metavar="COMMAND")
-
-    up = sub.add_parser("up", help="start the whole service locally on an embedded AWS emulator")
-    up.add_argument("--api-port", type=int, default=_env_default(c.API_PORT, 8000, int))
-    up.add_argument("--aws-port", type=int, default=_env_default(c.AWS_PORT, 4566, int))
-    up.add_argument("--max-workers", type=int, default=_env_default(c.MAX_WORKERS, 4, int))
-    up.add_argument("--boot-delay", type=float, default=_env_default(c.BOOT_DELAY, 0.0, float),
-                    help="simulated EC2 boot time in seconds")
-    up.set_defaults(func=_up)
-
-    emu = sub.add_parser("emulator", help="run the embedded AWS emulator alone")
-    emu.add_argument("--port", type=int, default=_env_default(c.AWS_PORT, 4566, int))
-    emu.set_defaults(func=_emulator)
-
-    api = argparse.ArgumentParser(add_help=False)
-    api.add_argument("--api", default=os.environ.get("SKYCLASS_API_URL", DEFAULT_API),
-                     help=f"API base URL (env SKYCLASS_API_URL, default {DEFAULT_API})")
-
-    cl = sub.add_parser("classify", parents=[api], help="classify image files and folders")
+    cl = subparsers.add_parser("classify", parents=[api_options()],
+                               help="classify image files and folders")
     cl.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     cl.add_argument("--top", type=int, default=1, help="labels to print per image")
     fmt = cl.add_mutually_exclusive_group()
@@ -83,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     cl.add_argument("--timeout", type=float, default=3600.0, help="give up after SECONDS")
     cl.set_defaults(func=_classify)
 
-    dr = sub.add_parser("drop", help="put files under incoming/ in the input bucket")
+    dr = subparsers.add_parser("drop", help="put files under incoming/ in the input bucket")
     dr.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     dr.add_argument("--prefix", default="", help="sub-folder under incoming/")
     dr.add_argument("--bucket", help="input bucket (default: the stage's)")
@@ -91,30 +41,6 @@ def _parser() -> argparse.ArgumentParser:
     dr.add_argument("--timeout", type=float, default=600.0)
     dr.set_defaults(func=_drop)
 
-    st = sub.add_parser("status", parents=[api], help="show the queue and the worker fleet")
-    st.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
-    st.add_argument("--interval", type=float, default=2.0)
-    st.set_defaults(func=_status)
-    return parser
-
-
-# ---- up / emulator ---------------------------------------------------------------
-
-def _up(args: argparse.Namespace) -> int:
-    from skyclass.local.stack import up
-
-    return up(api_port=args.api_port, aws_port=args.aws_port,
-              max_workers=args.max_workers, boot_delay=args.boot_delay)
-
-
-def _emulator(args: argparse.Namespace) -> int:
-    from skyclass.local.emulator import serve
-
-    serve(port=args.port)
-    return 0
-
-
-# ---- classify --------------------------------------------------------------------
 
 def find_images(paths: Iterable[Path]) -> tuple[list[Any], list[tuple[Path, str]]]:
     """Files named directly, and image files found under folders (sorted). Returns the
@@ -230,8 +156,6 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
-# ---- drop ------------------------------------------------------------------------
-
 def _drop(args: argparse.Namespace) -> int:
     from skyclass.aws import AwsClients
     from skyclass.contracts import result_key
@@ -268,43 +192,3 @@ def _drop(args: argparse.Namespace) -> int:
         time.sleep(0.5)
     sys.stdout.write(render_results(results))
     return 1 if waiting or skipped or any(r["status"] != "done" for r in results) else 0
-
-
-# ---- status ----------------------------------------------------------------------
-
-def _status(args: argparse.Namespace) -> int:
-    from skyclass.api_client import SkyclassClient
-
-    client = SkyclassClient(args.api)
-    if not args.watch:
-        sys.stdout.write(render_fleet(client.fleet()))
-        return 0
-    from rich.live import Live
-    from rich.text import Text
-
-    with Live(Text(render_fleet(client.fleet())), refresh_per_second=4) as live:
-        while True:
-            time.sleep(args.interval)
-            live.update(Text(render_fleet(client.fleet())))
-
-
-def render_fleet(fleet: dict[str, Any]) -> str:
-    queue = fleet.get("queue", {})
-    lines = [
-        f"backlog {queue.get('visible', 0)} visible, {queue.get('in_flight', 0)} in flight, "
-        f"{queue.get('dead_letter', 0)} dead letters",
-    ]
-    instances = fleet.get("instances", [])
-    lines.append(f"workers: {len(instances)} in the pool")
-    for inst in instances:
-        uptime = inst.get("uptime_s")
-        up = f" up {uptime:.0f}s" if isinstance(uptime, int | float) else ""
-        lines.append(f"  {inst.get('id')}  {inst.get('state')}{up}")
-    decision = fleet.get("last_decision") or {}
-    if decision:
-        lines.append(f"last decision: {decision.get('reason', '')}")
-    return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
