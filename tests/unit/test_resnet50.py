@@ -33,7 +33,7 @@ def test_without_the_weights_file_the_worker_refuses_and_names_the_file(tmp_path
     # THEN it refuses (no random weights), naming the exact file and how to get it
     expected = tmp_path / "models" / RESNET50_WEIGHTS_FILE
     assert str(expected) in error.value.message
-    assert "ResNet50(weights='imagenet')" in error.value.message
+    assert "python -m ec2_worker.weights" in error.value.message
     assert resnet50_weights_path() == expected
 
 
