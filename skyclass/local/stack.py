@@ -198,7 +198,7 @@ class LocalStack:
         if done.returncode != 0:
             _say("warning: workers cannot classify until the weights are there; to try "
                  "skyclass without them, set SKYCLASS_MODEL and SKYCLASS_LABELS to a .keras "
-                 "model and its labels file (README, 'Models')")
+                 "model and its labels file (README.md, \"Models\")")
 
     def _spawn(self, name: str, args: list[str], env: Mapping[str, str]) -> None:
         log_path = self._log_dir / f"{name}.log"
