@@ -93,6 +93,34 @@ class WorkQueue:
             ]
             self._sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
 
+    def redrive(self, limit: int | None = None) -> int:
+        """Move messages from the dead-letter queue back to the work queue (after a fix),
+        up to ``limit``; returns how many moved. Each is sent before it is deleted from
+        the DLQ, so a crash in between duplicates a message, never loses one (and a
+        duplicate only rewrites the same result object)."""
+        if not self.dlq_url:
+            return 0
+        moved = 0
+        while limit is None or moved < limit:
+            want = _SQS_BATCH if limit is None else min(_SQS_BATCH, limit - moved)
+            messages = self._sqs.receive_message(
+                QueueUrl=self.dlq_url, MaxNumberOfMessages=want, WaitTimeSeconds=0,
+                VisibilityTimeout=60,
+            ).get("Messages", [])
+            if not messages:
+                break
+            response = self._sqs.send_message_batch(QueueUrl=self.url, Entries=[
+                {"Id": str(i), "MessageBody": m["Body"]} for i, m in enumerate(messages)
+            ])
+            _raise_failed("redrive", response)
+            response = self._sqs.delete_message_batch(QueueUrl=self.dlq_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(messages)
+            ])
+            _raise_failed("delete from the dead-letter queue", response)
+            moved += len(messages)
+        return moved
+
     def depths(self) -> QueueDepths:
         attrs = self._attributes(self.url)
         dead = int(self._attributes(self.dlq_url)["ApproximateNumberOfMessages"]) if (

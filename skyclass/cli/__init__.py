@@ -5,6 +5,7 @@
     skyclass classify PATH...    # upload files/folders through the API, print labels
     skyclass drop PATH...        # put files under incoming/ in the input bucket
     skyclass status [--watch]    # backlog, workers and the scaler's last decision
+    skyclass redrive             # send dead-lettered messages back to the work queue
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from skyclass.cli import classify, fleet, local
+from skyclass.cli import classify, fleet, local, redrive
 
 # Each module registers its own subcommands (``register(subparsers)``); this one parses,
 # dispatches, and turns skyclass errors into one line and exit code 2.
-COMMANDS = (local, classify, fleet)
+COMMANDS = (local, classify, fleet, redrive)
 DEFAULT_API = "http://127.0.0.1:8000"
 
 
