@@ -65,3 +65,13 @@ def tiny_model(tmp_path_factory):
     from tests.support.tiny_model import train_tiny_model
 
     return train_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def local_stack(tiny_model, tmp_path_factory):
+    """The real local stack (``skyclass up`` as processes, tests/e2e/conftest.py), started
+    once per session and shared by the e2e and browser tiers."""
+    from tests.e2e.conftest import running_stack
+
+    with running_stack(tiny_model, tmp_path_factory.mktemp("skyclass-local")) as stack:
+        yield stack

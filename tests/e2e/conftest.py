@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
 
 import psutil
 import pytest
@@ -59,16 +61,17 @@ def eventually(check: Callable[[], T | None], timeout: float, what: str,
         time.sleep(period)
 
 
-@pytest.fixture(scope="session")
-def local_stack(tiny_model, tmp_path_factory) -> Iterator[RunningStack]:
+@contextmanager
+def running_stack(tiny_model: Any, state_dir: Path) -> Iterator[RunningStack]:
+    """The stack behind the session's ``local_stack`` fixture (tests/conftest.py, so that
+    the e2e and browser tiers share one)."""
     env = {
         "SKYCLASS_MODEL": str(tiny_model.model_path),
         "SKYCLASS_LABELS": str(tiny_model.labels_path),
         "SKYCLASS_IDLE_GRACE": IDLE_GRACE,
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    started = start_stack(tmp_path_factory.mktemp("skyclass-local"), env, max_workers=2,
-                          boot_delay=0.5)
+    started = start_stack(state_dir, env, max_workers=2, boot_delay=0.5)
     stack = RunningStack(**vars(started))
     try:
         eventually(lambda: _ready(stack), READY_TIMEOUT, "skyclass up answering /health", stack)
