@@ -1,7 +1,10 @@
 """``python -m ec2_worker``: the worker process, as systemd (or the local runner) starts it.
 
-Builds everything once (settings, AWS clients, stage resources, the model, warmed up),
-logs one line when ready, and runs until SIGTERM or SIGINT, finishing the batch in hand.
+Builds everything once (settings, AWS clients, stage resources, the model, warmed up for
+the batch sizes it will see), logs one line when ready, and runs until SIGTERM or SIGINT,
+finishing the batch in hand and releasing prefetched ones (ec2_worker/worker.py). On a
+machine with a GPU the model runs there, with a larger batch unless
+``SKYCLASS_BATCH_SIZE`` says otherwise.
 If the model cannot be loaded it exits non-zero with the plain reason, so a restart loop
 shows what is wrong.
 """
@@ -20,11 +23,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
 
-from ec2_worker.engine import InferenceEngine  # noqa: E402
+from ec2_worker.engine import InferenceEngine, batch_size_for, has_gpu  # noqa: E402
 from ec2_worker.model import load_classifier  # noqa: E402
 from ec2_worker.worker import Worker  # noqa: E402
+from skyclass import constants  # noqa: E402
 from skyclass.aws import AwsClients  # noqa: E402
 from skyclass.errors import SkyclassError  # noqa: E402
+from skyclass.metrics import MetricsPublisher  # noqa: E402
 from skyclass.queue import WorkQueue  # noqa: E402
 from skyclass.resources import StageResources  # noqa: E402
 from skyclass.results import ResultStore  # noqa: E402
@@ -52,8 +57,11 @@ def main() -> int:
         log.error("cannot start: cannot reach the stage's AWS resources: %s", exc)
         return 2
 
-    engine = InferenceEngine(classifier, settings.top_k)
-    engine.warm_up()
+    gpu = has_gpu()
+    settings = settings.replace(batch_size=batch_size_for(
+        settings.batch_size, configured=bool(os.environ.get(constants.BATCH_SIZE)), gpu=gpu))
+    engine = InferenceEngine(classifier, settings.top_k, settings.precision)
+    engine.warm_up({1, settings.batch_size})
     worker = Worker(
         queue=WorkQueue(aws.sqs, resources.queue_url, resources.dlq_url),
         results=ResultStore(aws.s3, resources.output_bucket),
@@ -62,14 +70,16 @@ def main() -> int:
         settings=settings,
         input_bucket=resources.input_bucket,
         worker_id=settings.worker_id or _instance_id() or socket.gethostname(),
+        metrics=MetricsPublisher(aws.cloudwatch, settings.stage),
     )
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     height, width = classifier.input_size
-    log.info("worker %s ready: model %s, input %dx%d, batch %d",
-             worker.worker_id, classifier.name, height, width, settings.batch_size)
+    log.info("worker %s ready: model %s, input %dx%d, batch up to %d, %s on %s",
+             worker.worker_id, classifier.name, height, width, settings.batch_size,
+             engine.precision, "GPU" if gpu else "CPU")
     worker.run(stop)
     log.info("worker %s stopped", worker.worker_id)
     return 0

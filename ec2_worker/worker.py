@@ -5,6 +5,15 @@ batch of messages (long poll), fetch and decode their images concurrently, class
 decodable ones as one batch, write each image's result to the output bucket at the key
 its input key determines, and only then delete the messages whose results are stored.
 
+``run`` does the same as a pipeline, so that the model never waits for the network: a
+prefetch thread receives, downloads and decodes the next batch while the current one is
+classified, and a finishing thread stores results and deletes messages while the next
+batch is classified. The hand-off holds at most ``prefetch`` ready batches, so memory
+stays bounded however deep the backlog. Batches adapt to the backlog: one receive's
+worth when the queue is shallow (an image arriving alone is classified at once), topped
+up to ``batch_size`` while more is waiting. A heartbeat keeps every held message
+invisible to other workers for as long as this one holds it (``heartbeat.py``).
+
 Every message ends in exactly one of three ways:
 
 - answered: a ``done`` result, or a ``failed`` one with a reason a person understands
@@ -17,17 +26,22 @@ Every message ends in exactly one of three ways:
 - unanswerable: a body that is not a work message and names no input key. There is no
   result key to write to, so it is logged and left to reach the dead-letter queue.
 
-``run`` repeats ``process_batch`` until told to stop; a batch in hand is finished first.
+``run`` goes on until told to stop (SIGTERM): the batch being classified is finished
+and its results stored; batches prefetched but not yet classified are released to the
+queue at once (visibility 0) for another worker, with any results they already have
+(e.g. ``failed`` for a non-image) stored first. Every batch's figures go to the metrics
+publisher, which is flushed on the way out.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +50,10 @@ from botocore.exceptions import ClientError
 
 from ec2_worker.decode import decode_image
 from ec2_worker.engine import InferenceEngine
+from ec2_worker.heartbeat import Heartbeat
 from skyclass.contracts import WorkMessage, done_result, failed_result, parse_input_key
 from skyclass.errors import InvalidImageError, InvalidMessageError
+from skyclass.metrics import MetricsPublisher
 from skyclass.queue import Received, WorkQueue
 from skyclass.results import ResultStore
 from skyclass.settings import Settings
@@ -46,6 +62,7 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 5  # long-poll wait, and so how long SIGTERM may wait on an idle queue
 ERROR_PAUSE_SECONDS = 5.0  # after a batch that failed as a whole (e.g. SQS unreachable)
+HANDOFF_POLL_SECONDS = 0.2  # how often the pipeline's threads look at the stop flag
 _SQS_MAX_RECEIVE = 10
 _IO_THREADS = 8
 _GONE = ("NoSuchKey", "404", "NotFound")
@@ -66,8 +83,31 @@ class _Item:
     pixels: np.ndarray | None = None
     result: dict[str, Any] | None = None
     retry: bool = False
+    released: bool = False
     stored: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Batch:
+    """The messages of one receive (topped up), and when they arrived."""
+
+    items: list[_Item]
+    received_at: float
+
+
+def receive_batch(receive: Callable[[int, int], list[Received]], batch_size: int,
+                  wait_seconds: int) -> list[Received]:
+    """Up to ``batch_size`` messages: what one long poll brings, topped up without waiting
+    only while more is immediately there. A shallow queue gives small batches, answered
+    at once; a deep one gives full batches. ``receive(max_messages, wait_seconds)``."""
+    received = receive(min(batch_size, _SQS_MAX_RECEIVE), wait_seconds)
+    while received and len(received) < batch_size:
+        more = receive(min(batch_size - len(received), _SQS_MAX_RECEIVE), 0)
+        if not more:
+            break
+        received += more
+    return received
 
 
 class Worker:
@@ -83,6 +123,8 @@ class Worker:
         worker_id: str,
         clock: Callable[[], float] = time.perf_counter,
         poll_seconds: int = POLL_SECONDS,
+        metrics: MetricsPublisher | None = None,
+        prefetch: int = 1,
     ) -> None:
         self._queue = queue
         self._results = results
@@ -94,43 +136,123 @@ class Worker:
         self.worker_id = worker_id
         self._clock = clock
         self._poll_seconds = poll_seconds
-
-    def run(self, stop: threading.Event) -> None:
-        """Process batches until ``stop`` is set; the batch in hand is finished first."""
-        while not stop.is_set():
-            try:
-                self.process_batch()
-            except Exception:  # the loop outlives any one batch
-                log.exception("batch failed; pausing %.0f s", ERROR_PAUSE_SECONDS)
-                stop.wait(ERROR_PAUSE_SECONDS)
+        self._metrics = metrics
+        self._prefetch = prefetch
+        self._heartbeat = Heartbeat(queue, settings.visibility_timeout)
+        self._last_settled = 0.0
 
     def process_batch(self) -> int:
-        """Receive and settle one batch; returns how many messages it received."""
-        items = [self._parse(r) for r in self._receive()]
-        if not items:
+        """Receive, classify and settle one batch, one step after the other; returns how
+        many messages it received."""
+        batch = self._prepare()
+        if batch is None:
             return 0
-        with ThreadPoolExecutor(max_workers=min(_IO_THREADS, len(items))) as pool:
-            list(pool.map(self._fetch_and_decode, [i for i in items if _pending(i)]))
-            self._classify([i for i in items if i.pixels is not None and _pending(i)])
-            list(pool.map(self._store, [i for i in items if i.result is not None]))
-        self._settle(items)
-        return len(items)
+        self._classify(batch)
+        self._finish(batch)
+        return len(batch.items)
+
+    def run(self, stop: threading.Event) -> None:
+        """Process batches as a pipeline until ``stop`` is set (see the module docstring)."""
+        ready: queue.Queue[_Batch] = queue.Queue(maxsize=self._prefetch)
+        prefetcher = threading.Thread(target=self._prefetch_until, args=(stop, ready),
+                                      name="prefetch")
+        finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish")
+        finishing: Future | None = None
+        self._heartbeat.start()
+        prefetcher.start()
+        try:
+            while not stop.is_set():
+                try:
+                    batch = ready.get(timeout=HANDOFF_POLL_SECONDS)
+                except queue.Empty:
+                    continue
+                self._classify(batch)
+                if finishing is not None:
+                    finishing.result()  # one batch finishing at a time, in order
+                finishing = finisher.submit(self._finish, batch)
+        finally:
+            stop.set()
+            prefetcher.join()
+            while not ready.empty():
+                self._release(ready.get_nowait())
+            if finishing is not None:
+                finishing.result()
+            finisher.shutdown()
+            self._heartbeat.stop()
+            if self._metrics is not None:
+                self._metrics.flush()
+
+    def _prefetch_until(self, stop: threading.Event, ready: queue.Queue[_Batch]) -> None:
+        """Prepare batches and hand them over until ``stop``; a batch prepared when the
+        stop comes is released rather than handed over."""
+        while not stop.is_set():
+            try:
+                batch = self._prepare()
+            except Exception:  # e.g. SQS unreachable: the loop outlives any one batch
+                log.exception("could not receive a batch; pausing %.0f s", ERROR_PAUSE_SECONDS)
+                stop.wait(ERROR_PAUSE_SECONDS)
+                continue
+            while batch is not None:
+                if stop.is_set():
+                    self._release(batch)
+                    return
+                try:
+                    ready.put(batch, timeout=HANDOFF_POLL_SECONDS)
+                    batch = None
+                except queue.Full:
+                    continue
 
     # ---- steps -------------------------------------------------------------------
 
-    def _receive(self) -> list[Received]:
-        """Up to ``batch_size`` messages: one long poll, then topped up without waiting."""
-        wanted = self._settings.batch_size
+    def _prepare(self) -> _Batch | None:
+        """Receive a batch, parse it, and fetch and decode its images concurrently."""
         visibility = self._settings.visibility_timeout
-        received = self._queue.receive(
-            min(wanted, _SQS_MAX_RECEIVE), self._poll_seconds, visibility
+        received = receive_batch(
+            lambda count, wait: self._queue.receive(count, wait, visibility),
+            self._settings.batch_size, self._poll_seconds,
         )
-        while received and len(received) < wanted:
-            more = self._queue.receive(min(wanted - len(received), _SQS_MAX_RECEIVE), 0, visibility)
-            if not more:
-                break
-            received += more
-        return received
+        if not received:
+            return None
+        self._heartbeat.hold(received)
+        batch = _Batch([self._parse(r) for r in received], received_at=self._clock())
+        pending = [i for i in batch.items if _pending(i)]
+        if pending:
+            with ThreadPoolExecutor(max_workers=min(_IO_THREADS, len(pending))) as pool:
+                list(pool.map(self._fetch_and_decode, pending))
+        return batch
+
+    def _finish(self, batch: _Batch) -> None:
+        """Store the batch's results, settle its messages, and report its figures."""
+        items = batch.items
+        try:
+            answered = [i for i in items if i.result is not None]
+            if answered:
+                with ThreadPoolExecutor(max_workers=min(_IO_THREADS, len(answered))) as pool:
+                    list(pool.map(self._store, answered))
+            self._settle(items)
+        except Exception:  # SQS trouble: unsettled messages come back after the timeout
+            log.exception("could not settle a batch of %d messages", len(items))
+        finally:
+            self._heartbeat.let_go(i.received for i in items)
+        settled = self._clock()
+        if self._metrics is not None:
+            # Busy time counts each moment once, however many batches overlap in it.
+            busy = settled - max(batch.received_at, self._last_settled)
+            failed = sum(1 for i in items if i.stored and i.result["status"] == "failed")
+            retried = sum(1 for i in items if i.retry and not i.stored)
+            self._metrics.record_batch(
+                images=sum(1 for i in items if i.stored), errors=failed + retried,
+                seconds=max(busy, 0.0),
+            )
+        self._last_settled = settled
+
+    def _release(self, batch: _Batch) -> None:
+        """Give a batch that will not be classified here back to the queue at once, with
+        the results it already has stored."""
+        for item in batch.items:
+            if _pending(item):
+                item.released = True
+        self._finish(batch)
 
     def _parse(self, received: Received) -> _Item:
         item = _Item(received)
@@ -193,7 +315,8 @@ class Worker:
             )
         return response["Body"].read()
 
-    def _classify(self, items: list[_Item]) -> None:
+    def _classify(self, batch: _Batch) -> None:
+        items = [i for i in batch.items if i.pixels is not None and _pending(i)]
         if not items:
             return
         start = self._clock()
@@ -208,6 +331,7 @@ class Worker:
             return
         batch_ms = _ms(self._clock() - start)
         for item, top in zip(items, predictions, strict=True):
+            item.pixels = None  # the batch may wait to be finished; its pixels are done
             item.timings.update(infer=round(batch_ms / len(items), 3), infer_batch=batch_ms)
             item.result = done_result(
                 item.message,
@@ -236,20 +360,24 @@ class Worker:
             item.retry = True
 
     def _settle(self, items: list[_Item]) -> None:
-        """Delete exactly the messages whose results are stored; back off the retries."""
+        """Delete exactly the messages whose results are stored; back off the retries;
+        hand released ones straight back."""
         stored = [i.received for i in items if i.stored]
         retry = [i for i in items if i.retry and not i.stored]
-        left = len(items) - len(stored) - len(retry)
+        released = [i.received for i in items if i.released]
+        left = len(items) - len(stored) - len(retry) - len(released)
         if stored:
             self._queue.delete(stored)
+        if released:
+            self._queue.change_visibility(released, 0)
         for delay in sorted({retry_delay(i.received.receive_count) for i in retry}):
             self._queue.change_visibility(
                 [i.received for i in retry if retry_delay(i.received.receive_count) == delay],
                 delay,
             )
         done = sum(1 for i in items if i.stored and i.result["status"] == "done")
-        log.info("batch of %d: %d done, %d failed, %d to retry, %d unanswerable",
-                 len(items), done, len(stored) - done, len(retry), left)
+        log.info("batch of %d: %d done, %d failed, %d to retry, %d released, %d unanswerable",
+                 len(items), done, len(stored) - done, len(retry), len(released), left)
 
     def _failed(self, item: _Item, reason: str) -> dict[str, Any]:
         return failed_result(
@@ -263,7 +391,8 @@ class _ObjectGone(Exception):
 
 
 def _pending(item: _Item) -> bool:
-    return item.message is not None and item.result is None and not item.retry
+    return (item.message is not None and item.result is None and not item.retry
+            and not item.released)
 
 
 def _recover(body: str) -> WorkMessage | None:

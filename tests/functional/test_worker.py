@@ -67,7 +67,7 @@ class World:
             name=key.rsplit("/", 1)[-1], size=size, etag="etag",
         )
 
-    def worker(self, **settings):
+    def worker(self, metrics=None, **settings):
         from ec2_worker.worker import Worker
 
         return Worker(
@@ -79,6 +79,7 @@ class World:
             input_bucket=self.resources.input_bucket,
             worker_id=WORKER_ID,
             poll_seconds=0,
+            metrics=metrics,
         )
 
     def drain(self, **settings) -> int:
