@@ -2,12 +2,13 @@
 
 The supervisor starts the AWS emulator, provisions the ``local`` stage on it with the
 same code as for AWS, then starts Chalice's local server (API Gateway + the route
-Lambdas), the Lambda host (S3 events and the scaling schedule) and the instance runner
-(EC2 + systemd, polled from the supervisor's main loop). Every child gets the same
-environment: the emulator's endpoint, fake credentials and the provisioned names, so
-nothing in the product code knows it is local. Ctrl-C or SIGTERM stops workers first,
-then the other processes in the reverse order of their start, each in its own process
-group, SIGKILL for stragglers; on Linux a supervisor killed outright takes its children
+Lambdas; skyclass.local.api_server), the Lambda host (S3 events and the scaling
+schedule) and the instance runner (EC2 + systemd, polled from the supervisor's main
+loop). Every child gets the same environment: the emulator's endpoint, fake
+credentials and the provisioned names, so nothing in the product code knows it is
+local. Ctrl-C or SIGTERM stops workers first, then the other processes in the reverse
+order of their start, each in its own process group, SIGKILL for stragglers; on Linux
+a supervisor killed outright takes its children
 with it (``runner.die_with_parent``).
 """
 
@@ -159,10 +160,9 @@ class LocalStack:
         if settings.model == "resnet50":
             self._fetch_weights(env)
 
-        chalice_local = ["-c", "import sys; from chalice.cli import main; sys.exit(main())",
-                         "local", "--stage", STAGE, "--host", self._host,
-                         "--port", str(self._api_port), "--no-autoreload"]
-        self._spawn("api", chalice_local, env)
+        api_server = ["-m", "skyclass.local.api_server", "--stage", STAGE,
+                      "--host", self._host, "--port", str(self._api_port)]
+        self._spawn("api", api_server, env)
         self._spawn("lambda-host", ["-m", "skyclass.local.lambda_host"], env)
 
         spawner = LocalWorkerSpawner(env, self._log_dir, cwd=self._project_dir)
