@@ -15,13 +15,17 @@ from typing import Any, TypeVar
 
 import psutil
 import pytest
+import requests
 
 from tests.support.stack_process import StackProcess, start_stack
+from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
 
 READY_TIMEOUT = 120.0
+RESULT_TIMEOUT = 90.0
 # Short, so the idle fleet goes back to zero within the test; long enough that the
 # tests, run back to back, find a warm worker.
 IDLE_GRACE = "12"
+VISIBILITY_TIMEOUT = "15"
 
 T = TypeVar("T")
 
@@ -44,6 +48,33 @@ class RunningStack(StackProcess):
             except psutil.NoSuchProcess:
                 continue
         return found
+
+
+def held_out_images(per_class: int, first: int = 0) -> list[tuple[str, bytes]]:
+    return [
+        (label, image_bytes(label, HELD_OUT_SEED + first + i))
+        for label in CLASSES
+        for i in range(per_class)
+    ]
+
+
+def submit_job(stack: RunningStack, files: list[tuple[str, bytes]]) -> dict:
+    """POST /jobs, then upload each file through its presigned POST."""
+    response = stack.post("/jobs", json={"images": [
+        {"name": name, "content_type": "image/jpeg", "size": len(body)} for name, body in files
+    ]})
+    assert response.status_code == 201, response.text
+    job = response.json()
+    for upload, (name, body) in zip(job["uploads"], files, strict=True):
+        sent = requests.post(upload["url"], data=upload["fields"],
+                             files={"file": (name, body, "image/jpeg")}, timeout=30)
+        assert sent.status_code in (200, 201, 204), sent.text
+    return job
+
+
+def finished_job(stack: RunningStack, job_id: str) -> dict | None:
+    status = stack.get(f"/jobs/{job_id}").json()
+    return status if status["pending"] == 0 else None
 
 
 def eventually(check: Callable[[], T | None], timeout: float, what: str,
@@ -69,6 +100,8 @@ def running_stack(tiny_model: Any, state_dir: Path) -> Iterator[RunningStack]:
         "SKYCLASS_MODEL": str(tiny_model.model_path),
         "SKYCLASS_LABELS": str(tiny_model.labels_path),
         "SKYCLASS_IDLE_GRACE": IDLE_GRACE,
+        # Short, so the fault tests see a killed worker's messages come back soon.
+        "SKYCLASS_VISIBILITY_TIMEOUT": VISIBILITY_TIMEOUT,
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     started = start_stack(state_dir, env, max_workers=2, boot_delay=0.5)

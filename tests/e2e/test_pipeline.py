@@ -7,51 +7,28 @@ import json
 import uuid
 
 import pytest
-import requests
 
-from tests.e2e.conftest import IDLE_GRACE, RunningStack, eventually
+from tests.e2e.conftest import (
+    IDLE_GRACE,
+    RESULT_TIMEOUT,
+    RunningStack,
+    eventually,
+    finished_job,
+    held_out_images,
+    submit_job,
+)
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
 
 pytestmark = pytest.mark.e2e
 
-RESULT_TIMEOUT = 90.0
-
-
-def _held_out(per_class: int, first: int = 0) -> list[tuple[str, bytes]]:
-    return [
-        (label, image_bytes(label, HELD_OUT_SEED + first + i))
-        for label in CLASSES
-        for i in range(per_class)
-    ]
-
-
-def _submit_job(stack: RunningStack, files: list[tuple[str, bytes]]) -> dict:
-    """POST /jobs, then upload each file through its presigned POST."""
-    response = stack.post("/jobs", json={"images": [
-        {"name": name, "content_type": "image/jpeg", "size": len(body)} for name, body in files
-    ]})
-    assert response.status_code == 201, response.text
-    job = response.json()
-    for upload, (name, body) in zip(job["uploads"], files, strict=True):
-        sent = requests.post(upload["url"], data=upload["fields"],
-                             files={"file": (name, body, "image/jpeg")}, timeout=30)
-        assert sent.status_code in (200, 201, 204), sent.text
-    return job
-
-
-def _finished_job(stack: RunningStack, job_id: str) -> dict | None:
-    status = stack.get(f"/jobs/{job_id}").json()
-    return status if status["pending"] == 0 else None
-
-
 def test_job_upload_classifies_every_image(local_stack):
     # GIVEN held-out images of every class
-    images = _held_out(per_class=2)
+    images = held_out_images(per_class=2)
     files = [(f"{label}-{i}.jpg", body) for i, (label, body) in enumerate(images)]
     # WHEN they are submitted as a job through presigned uploads
-    job = _submit_job(local_stack, files)
+    job = submit_job(local_stack, files)
     # THEN the job eventually shows every image done with its true label
-    status = eventually(lambda: _finished_job(local_stack, job["job_id"]), RESULT_TIMEOUT,
+    status = eventually(lambda: finished_job(local_stack, job["job_id"]), RESULT_TIMEOUT,
                         "every image of the job classified", local_stack)
     assert status["total"] == status["done"] == len(files)
     labels = {r["name"]: r["label"] for r in status["results"]}
@@ -60,7 +37,7 @@ def test_job_upload_classifies_every_image(local_stack):
 
 def test_classify_answers_with_the_label(local_stack):
     # GIVEN one held-out image per class
-    for label, body in _held_out(per_class=1, first=50):
+    for label, body in held_out_images(per_class=1, first=50):
         # WHEN it is posted raw and as a multipart form
         raw = local_stack.post("/classify", data=body, headers={"Content-Type": "image/jpeg"})
         form = local_stack.post(
@@ -104,9 +81,9 @@ def test_a_file_that_is_not_an_image_fails_with_a_reason(local_stack):
     files = [("notes.jpg", b"these are my notes, not a picture\n" * 4),
              ("real.jpg", image_bytes("green_square", HELD_OUT_SEED + 90))]
     # WHEN they are submitted as a job
-    job = _submit_job(local_stack, files)
+    job = submit_job(local_stack, files)
     # THEN the text ends failed with a reason a person understands; the image is done
-    status = eventually(lambda: _finished_job(local_stack, job["job_id"]), RESULT_TIMEOUT,
+    status = eventually(lambda: finished_job(local_stack, job["job_id"]), RESULT_TIMEOUT,
                         "both results", local_stack)
     by_name = {r["name"]: r for r in status["results"]}
     assert by_name["notes.jpg"]["status"] == "failed"
@@ -129,12 +106,12 @@ def test_fleet_grows_from_zero_for_a_backlog_and_returns_to_zero_when_idle(local
     idle_timeout = float(IDLE_GRACE) + 60
     eventually(lambda: _idle(local_stack), idle_timeout, "an idle fleet", local_stack)
     # WHEN a backlog arrives
-    files = [(f"{label}-{i}.jpg", body) for i, (label, body) in enumerate(_held_out(3, 100))]
-    job = _submit_job(local_stack, files)
+    files = [(f"{label}-{i}.jpg", body) for i, (label, body) in enumerate(held_out_images(3, 100))]
+    job = submit_job(local_stack, files)
     # THEN an instance starts and runs a worker process, which works the backlog off
     eventually(lambda: _running_instances(local_stack) and local_stack.worker_processes(),
                RESULT_TIMEOUT, "a worker running for the backlog", local_stack)
-    status = eventually(lambda: _finished_job(local_stack, job["job_id"]), RESULT_TIMEOUT,
+    status = eventually(lambda: finished_job(local_stack, job["job_id"]), RESULT_TIMEOUT,
                         "the backlog processed", local_stack)
     assert status["done"] == len(files)
     # AND once idle past the grace period the fleet is back to zero, processes included
