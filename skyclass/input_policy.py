@@ -29,6 +29,10 @@ ALLOWED_TYPES: dict[str, str] = {
 # Non-standard spellings some clients send.
 _ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-ms-bmp": "image/bmp"}
 
+# Names are data (kept in the manifest and, URL-encoded, in S3 metadata, whose limit is
+# 2 KB); any longer name is a mistake, not a file name.
+MAX_NAME_CHARS = 255
+
 # How many leading bytes sniff_format needs (WebP's signature ends at byte 12).
 SNIFF_BYTES = 16
 
@@ -59,11 +63,22 @@ def check_size(size: int, max_bytes: int) -> None:
         )
 
 
+def check_name(name: object) -> str:
+    """An image's original name: any text, never used as a path or a header, at most
+    MAX_NAME_CHARS characters."""
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequestError("each image needs a non-empty 'name'")
+    if len(name) > MAX_NAME_CHARS:
+        raise BadRequestError(
+            f"the name {name[:40]!r}... is {len(name)} characters; the limit is {MAX_NAME_CHARS}"
+        )
+    return name
+
+
 def check_declared(name: object, content_type: object, size: object, max_bytes: int) -> str:
     """Validate one image a client announces in ``POST /jobs``; returns the normalised
     content type."""
-    if not isinstance(name, str) or not name.strip():
-        raise BadRequestError("each image needs a non-empty 'name'")
+    check_name(name)
     if isinstance(size, bool) or not isinstance(size, int):
         raise BadRequestError(f"{name!r}: 'size' must be the image's size in bytes")
     try:

@@ -162,6 +162,7 @@ class JobService:
         and wait up to ``classify_timeout`` for its result: (DONE, result), or
         (PENDING, {"image_id", "status_url"}) where status_url is relative to the
         request's URL, so it also resolves under API Gateway's stage prefix."""
+        input_policy.check_name(name)
         fmt = input_policy.check_bytes(
             body[: input_policy.SNIFF_BYTES], len(body), self._settings.max_image_bytes
         )

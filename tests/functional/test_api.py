@@ -123,9 +123,31 @@ def test_a_job_keeps_names_out_of_keys(client):
     assert upload["fields"]["key"] == f"jobs/{job['job_id']}/{upload['image_id']}"
 
 
+def test_names_are_echoed_back_as_data_whatever_they_hold(client, aws, stage):
+    # GIVEN names that would be trouble as paths or as headers
+    names = ["../../etc/passwd.png", "evil\r\nX-Injected: yes.png", "名前 ünï ☃.png",
+             "x" * 255]
+    job = post_json(client, "/jobs", {"images": [
+        {"name": n, "content_type": "image/png", "size": len(PNG)} for n in names]}).json_body
+    # WHEN they are uploaded and classified
+    for upload in job["uploads"]:
+        assert upload["fields"]["key"] == f"jobs/{job['job_id']}/{upload['image_id']}"
+        sent = requests.post(upload["url"], data=upload["fields"], files={"file": PNG})
+        assert sent.status_code in (200, 204)
+    StandInWorker(aws, stage).step()
+    # THEN each result carries its name exactly, and no header grew from one
+    finished = client.http.get(f"/jobs/{job['job_id']}").json_body
+    assert [r["name"] for r in finished["results"]] == names
+    head = aws.s3.head_object(Bucket=stage.resources.input_bucket,
+                              Key=f"jobs/{job['job_id']}/{job['uploads'][1]['image_id']}")
+    assert "x-injected" not in {k.lower() for k in head["ResponseMetadata"]["HTTPHeaders"]}
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
+        ({"images": [{"name": "n" * 256, "content_type": "image/png", "size": 10}]},
+         400, "BadRequest"),
         ({"images": [{"name": "a.svg", "content_type": "image/svg+xml", "size": 10}]},
          415, "UnsupportedMediaType"),
         ({"images": [{"name": "a.png", "content_type": "image/png", "size": MAX_IMAGE_BYTES + 1}]},
