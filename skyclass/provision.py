@@ -1,10 +1,13 @@
 """Provisioning: one idempotent function that creates a stage's resources, the same code
 for AWS and for the local emulator (ARCHITECTURE.md, "Local mode").
 
-It makes the input and output buckets (private, encrypted, CORS for browser uploads),
-the work queue with its dead-letter queue and redrive, optionally the S3-notification
-queue the local bridge reads, and the pool of stopped worker instances from the
-stage's AMI. Running it twice changes nothing.
+It makes the input and output buckets (private, encrypted, TLS only, CORS for browser
+uploads, old inputs expiring), the work queue with its dead-letter queue and redrive,
+optionally the S3-notification queue the local bridge reads, and the pool of stopped
+worker instances from the stage's AMI. On AWS the pool launches from a launch template
+with the worker instance profile and a closed security group (skyclass.deploy.workers);
+locally the runner stands in for EC2, so plain instances do. Running it twice changes
+nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from botocore.exceptions import ClientError
 
 from skyclass import constants as c
 from skyclass.aws import AwsClients
+from skyclass.deploy.iam import tls_only_bucket_policy
+from skyclass.deploy.workers import WorkerLaunch, ensure_worker_launch, retry_while_iam_settles
 from skyclass.resources import (
     StageResources,
     bucket_name,
@@ -31,6 +36,8 @@ from skyclass.settings import Settings
 log = logging.getLogger(__name__)
 
 WORKER_AMI_NAME = "skyclass-{stage}-worker"
+# Inputs are only needed until classified (results live in the output bucket).
+INPUT_RETENTION_DAYS = 14
 
 
 def s3_events_queue_name(stage: str) -> str:
@@ -43,6 +50,7 @@ class Provisioned:
     ami_id: str | None
     worker_instance_ids: list[str]
     s3_events_queue_url: str | None
+    launch: WorkerLaunch | None = None
 
 
 def provision(
@@ -52,6 +60,7 @@ def provision(
     s3_events_to_queue: bool = False,
     register_local_ami: bool = False,
     cors_origins: tuple[str, ...] = ("*",),
+    aws_stage: bool = False,
 ) -> Provisioned:
     """Create whatever of the stage is missing and return its names.
 
@@ -59,6 +68,10 @@ def provision(
     queue (the local bridge reads it; on AWS, ``chalice deploy`` subscribes the Lambda).
     ``register_local_ami``: register a stand-in worker AMI if the stage has none (the
     emulator cannot run a bake; the local runner runs the worker from this checkout).
+    ``aws_stage``: provision as for a deployed stage (``skyclass bootstrap``): buckets
+    refuse plain HTTP, and the pool launches from the stage's launch template with the
+    worker instance profile and security group. The local stack leaves it off: its
+    emulator only speaks plain HTTP, and its runner stands in for the instances.
     """
     stage = settings.stage
     account = aws.sts.get_caller_identity()["Account"]
@@ -66,8 +79,9 @@ def provision(
     input_bucket = settings.input_bucket or bucket_name(stage, "input", account)
     output_bucket = settings.output_bucket or bucket_name(stage, "output", account)
     for bucket in (input_bucket, output_bucket):
-        _ensure_bucket(aws, bucket, settings.region, tags)
+        _ensure_bucket(aws, bucket, settings.region, tags, tls_only=aws_stage)
     _put_cors(aws, input_bucket, cors_origins)
+    _expire_old_inputs(aws, input_bucket)
 
     dlq_url = settings.dlq_url or _ensure_queue(
         aws, dlq_name(stage), {"MessageRetentionPeriod": str(14 * 24 * 3600)}, tags
@@ -95,19 +109,26 @@ def provision(
     ami_id = find_worker_ami(aws, stage)
     if ami_id is None and register_local_ami:
         ami_id = _register_stand_in_ami(aws, stage)
-    instance_ids = _ensure_pool(aws, settings, ami_id) if ami_id else []
+    resources = StageResources(stage, input_bucket, output_bucket, queue_url, dlq_url)
+    launch = None
+    if ami_id and aws_stage:
+        launch = ensure_worker_launch(aws, settings, resources, account, ami_id)
+    instance_ids = _ensure_pool(aws, settings, ami_id, launch) if ami_id else []
 
     return Provisioned(
-        resources=StageResources(stage, input_bucket, output_bucket, queue_url, dlq_url),
+        resources=resources,
         ami_id=ami_id,
         worker_instance_ids=instance_ids,
         s3_events_queue_url=events_url,
+        launch=launch,
     )
 
 
 # ---- buckets ---------------------------------------------------------------------
 
-def _ensure_bucket(aws: AwsClients, bucket: str, region: str, tags: dict[str, str]) -> None:
+def _ensure_bucket(
+    aws: AwsClients, bucket: str, region: str, tags: dict[str, str], *, tls_only: bool
+) -> None:
     s3 = aws.s3
     try:
         kwargs: dict[str, Any] = {"Bucket": bucket}
@@ -133,7 +154,26 @@ def _ensure_bucket(aws: AwsClients, bucket: str, region: str, tags: dict[str, st
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
         },
     )
+    if tls_only:
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_bucket_policy(bucket)))
     s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": _tag_list(tags)})
+
+
+def _expire_old_inputs(aws: AwsClients, bucket: str) -> None:
+    aws.s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "expire-old-inputs",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "Expiration": {"Days": INPUT_RETENTION_DAYS},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                }
+            ]
+        },
+    )
 
 
 def _put_cors(aws: AwsClients, bucket: str, origins: tuple[str, ...]) -> None:
@@ -252,31 +292,53 @@ def pool_filters(stage: str) -> list[dict[str, Any]]:
     ]
 
 
-def _ensure_pool(aws: AwsClients, settings: Settings, ami_id: str) -> list[str]:
+def _ensure_pool(
+    aws: AwsClients, settings: Settings, ami_id: str, launch: WorkerLaunch | None
+) -> list[str]:
     """Keep ``max_workers`` worker instances in the pool; new ones are stopped at once,
-    so an idle pool costs only its EBS volumes."""
+    so an idle pool costs only its EBS volumes. With a launch template, stopped
+    instances of an older AMI are replaced (a re-bake reaches the pool)."""
     ec2 = aws.ec2
     existing = [
-        i["InstanceId"]
+        i
         for r in ec2.describe_instances(Filters=pool_filters(settings.stage))["Reservations"]
         for i in r["Instances"]
     ]
-    missing = settings.max_workers - len(existing)
+    if launch is not None:
+        stale = [i["InstanceId"] for i in existing
+                 if i["ImageId"] != ami_id and i["State"]["Name"] == "stopped"]
+        if stale:
+            ec2.terminate_instances(InstanceIds=stale)
+            log.info("replacing %d stopped worker(s) of an older AMI", len(stale))
+            existing = [i for i in existing if i["InstanceId"] not in stale]
+    ids = [i["InstanceId"] for i in existing]
+    missing = settings.max_workers - len(ids)
     if missing <= 0:
-        return existing
-    created = ec2.run_instances(
-        ImageId=ami_id,
-        InstanceType=settings.instance_type,
-        MinCount=missing,
-        MaxCount=missing,
-        TagSpecifications=[
-            {"ResourceType": "instance", "Tags": _tag_list(worker_tags(settings.stage))}
-        ],
-    )["Instances"]
+        return ids
+    if launch is None:
+        created = ec2.run_instances(
+            ImageId=ami_id,
+            InstanceType=settings.instance_type,
+            MinCount=missing,
+            MaxCount=missing,
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": _tag_list(worker_tags(settings.stage))}
+            ],
+        )["Instances"]
+    else:
+        created = retry_while_iam_settles(lambda: ec2.run_instances(
+            LaunchTemplate={"LaunchTemplateId": launch.launch_template_id,
+                            "Version": "$Default"},
+            IamInstanceProfile={"Arn": launch.instance_profile_arn},
+            MinCount=missing,
+            MaxCount=missing,
+        ))["Instances"]
     new_ids = [i["InstanceId"] for i in created]
+    # EC2 refuses to stop an instance that is still pending.
+    ec2.get_waiter("instance_running").wait(InstanceIds=new_ids)
     ec2.stop_instances(InstanceIds=new_ids)
     log.info("added %d stopped worker instance(s) to the pool", len(new_ids))
-    return existing + new_ids
+    return ids + new_ids
 
 
 def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:

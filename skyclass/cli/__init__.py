@@ -16,11 +16,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from skyclass.cli import classify, fleet, local, redrive
+from skyclass.cli import classify, deploy, fleet, local, redrive
 
 # Each module registers its own subcommands (``register(subparsers)``); this one parses,
 # dispatches, and turns skyclass errors into one line and exit code 2.
-COMMANDS = (local, classify, fleet, redrive)
+COMMANDS = (local, classify, fleet, redrive, deploy)
 DEFAULT_API = "http://127.0.0.1:8000"
 
 

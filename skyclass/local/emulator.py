@@ -4,17 +4,25 @@ Runs in the foreground until SIGINT or SIGTERM. Everything else reaches it throu
 ``AWS_ENDPOINT_URL``; its state lives in memory, so each start is a fresh account.
 Known emulator gaps are worked around by callers as ARCHITECTURE.md lists them
 (lower-case S3 filter rule names, the ``s3:TestEvent`` message, S3 → Lambda through
-the local bridge); nothing here changes moto's behaviour.
+the local bridge). Two gaps are closed here, so that ``skyclass deploy`` can be
+rehearsed against the emulator unchanged: API Gateway's import of the API Chalice
+writes (``ApiImportCompat``) and bucket policies that refuse plain HTTP
+(``count_requests_as_tls``).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import logging
+import re
 import signal
 import socket
 import sys
+from collections.abc import Callable, Iterable
 from types import FrameType
+from typing import Any
 
 from skyclass.errors import SkyclassError
 
@@ -39,7 +47,9 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
     # Checked here because werkzeug answers a taken port with sys.exit(1).
     if not port_is_free(host, port):
         raise PortInUseError(f"port {port} on {host} is already in use; pick another with --port")
-    app = DomainDispatcherApplication(create_backend_app)
+    count_requests_as_tls()
+    start_sets_launch_time()
+    app = ApiImportCompat(DomainDispatcherApplication(create_backend_app))
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     # One line per request (the runner alone polls EC2 three times a second) would
     # bury anything worth reading in the emulator's log.
@@ -52,6 +62,106 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
         pass
     finally:
         server.server_close()
+
+
+class ApiImportCompat:
+    """WSGI middleware that lets moto import the API definition ``chalice deploy`` sends.
+
+    moto 5's API Gateway import (``POST /restapis?mode=import``, and the
+    ``PUT /restapis/{id}`` of a redeploy) has two gaps that AWS does not: it requires
+    ``info.description`` (Chalice writes none) and it refuses Swagger 2.0 (what Chalice
+    writes) in favour of OpenAPI 3. moto reads only ``paths``, their responses and the
+    ``x-amazon-apigateway-integration`` blocks, which both versions spell alike, so this
+    adds an empty description where it is missing and relabels a Swagger 2.0 document
+    as OpenAPI 3.0. Every other request passes through untouched.
+    """
+
+    _PATH = re.compile(r"^/restapis(/[^/]+)?/?$")
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        if self._is_api_import(environ):
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length)
+            body = patch_api_definition(body)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        return self._app(environ, start_response)
+
+    def _is_api_import(self, environ: dict[str, Any]) -> bool:
+        # The credential scope names the service; a path-style S3 request for a
+        # bucket called "restapis" must pass through.
+        return (environ.get("REQUEST_METHOD") in ("POST", "PUT")
+                and "/apigateway/" in environ.get("HTTP_AUTHORIZATION", "")
+                and bool(self._PATH.match(environ.get("PATH_INFO", ""))))
+
+
+def patch_api_definition(body: bytes) -> bytes:
+    """The API definition with what moto's import needs (see ``ApiImportCompat``);
+    anything that is not a JSON API definition comes back unchanged."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(doc, dict) or not isinstance(doc.get("info"), dict):
+        return body
+    doc["info"].setdefault("description", "")
+    if "swagger" in doc:
+        del doc["swagger"]
+        doc["openapi"] = "3.0.1"
+    return json.dumps(doc).encode()
+
+
+def count_requests_as_tls() -> None:
+    """Let requests to the emulator pass a bucket policy's TLS-only rule.
+
+    A deployed stage's buckets deny requests without TLS (``aws:SecureTransport`` false).
+    moto evaluates no ``Bool`` condition, so it applies such a Deny to every request,
+    and the emulator only speaks plain HTTP on loopback anyway. It stands in for AWS's
+    HTTPS endpoints, so its requests count as TLS: that Deny is left out when moto
+    decides an object request. Every other statement is evaluated as moto does.
+    """
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    def get_permission(bucket: FakeBucket, action: str, resource: str) -> Any:
+        if bucket.policy is None:
+            return PermissionResult.NEUTRAL
+        policy = json.loads(bucket.policy)
+        statements = policy.get("Statement", [])
+        if isinstance(statements, dict):
+            statements = [statements]
+        policy["Statement"] = [s for s in statements if not _denies_plain_http(s)]
+        return IAMPolicy(json.dumps(policy)).is_action_permitted(action, resource)
+
+    FakeBucket.get_permission = get_permission
+
+
+def _denies_plain_http(statement: dict[str, Any]) -> bool:
+    condition = statement.get("Condition", {})
+    return (statement.get("Effect") == "Deny"
+            and condition == {"Bool": {"aws:SecureTransport": "false"}})
+
+
+def start_sets_launch_time() -> None:
+    """EC2 sets an instance's ``LaunchTime`` each time it starts; moto 5 keeps the first.
+    The scaler's grace and boot time and ``GET /fleet``'s uptime count from it, so a
+    start from stopped sets it, as on AWS."""
+    from moto.core.utils import utcnow
+    from moto.ec2.models.instances import Instance
+
+    start = Instance.start
+
+    def start_now(self: Instance) -> Any:
+        previous = start(self)
+        if previous.name != "running":
+            self.launch_time = utcnow()
+        return previous
+
+    Instance.start = start_now
 
 
 def port_is_free(host: str, port: int) -> bool:

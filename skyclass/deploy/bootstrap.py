@@ -1,0 +1,36 @@
+"""``skyclass bootstrap``: everything a deployed stage needs besides Chalice's own part.
+
+The stage's resources come from ``skyclass.provision`` (as a deployed stage: TLS-only
+buckets, the worker instance profile, a closed security group, a launch template and
+the pool of stopped workers from the stage's AMI), then the stage's names and
+least-privilege policies are written into ``.chalice/`` for ``chalice deploy``.
+Idempotent: a second run finds everything in place and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from skyclass.aws import AwsClients
+from skyclass.deploy.chalice_project import lambda_environment, refuse_local, write_stage
+from skyclass.deploy.iam import StageArns, lambda_policies
+from skyclass.provision import Provisioned, provision
+from skyclass.settings import Settings
+
+
+@dataclass(frozen=True)
+class Bootstrapped:
+    provisioned: Provisioned
+    environment: dict[str, str]
+    config_changed: bool
+
+
+def bootstrap(settings: Settings, aws: AwsClients, project_dir: Path) -> Bootstrapped:
+    refuse_local(settings.stage)
+    provisioned = provision(settings, aws, aws_stage=True)
+    account = aws.sts.get_caller_identity()["Account"]
+    arns = StageArns.of(provisioned.resources, settings.region, account)
+    environment = lambda_environment(settings, provisioned.resources)
+    changed = write_stage(project_dir, settings.stage, environment, lambda_policies(arns))
+    return Bootstrapped(provisioned, environment, changed)
