@@ -4,10 +4,11 @@ Runs in the foreground until SIGINT or SIGTERM. Everything else reaches it throu
 ``AWS_ENDPOINT_URL``; its state lives in memory, so each start is a fresh account.
 Known emulator gaps are worked around by callers as ARCHITECTURE.md lists them
 (lower-case S3 filter rule names, the ``s3:TestEvent`` message, S3 → Lambda through
-the local bridge). Two gaps are closed here, so that ``skyclass deploy`` can be
+the local bridge). Three gaps are closed here, so that ``skyclass deploy`` can be
 rehearsed against the emulator unchanged: API Gateway's import of the API Chalice
-writes (``ApiImportCompat``) and bucket policies that refuse plain HTTP
-(``count_requests_as_tls``).
+writes (``ApiImportCompat``), bucket policies that refuse plain HTTP
+(``count_requests_as_tls``) and instance profiles on multi-instance launches
+(``profile_every_launched_instance``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
     if not port_is_free(host, port):
         raise PortInUseError(f"port {port} on {host} is already in use; pick another with --port")
     count_requests_as_tls()
+    profile_every_launched_instance()
     start_sets_launch_time()
     app = ApiImportCompat(DomainDispatcherApplication(create_backend_app))
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
@@ -138,6 +140,30 @@ def count_requests_as_tls() -> None:
         return IAMPolicy(json.dumps(policy)).is_action_permitted(action, resource)
 
     FakeBucket.get_permission = get_permission
+
+
+def profile_every_launched_instance() -> None:
+    """Give every instance of a ``RunInstances`` call its ``IamInstanceProfile``.
+
+    moto associates the profile with the first instance of the launch only; AWS with
+    each of them, and the worker pool is launched ``max_workers`` at a time.
+    """
+    from moto.ec2.responses.instances import InstanceResponse
+
+    launch = InstanceResponse.run_instances
+
+    def run_instances(response: InstanceResponse) -> Any:
+        result = launch(response)
+        arn = response._get_param("IamInstanceProfile.Arn")
+        name = response._get_param("IamInstanceProfile.Name")
+        if arn or name:
+            for instance in result.result.instances[1:]:
+                response.ec2_backend.associate_iam_instance_profile(
+                    instance_id=instance.id, iam_instance_profile_name=name,
+                    iam_instance_profile_arn=arn)
+        return result
+
+    InstanceResponse.run_instances = run_instances
 
 
 def _denies_plain_http(statement: dict[str, Any]) -> bool:

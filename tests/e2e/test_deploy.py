@@ -1,0 +1,229 @@
+"""`skyclass deploy` and `skyclass teardown` against a fresh `skyclass emulator`, as
+processes, in a throwaway copy of the Chalice project.
+
+The emulator cannot boot a builder, so the stage's AMI is registered beforehand (the
+bake driver itself is tested in tests/functional/test_bake.py); everything else is the
+real flow: bootstrap, `chalice deploy`, and teardown down to the last resource.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from skyclass.deploy.iam import StageArns, lambda_policies
+from skyclass.resources import StageResources
+from tests.support.chalice_project import chalice_project
+
+pytestmark = pytest.mark.e2e
+
+STAGE = "rehearsal"
+MAX_WORKERS = 2
+SKYCLASS = str(Path(sys.executable).parent / "skyclass")
+
+
+@pytest.fixture
+def emulator():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "skyclass.local.emulator", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the emulator did not start"
+            time.sleep(0.2)
+    yield endpoint
+    process.send_signal(signal.SIGTERM)
+    process.wait(10)
+
+
+class Account:
+    """boto3 clients on the emulator, and the account's inventory as a user would list it."""
+
+    def __init__(self, endpoint: str) -> None:
+        self._endpoint = endpoint
+
+    def client(self, service: str):
+        return boto3.client(service, endpoint_url=self._endpoint, region_name="us-east-1")
+
+    def __getattr__(self, service: str):
+        return self.client(service)
+
+    def inventory(self) -> dict[str, object]:
+        instances = [i for r in self.ec2.describe_instances()["Reservations"]
+                     for i in r["Instances"] if i["State"]["Name"] != "terminated"]
+        return {
+            "buckets": sorted(b["Name"] for b in self.s3.list_buckets()["Buckets"]),
+            "queues": sorted(self.sqs.list_queues().get("QueueUrls", [])),
+            "instances": sorted(i["InstanceId"] for i in instances),
+            "images": sorted(i["ImageId"] for i in
+                             self.ec2.describe_images(Owners=["self"])["Images"]),
+            "launch_templates": sorted(
+                (t["LaunchTemplateId"], t["LatestVersionNumber"])
+                for t in self.ec2.describe_launch_templates()["LaunchTemplates"]),
+            "security_groups": sorted(g["GroupId"] for g in
+                                      self.ec2.describe_security_groups()["SecurityGroups"]
+                                      if g["GroupName"] != "default"),
+            "roles": sorted(r["RoleName"] for r in self.iam.list_roles()["Roles"]),
+            "instance_profiles": sorted(
+                p["InstanceProfileName"]
+                for p in self.iam.list_instance_profiles()["InstanceProfiles"]),
+            "functions": sorted(f["FunctionArn"] for f in
+                                self.client("lambda").list_functions()["Functions"]),
+            "apis": sorted(a["id"] for a in self.apigateway.get_rest_apis()["items"]),
+            "rules": sorted(r["Name"] for r in self.events.list_rules()["Rules"]),
+        }
+
+
+def _skyclass(endpoint: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "SKYCLASS_MAX_WORKERS": str(MAX_WORKERS)}
+    done = subprocess.run([SKYCLASS, *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def _tags(items) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in items}
+
+
+def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_path):
+    account = Account(emulator)
+    project = chalice_project(tmp_path / "project")
+    # GIVEN a fresh account holding the stage's baked AMI and things that are not the stage's
+    ami_id = account.ec2.register_image(
+        Name=f"skyclass-{STAGE}-worker-20260101T000000Z", Architecture="x86_64",
+        RootDeviceName="/dev/xvda", VirtualizationType="hvm")["ImageId"]
+    account.ec2.create_tags(Resources=[ami_id], Tags=[
+        {"Key": "skyclass:stage", "Value": STAGE}, {"Key": "skyclass:role", "Value": "worker-ami"}])
+    account.s3.create_bucket(Bucket="someone-elses-bucket")
+    other = account.ec2.run_instances(
+        ImageId=ami_id, MinCount=1, MaxCount=1, TagSpecifications=[{
+            "ResourceType": "instance",
+            "Tags": [{"Key": "skyclass:stage", "Value": "prod"},
+                     {"Key": "skyclass:role", "Value": "worker"}]}])["Instances"][0]["InstanceId"]
+
+    # WHEN the stage is deployed
+    first = _skyclass(emulator, "deploy", "--stage", STAGE, "--project-dir", str(project))
+
+    # THEN the last line is the API's URL
+    api_id = account.apigateway.get_rest_apis()["items"][0]["id"]
+    assert first.stdout.strip().splitlines()[-1] == (
+        f"https://{api_id}.execute-api.us-east-1.amazonaws.com/api/")
+    # AND the buckets are private, encrypted, TLS only; old inputs expire
+    names = json.loads((project / ".chalice" / "config.json").read_text())["stages"][STAGE][
+        "environment_variables"]
+    input_bucket, output_bucket = names["SKYCLASS_INPUT_BUCKET"], names["SKYCLASS_OUTPUT_BUCKET"]
+    for bucket in (input_bucket, output_bucket):
+        block = account.s3.get_public_access_block(Bucket=bucket)
+        assert all(block["PublicAccessBlockConfiguration"].values())
+        rule = account.s3.get_bucket_encryption(Bucket=bucket)[
+            "ServerSideEncryptionConfiguration"]["Rules"][0]
+        assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        policy = json.loads(account.s3.get_bucket_policy(Bucket=bucket)["Policy"])
+        assert policy["Statement"][0]["Effect"] == "Deny"
+        assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    lifecycle = account.s3.get_bucket_lifecycle_configuration(Bucket=input_bucket)["Rules"]
+    assert lifecycle[0]["Expiration"]["Days"] == 14
+    # AND the work queue sends what keeps failing to its dead-letter queue
+    redrive = json.loads(account.sqs.get_queue_attributes(
+        QueueUrl=names["SKYCLASS_QUEUE_URL"], AttributeNames=["RedrivePolicy"])[
+        "Attributes"]["RedrivePolicy"])
+    dlq_arn = account.sqs.get_queue_attributes(
+        QueueUrl=names["SKYCLASS_DLQ_URL"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    assert redrive["deadLetterTargetArn"] == dlq_arn
+    # AND the pool is stopped workers from the AMI, launched from the stage's template with
+    # the worker instance profile, a security group nobody can connect to, and the
+    # stage's settings in their user data
+    workers = [i for r in account.ec2.describe_instances(Filters=[
+        {"Name": "tag:skyclass:stage", "Values": [STAGE]},
+        {"Name": "tag:skyclass:role", "Values": ["worker"]}])["Reservations"]
+        for i in r["Instances"]]
+    assert len(workers) == MAX_WORKERS
+    assert {w["State"]["Name"] for w in workers} == {"stopped"}
+    assert {w["ImageId"] for w in workers} == {ami_id}
+    assert {w["IamInstanceProfile"]["Arn"].rsplit("/", 1)[-1] for w in workers} == {
+        f"skyclass-{STAGE}-worker"}
+    template = account.ec2.describe_launch_templates()["LaunchTemplates"][0]
+    assert {_tags(w["Tags"])["aws:ec2launchtemplate:id"] for w in workers} == {
+        template["LaunchTemplateId"]}
+    data = account.ec2.describe_launch_template_versions(
+        LaunchTemplateId=template["LaunchTemplateId"])["LaunchTemplateVersions"][0][
+        "LaunchTemplateData"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["BlockDeviceMappings"][0]["Ebs"]["Encrypted"] is True
+    assert f"SKYCLASS_QUEUE_URL={names['SKYCLASS_QUEUE_URL']}" in base64.b64decode(
+        data["UserData"]).decode()
+    group = account.ec2.describe_security_groups(GroupIds=data["SecurityGroupIds"])[
+        "SecurityGroups"][0]
+    assert group["IpPermissions"] == []
+    # AND the worker role may do only what a worker does, on this stage's resources
+    account_id = account.sts.get_caller_identity()["Account"]
+    resources = StageResources(STAGE, input_bucket, output_bucket,
+                               names["SKYCLASS_QUEUE_URL"], names["SKYCLASS_DLQ_URL"])
+    arns = StageArns.of(resources, "us-east-1", account_id)
+    worker_policy = account.iam.get_role_policy(
+        RoleName=f"skyclass-{STAGE}-worker", PolicyName="skyclass-worker")["PolicyDocument"]
+    assert f"arn:aws:sqs:us-east-1:{account_id}:skyclass-{STAGE}-work" in json.dumps(
+        worker_policy)
+    # AND the three Lambdas run with the stage's names and their own least-privilege roles
+    functions = {f["FunctionName"]: f
+                 for f in account.client("lambda").list_functions()["Functions"]}
+    assert sorted(functions) == [f"skyclass-{STAGE}", f"skyclass-{STAGE}-on_s3_event",
+                                 f"skyclass-{STAGE}-scale"]
+    for function in functions.values():
+        assert function["Environment"]["Variables"]["SKYCLASS_INPUT_BUCKET"] == input_bucket
+    expected_policies = lambda_policies(arns)
+    for chalice_name, document in expected_policies.items():
+        role = f"skyclass-{STAGE}-{chalice_name}"
+        [policy_name] = account.iam.list_role_policies(RoleName=role)["PolicyNames"]
+        assert account.iam.get_role_policy(RoleName=role, PolicyName=policy_name)[
+            "PolicyDocument"] == document
+    # AND the schedule calls the scaling Lambda every minute
+    [rule] = account.events.list_rules()["Rules"]
+    assert rule["ScheduleExpression"] == "rate(1 minute)"
+    [target] = account.events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    assert target["Arn"] == functions[f"skyclass-{STAGE}-scale"]["FunctionArn"]
+    # AND new objects in the input bucket go to the S3-event Lambda
+    notification = account.s3.get_bucket_notification_configuration(Bucket=input_bucket)
+    [subscription] = notification["LambdaFunctionConfigurations"]
+    assert subscription["LambdaFunctionArn"] == functions[f"skyclass-{STAGE}-on_s3_event"][
+        "FunctionArn"]
+    assert subscription["Events"] == ["s3:ObjectCreated:*"]
+
+    # WHEN it is deployed again
+    before = account.inventory()
+    _skyclass(emulator, "deploy", "--stage", STAGE, "--project-dir", str(project))
+    # THEN nothing was added, replaced or duplicated
+    assert account.inventory() == before
+
+    # WHEN the stage is torn down
+    _skyclass(emulator, "teardown", "--stage", STAGE, "--project-dir", str(project))
+    # THEN nothing of it is left, and what was not the stage's is untouched
+    after = account.inventory()
+    assert after == {
+        "buckets": ["someone-elses-bucket"], "queues": [], "instances": [other],
+        "images": [], "launch_templates": [], "security_groups": [], "roles": [],
+        "instance_profiles": [], "functions": [], "apis": [], "rules": [],
+    }
+    stage_config = json.loads((project / ".chalice" / "config.json").read_text())["stages"][
+        STAGE]
+    assert stage_config["environment_variables"] == {"SKYCLASS_STAGE": STAGE}
+    assert not list((project / ".chalice").glob(f"policy-{STAGE}-*.json"))
