@@ -17,6 +17,7 @@ from chalice import Response
 
 from skyclass.errors import (
     BadRequestError,
+    ForbiddenError,
     ImageNotFoundError,
     InvalidImageError,
     JobNotFoundError,
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 STATUS: dict[type[SkyclassError], int] = {
     BadRequestError: 400,
     InvalidImageError: 400,
+    ForbiddenError: 403,
     JobNotFoundError: 404,
     ImageNotFoundError: 404,
     PayloadTooLargeError: 413,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 
 import requests
 
+from skyclass.constants import API_KEY
 from skyclass.errors import SkyclassError
 
 
@@ -32,10 +34,15 @@ class LocalImage:
 
 class SkyclassClient:
     def __init__(self, base_url: str, session: requests.Session | None = None,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = session or requests.Session()
         self._timeout = timeout
+        # The stage's API key (x-api-key), from the argument or SKYCLASS_API_KEY.
+        self._api_headers = {}
+        key = api_key or os.environ.get(API_KEY)
+        if key:
+            self._api_headers["x-api-key"] = key
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
@@ -81,7 +88,8 @@ class SkyclassClient:
 
     def classify(self, data: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
         response = self._http.post(f"{self.base_url}/classify", data=data,
-                                   headers={"Content-Type": content_type},
+                                   headers={"Content-Type": content_type,
+                                            **self._api_headers},
                                    timeout=self._timeout)
         return response.status_code, self._json(response)
 
@@ -90,7 +98,7 @@ class SkyclassClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._http.request(method, self.base_url + path, timeout=self._timeout,
-                                      **kwargs)
+                                      headers=self._api_headers, **kwargs)
         return self._json(response)
 
     @staticmethod

@@ -32,6 +32,12 @@ class PayloadTooLargeError(SkyclassError):
     code = "PayloadTooLarge"
 
 
+class ForbiddenError(SkyclassError):
+    """The request lacks the API key this stage requires, or has a wrong one."""
+
+    code = "Forbidden"
+
+
 class JobNotFoundError(SkyclassError):
     code = "JobNotFound"
 

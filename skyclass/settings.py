@@ -49,6 +49,11 @@ class Settings:
     # API behaviour. /classify waits below API Gateway's 29 s limit.
     classify_timeout: float = field(default=20.0, metadata=_env(c.CLASSIFY_TIMEOUT))
     upload_expires: int = field(default=300, metadata=_env(c.UPLOAD_EXPIRES))
+    # API key: required on every route but the page and /health when set. Deployed
+    # stages name an SSM SecureString parameter (no secret in config files); locally a
+    # literal key may be given, or none (open).
+    api_key: str | None = field(default=None, metadata=_env(c.API_KEY))
+    api_key_parameter: str | None = field(default=None, metadata=_env(c.API_KEY_PARAMETER))
 
     # Scaling policy.
     min_workers: int = field(default=0, metadata=_env(c.MIN_WORKERS))
@@ -57,6 +62,9 @@ class Settings:
     target_latency: float = field(default=60.0, metadata=_env(c.TARGET_LATENCY))
     worker_throughput: float = field(default=20.0, metadata=_env(c.WORKER_THROUGHPUT))
     boot_delay: float = field(default=0.0, metadata=_env(c.BOOT_DELAY))
+    # Expected seconds from StartInstances to a worker taking messages (EC2 boot, systemd,
+    # model load); the policy counts an instance this young as booting, not as idle.
+    boot_time: float = field(default=70.0, metadata=_env(c.BOOT_TIME))
     instance_type: str = field(default="c7i.large", metadata=_env(c.INSTANCE_TYPE))
     scale_period: float = field(default=60.0, metadata=_env(c.SCALE_PERIOD))
 
