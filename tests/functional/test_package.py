@@ -8,7 +8,10 @@ TensorFlow, Pillow or numpy can be imported there, so the package provably needs
 
 It packages with ``--pkg-format terraform``: Chalice's CloudFormation format refuses
 apps with ``on_s3_event`` (CloudFormation cannot add notifications to an existing
-bucket); the zip is the same either way.
+bucket); the zip is the same either way. The package is built as a team deploying
+through CI would build it: in a project bootstrapped for the stage (its names and
+per-function policies in .chalice/), and the Terraform it writes must hold the
+handlers, the schedule, the S3 subscription and those policies.
 """
 
 from __future__ import annotations
@@ -21,13 +24,25 @@ import zipfile
 from importlib.util import find_spec
 from pathlib import Path
 
+import pytest
+
 from skyclass.constants import INPUT_BUCKET
-from tests.conftest import REPO_ROOT
+from skyclass.deploy.chalice_project import write_stage
+from skyclass.deploy.iam import StageArns, lambda_policies
+from skyclass.resources import StageResources
+from tests.support.chalice_project import chalice_project
 
 # What the Lambda Python runtime provides besides the standard library.
 RUNTIME_PACKAGES = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3"]
 FORBIDDEN = ["tensorflow", "keras", "PIL", "numpy"]
-BUCKET = "skyclass-dev-input-111122223333"
+STAGE = "ci"
+ACCOUNT = "111122223333"
+BUCKET = f"skyclass-{STAGE}-input-{ACCOUNT}"
+RESOURCES = StageResources(
+    STAGE, BUCKET, f"skyclass-{STAGE}-output-{ACCOUNT}",
+    f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT}/skyclass-{STAGE}-work",
+    f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT}/skyclass-{STAGE}-work-dlq")
+POLICIES = lambda_policies(StageArns.of(RESOURCES, "us-east-1", ACCOUNT))
 
 PROBE = """
 import importlib, json, sys
@@ -57,14 +72,22 @@ print(json.dumps({
 """
 
 
-def build_package(out: Path) -> Path:
+def build_package(out: Path, project: Path) -> Path:
+    """Bootstrap's .chalice/ entries for the stage, then `chalice package` as CI runs it."""
+    write_stage(project, STAGE, {INPUT_BUCKET: BUCKET}, POLICIES)
     env = {**os.environ, INPUT_BUCKET: BUCKET, "AWS_DEFAULT_REGION": "us-east-1"}
     subprocess.run(
         [str(Path(sys.executable).parent / "chalice"), "package", "--pkg-format", "terraform",
-         "--stage", "dev", str(out)],
-        cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=300,
+         "--stage", STAGE, str(out)],
+        cwd=project, env=env, check=True, capture_output=True, timeout=300,
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("package")
+    return build_package(root / "out", chalice_project(root / "project"))
 
 
 def lambda_runtime(folder: Path) -> Path:
@@ -78,8 +101,8 @@ def lambda_runtime(folder: Path) -> Path:
     return folder
 
 
-def test_the_package_imports_every_handler_with_only_boto3_beside_it(tmp_path):
-    out = build_package(tmp_path / "out")
+def test_the_package_imports_every_handler_with_only_boto3_beside_it(package, tmp_path):
+    out = package
     terraform = json.loads((out / "chalice.tf.json").read_text())
     functions = terraform["resource"]["aws_lambda_function"]
     handlers = sorted(f["handler"] for f in functions.values())
@@ -113,3 +136,32 @@ def test_the_package_imports_every_handler_with_only_boto3_beside_it(tmp_path):
     assert not set(FORBIDDEN) & set(seen["loaded"])
     assert BUCKET in json.dumps(terraform["resource"]["aws_s3_bucket_notification"])
     assert (package / "chalice_app" / "web" / "index.html").is_file()
+
+
+def test_the_terraform_holds_the_handlers_the_schedule_and_the_s3_subscription(package):
+    # GIVEN the Terraform `chalice package` wrote for a bootstrapped stage
+    resources = json.loads((package / "chalice.tf.json").read_text())["resource"]
+    functions = resources["aws_lambda_function"]
+    # THEN it deploys the three handlers under the stage's names, with its variables
+    assert {name: f["handler"] for name, f in functions.items()} == {
+        "api_handler": "app.app", "on_s3_event": "chalice_app.events.on_s3_event",
+        "scale": "chalice_app.scaling.scale"}
+    assert {f["function_name"] for f in functions.values()} == {
+        f"skyclass-{STAGE}", f"skyclass-{STAGE}-on_s3_event", f"skyclass-{STAGE}-scale"}
+    assert all(f["environment"]["variables"][INPUT_BUCKET] == BUCKET
+               for f in functions.values())
+    # AND the schedule runs the scaling Lambda every minute
+    [rule] = resources["aws_cloudwatch_event_rule"].values()
+    assert rule["schedule_expression"] == "rate(1 minute)"
+    [target] = resources["aws_cloudwatch_event_target"].values()
+    assert "aws_lambda_function.scale" in target["arn"]
+    # AND the input bucket's new objects go to the S3-event Lambda
+    [notification] = resources["aws_s3_bucket_notification"].values()
+    assert notification["bucket"] == BUCKET
+    [subscription] = notification["lambda_function"]
+    assert "aws_lambda_function.on_s3_event" in subscription["lambda_function_arn"]
+    assert subscription["events"] == ["s3:ObjectCreated:*"]
+    # AND each function's role carries exactly its own least-privilege policy
+    policies = {name.removesuffix("_role"): json.loads(p["policy"])
+                for name, p in resources["aws_iam_role_policy"].items()}
+    assert policies == POLICIES
