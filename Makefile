@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv run test test-fast lint bench clean
+.PHONY: venv browser run test test-fast lint bench clean
 
 venv: $(STAMP)
 
@@ -21,8 +21,14 @@ $(STAMP): pyproject.toml constraints.txt
 run: venv
 	$(BIN)/skyclass up
 
+## Debian's Chromium for the browser tests (Playwright drives it; it never downloads one).
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
 ## Install what the tests need and run every tier.
-test: venv
+test: venv browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 

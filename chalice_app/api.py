@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from chalice import Blueprint, Chalice, Response
 
 from chalice_app import multipart
 from chalice_app.errors import json_errors
+from chalice_app.web import render_page
 from chalice_app.wiring import services
 from skyclass.errors import BadRequestError
 from skyclass.fleet.status import fleet_status
 from skyclass.input_policy import ALLOWED_TYPES
-from skyclass.jobs import DONE
+from skyclass.jobs import DONE, MAX_IMAGES_PER_JOB
+from skyclass.settings import Settings
 
 bp = Blueprint(__name__)
 
@@ -29,7 +30,6 @@ MULTIPART = "multipart/form-data"
 BINARY_TYPES = [*ALLOWED_TYPES, "image/jpg", MULTIPART]
 # /classify sniffs the bytes anyway, so a client that says only "octet-stream" is fine.
 CLASSIFY_TYPES = [*BINARY_TYPES, "application/octet-stream"]
-_INDEX = Path(__file__).parent / "web" / "index.html"
 
 
 def configure(app: Chalice) -> None:
@@ -89,9 +89,15 @@ def fleet() -> dict[str, Any]:
 @bp.route("/", methods=["GET"])
 @json_errors
 def index() -> Response:
+    # Settings alone, not services(): serving the page makes no AWS call.
+    limits = {
+        "max_image_bytes": Settings.from_env().max_image_bytes,
+        "types": list(ALLOWED_TYPES),
+        "max_images_per_job": MAX_IMAGES_PER_JOB,
+    }
     return Response(
-        body=_INDEX.read_text(encoding="utf-8"),
-        headers={"Content-Type": "text/html; charset=utf-8"},
+        body=render_page(limits),
+        headers={"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache"},
     )
 
 

@@ -5,6 +5,7 @@
     skyclass classify PATH...    # upload files/folders through the API, print labels
     skyclass drop PATH...        # put files under incoming/ in the input bucket
     skyclass status [--watch]    # backlog, workers and the scaler's last decision
+    skyclass open [--job ID]     # the web page in a browser
     skyclass redrive             # send dead-lettered messages back to the work queue
 """
 
@@ -16,11 +17,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from skyclass.cli import classify, deploy, fleet, local, redrive
+from skyclass.cli import classify, deploy, fleet, local, redrive, web
 
 # Each module registers its own subcommands (``register(subparsers)``); this one parses,
 # dispatches, and turns skyclass errors into one line and exit code 2.
-COMMANDS = (local, classify, fleet, redrive, deploy)
+COMMANDS = (local, classify, fleet, redrive, deploy, web)
 DEFAULT_API = "http://127.0.0.1:8000"
 
 

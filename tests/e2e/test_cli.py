@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.e2e.conftest import RunningStack
+from tests.support.stack_process import free_port
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
 
 pytestmark = pytest.mark.e2e
@@ -17,10 +19,11 @@ pytestmark = pytest.mark.e2e
 SKYCLASS = str(Path(sys.executable).with_name("skyclass"))
 
 
-def _run(stack: RunningStack, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+def _run(stack: RunningStack, *args: str, timeout: float = 180,
+         **extra_env: str) -> subprocess.CompletedProcess:
     env = {"SKYCLASS_API_URL": stack.api, "AWS_ENDPOINT_URL": stack.endpoint,
            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"}
+           "AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin", **extra_env}
     return subprocess.run([SKYCLASS, *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -68,3 +71,27 @@ def test_drop_folder_and_status_from_the_cli(local_stack, tmp_path):
         assert any(name in line and label in line for line in done.stdout.splitlines())
     status = _run(local_stack, "status")
     assert status.returncode == 0 and "workers:" in status.stdout
+
+
+def test_open_shows_the_page_of_a_job_in_the_browser(local_stack, tmp_path):
+    # GIVEN a "browser" that notes the URL it is asked to open ($BROWSER, as webbrowser reads it)
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\necho "$1" > "{opened}"\n')
+    browser.chmod(0o755)
+    # WHEN a person opens the page of a job
+    done = _run(local_stack, "open", "--job", "0123456789abcdef0123", BROWSER=str(browser))
+    # THEN the browser got the job's URL, which the command also printed, and it is the page
+    url = f"{local_stack.api}/?job=0123456789abcdef0123"
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == url and opened.read_text().strip() == url
+    page = requests.get(url, timeout=30)
+    assert page.status_code == 200 and '<input id="files" type="file"' in page.text
+
+
+def test_open_says_plainly_when_nothing_answers(tmp_path):
+    done = subprocess.run([SKYCLASS, "open", "--api", f"http://127.0.0.1:{free_port()}"],
+                          env={"PATH": "/usr/bin:/bin", "BROWSER": "/bin/false"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "nothing answers at http://127.0.0.1:" in done.stderr and "skyclass up" in done.stderr

@@ -4,8 +4,10 @@ import csv
 import io
 import json
 
+from skyclass.cli import build_parser
 from skyclass.cli.classify import find_images, render_results
 from skyclass.cli.fleet import render_fleet
+from skyclass.cli.web import page_url
 
 
 def _result(name, status="done", label="cat", score=0.9, error=None):
@@ -43,3 +45,14 @@ def test_fleet_renders_backlog_and_instances():
                          "instances": [{"id": "i-1", "state": "running", "uptime_s": 12.0}],
                          "last_decision": {"reason": "backlog 7 needs 1 worker"}})
     assert "5 visible" in text and "i-1  running up 12s" in text and "needs 1 worker" in text
+
+
+def test_the_page_url_keeps_a_stage_prefix_and_names_the_jobs():
+    assert page_url("http://127.0.0.1:8000") == "http://127.0.0.1:8000/"
+    assert page_url("https://abc.execute-api.us-east-1.amazonaws.com/api/", ["j1", "j2"]) == (
+        "https://abc.execute-api.us-east-1.amazonaws.com/api/?job=j1&job=j2")
+
+
+def test_open_is_a_command_that_takes_the_api_and_jobs():
+    args = build_parser().parse_args(["open", "--api", "http://h:1/api", "--job", "j1"])
+    assert (args.api, args.job) == ("http://h:1/api", ["j1"])

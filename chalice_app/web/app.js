@@ -1,0 +1,547 @@
+"use strict";
+// The page of GET / (chalice_app/web/__init__.py inlines this script and embeds the
+// API's upload limits as JSON). Every API URL is relative to the page's own path, so
+// the page works at / locally and under API Gateway's stage prefix (/api or /api/).
+// Images go straight to S3 through the presigned POSTs of POST /jobs; results come
+// from polling GET /jobs/{id}; the fleet panel polls GET /fleet.
+
+const config = JSON.parse(document.getElementById("skyclass-config").textContent);
+const apiBase = new URL(location.pathname.replace(/\/?$/, "/"), location.href);
+
+const UPLOADS_AT_ONCE = 4;
+// Jobs are created just before their images upload, and kept small, so no presigned
+// upload (valid for minutes) expires while earlier images are still on the wire.
+const JOB_IMAGES = Math.min(100, config.max_images_per_job);
+const JOB_BYTES = 200 * 1024 * 1024;
+const JOB_POLL_MS = 1000;
+const FLEET_POLL_MS = 2000;
+const CHART_WINDOW_MS = 10 * 60 * 1000;
+const CHART_KEY = "skyclass.fleet-history";
+
+const $ = (id) => document.getElementById(id);
+const form = $("form");
+const fileInput = $("files");
+const goButton = $("go");
+const clearButton = $("clear");
+const grid = $("results");
+
+// ---- talking to the API ----------------------------------------------------------
+
+async function api(method, path, body) {
+  const response = await fetch(new URL(path, apiBase), {
+    method,
+    headers: body ? {"Content-Type": "application/json"} : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.Message || `${method} ${path}: HTTP ${response.status}`);
+  return data;
+}
+
+async function uploadToS3(upload, file) {
+  const body = new FormData();
+  for (const [key, value] of Object.entries(upload.fields)) body.append(key, value);
+  body.append("file", file);  // S3 reads the fields first: the file must come last
+  const response = await fetch(upload.url, {method: upload.method, body});
+  if (!response.ok) {
+    const text = await response.text().catch(() => "");
+    const reason = /<Message>([^<]*)<\/Message>/.exec(text);
+    throw new Error(`upload failed: ${reason ? reason[1] : "HTTP " + response.status}`);
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---- limits and the selection ----------------------------------------------------
+
+const formats = config.types.map((t) => t.replace("image/", "").toUpperCase());
+
+function formatBytes(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KiB", "MiB", "GiB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return `${value >= 10 || Number.isInteger(value) ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
+}
+
+/** Why the API would refuse ``file``, or null: the same rules as POST /jobs. */
+function refusal(file) {
+  if (!config.types.includes(file.type)) {
+    return `${file.type || "this file type"} is not accepted (send ${formats.join(", ")})`;
+  }
+  if (file.size === 0) return "the file is empty";
+  if (file.size > config.max_image_bytes) {
+    return `${formatBytes(file.size)} is over the ${formatBytes(config.max_image_bytes)} limit`;
+  }
+  return null;
+}
+
+let selected = [];  // the accepted files of the current selection
+let busy = false;   // a batch is uploading
+
+function select(files) {
+  selected = [];
+  const refused = [];
+  for (const file of files) {
+    const reason = refusal(file);
+    if (reason) refused.push([file.name, reason]); else selected.push(file);
+  }
+  const bytes = selected.reduce((sum, f) => sum + f.size, 0);
+  $("selection").textContent = selected.length
+    ? `${selected.length} image${selected.length === 1 ? "" : "s"} ready (${formatBytes(bytes)})` +
+      (refused.length ? `; ${refused.length} file${refused.length === 1 ? "" : "s"} will be skipped:` : ".")
+    : (refused.length ? "None of these files can be classified:" : "");
+  $("refused").replaceChildren(...refused.map(([name, reason]) => {
+    const item = document.createElement("li");
+    item.textContent = `${name}: ${reason}`;
+    return item;
+  }));
+  goButton.textContent = selected.length ? `Classify ${selected.length} image${selected.length === 1 ? "" : "s"}` : "Classify";
+  goButton.disabled = busy || !selected.length;
+}
+
+/** The files of a drop, folders walked (the items must be read during the event). */
+async function droppedFiles(dataTransfer) {
+  const entries = [...dataTransfer.items]
+    .map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null))
+    .filter(Boolean);
+  if (!entries.length) return [...dataTransfer.files];
+  const files = [];
+  async function walk(entry) {
+    if (entry.isFile) {
+      files.push(await new Promise((resolve, reject) => entry.file(resolve, reject)));
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+        if (!batch.length) break;
+        for (const child of batch) await walk(child);
+      }
+    }
+  }
+  for (const entry of entries) await walk(entry);
+  return files.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+// ---- the grid of results ---------------------------------------------------------
+
+const cards = new Map();  // image_id -> card element
+let objectUrls = [];
+
+const STATUS_TEXT = {queued: "waiting to upload", uploading: "uploading…", pending: "classifying…"};
+
+function newCard(name, file) {
+  const card = document.createElement("li");
+  card.className = "card";
+  card.dataset.name = name;
+  const main = document.createElement("button");
+  main.type = "button";
+  main.className = "card-main";
+  main.setAttribute("aria-expanded", "false");
+  const thumb = file ? thumbnail(file, name) : placeholder(name);
+  const caption = document.createElement("span");
+  caption.className = "caption";
+  const nameLine = document.createElement("span");
+  nameLine.className = "name";
+  nameLine.textContent = name;
+  nameLine.title = name;
+  const label = document.createElement("span");
+  label.className = "label";
+  caption.append(nameLine, label);
+  main.append(thumb, caption);
+  const top = document.createElement("ol");
+  top.className = "top5";
+  card.append(main, top);
+  main.addEventListener("click", () => {
+    if (card.dataset.status !== "done") return;
+    const open = card.classList.toggle("open");
+    main.setAttribute("aria-expanded", String(open));
+  });
+  setStatus(card, "queued");
+  grid.append(card);
+  $("results-empty").hidden = true;
+  return card;
+}
+
+function thumbnail(file, name) {
+  const image = document.createElement("img");
+  const url = URL.createObjectURL(file);
+  objectUrls.push(url);
+  image.className = "thumb";
+  image.alt = "";
+  image.loading = "lazy";
+  image.decoding = "async";
+  // What the browser cannot draw (a TIFF, a broken file) gets the placeholder instead.
+  image.addEventListener("error", () => image.replaceWith(placeholder(name)), {once: true});
+  image.src = url;
+  return image;
+}
+
+/** Where there is no picture: a reopened job has results, not the images themselves. */
+function placeholder(name) {
+  const box = document.createElement("span");
+  box.className = "thumb placeholder";
+  box.textContent = (name.includes(".") ? name.split(".").pop() : "?").slice(0, 4).toUpperCase();
+  box.setAttribute("aria-hidden", "true");
+  return box;
+}
+
+function setStatus(card, status, text) {
+  card.dataset.status = status;
+  card.querySelector(".label").textContent = text || STATUS_TEXT[status] || status;
+}
+
+function showResult(card, result) {
+  if (result.status === "done") {
+    const label = card.querySelector(".label");
+    setStatus(card, "done", result.label);
+    const score = document.createElement("span");
+    score.className = "score";
+    score.textContent = ` ${percent(result.score)}`;
+    label.append(score);
+    card.querySelector(".top5").replaceChildren(...(result.top || []).slice(0, 5).map((t) => {
+      const item = document.createElement("li");
+      const name = document.createElement("span");
+      name.textContent = t.label;
+      const value = document.createElement("span");
+      value.textContent = percent(t.score);
+      item.append(name, value);
+      return item;
+    }));
+    card.querySelector(".card-main").setAttribute(
+      "aria-label", `${card.dataset.name}: ${result.label}, ${percent(result.score)}. Show top 5`);
+  } else if (result.status === "failed") {
+    setStatus(card, "failed", `failed: ${result.error}`);
+  }
+}
+
+const percent = (score) => `${(100 * score).toFixed(score >= 0.995 || score < 0.1 ? 1 : 0)}%`;
+
+function clearResults() {
+  grid.replaceChildren();
+  cards.clear();
+  objectUrls.forEach((url) => URL.revokeObjectURL(url));
+  objectUrls = [];
+  $("results-empty").hidden = false;
+}
+
+// ---- progress and the job's URL --------------------------------------------------
+
+const progress = {total: 0, uploaded: 0, done: 0, failed: 0, jobs: []};
+
+function showProgress() {
+  const {total, uploaded, done, failed} = progress;
+  $("progress-box").hidden = false;
+  // Upload and classification each count for half of an image's way.
+  const bar = $("progress");
+  bar.max = Math.max(1, 2 * total);
+  bar.value = uploaded + done + failed;
+  const finished = done + failed;
+  const parts = [];
+  if (uploaded < total && busy) parts.push(`Uploaded ${uploaded} of ${total}`);
+  parts.push(`classified ${done} of ${total}`);
+  if (failed) parts.push(`${failed} failed`);
+  let text = parts.join(" · ");
+  text = text[0].toUpperCase() + text.slice(1);
+  if (total && finished === total) {
+    text = `Done: ${total} image${total === 1 ? "" : "s"}, ${done} classified, ${failed} failed.`;
+  }
+  $("progress-text").textContent = text;
+}
+
+function jobUrl(jobIds) {
+  const url = new URL(location.href);
+  url.search = "";
+  url.hash = "";
+  for (const id of jobIds) url.searchParams.append("job", id);
+  return url;
+}
+
+function publishJobs() {
+  const url = jobUrl(progress.jobs);
+  if (url.href !== location.href) history.replaceState(null, "", url);
+  const link = $("share-link");
+  link.href = url.href;
+  link.textContent = url.href;
+  $("share").hidden = !progress.jobs.length;
+}
+
+// ---- a batch: create jobs, upload, poll ------------------------------------------
+
+function jobChunks(files) {
+  const chunks = [];
+  let chunk = [];
+  let bytes = 0;
+  for (const file of files) {
+    if (chunk.length && (chunk.length >= JOB_IMAGES || bytes + file.size > JOB_BYTES)) {
+      chunks.push(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(file);
+    bytes += file.size;
+  }
+  if (chunk.length) chunks.push(chunk);
+  return chunks;
+}
+
+async function runPool(items, limit, work) {
+  let next = 0;
+  const runner = async () => {
+    while (next < items.length) await work(items[next++]);
+  };
+  await Promise.all(Array.from({length: Math.min(limit, items.length)}, runner));
+}
+
+const unfinished = new Map();  // job_id -> Set of image_ids without a final state
+let batch = 0;  // which batch the page shows; a poll loop of an older one stops
+
+async function classify(files) {
+  busy = true;
+  batch += 1;
+  goButton.disabled = true;
+  clearResults();
+  Object.assign(progress, {total: files.length, uploaded: 0, done: 0, failed: 0, jobs: []});
+  unfinished.clear();
+  publishJobs();
+  showProgress();
+  const waiting = files.map((file) => ({file, card: newCard(file.name, file)}));
+  let polling = null;
+  try {
+    let offset = 0;
+    for (const chunk of jobChunks(files)) {
+      const entries = waiting.slice(offset, offset + chunk.length);
+      offset += chunk.length;
+      const job = await api("POST", "jobs", {
+        images: chunk.map((f) => ({name: f.name, content_type: f.type, size: f.size})),
+      });
+      progress.jobs.push(job.job_id);
+      unfinished.set(job.job_id, new Set(job.uploads.map((u) => u.image_id)));
+      job.uploads.forEach((upload, i) => cards.set(upload.image_id, entries[i].card));
+      publishJobs();
+      polling = polling || pollJobs();
+      await runPool(job.uploads.map((upload, i) => [upload, entries[i]]), UPLOADS_AT_ONCE,
+        async ([upload, entry]) => {
+          setStatus(entry.card, "uploading");
+          try {
+            await uploadToS3(upload, entry.file);
+            setStatus(entry.card, "pending");
+            progress.uploaded += 1;
+          } catch (error) {
+            setStatus(entry.card, "failed", error.message);
+            unfinished.get(job.job_id).delete(upload.image_id);
+            progress.uploaded += 1;
+            progress.failed += 1;
+          }
+          showProgress();
+        });
+    }
+  } catch (error) {
+    $("progress-text").textContent = `Could not start the job: ${error.message}`;
+  } finally {
+    busy = false;
+    selected = [];
+    select([]);
+    clearButton.hidden = false;
+  }
+  showProgress();
+  await polling;
+}
+
+/** Poll every job with unfinished images until each image has its result. */
+async function pollJobs() {
+  const mine = batch;
+  for (;;) {
+    await sleep(JOB_POLL_MS);
+    const open = [...unfinished].filter(([, ids]) => ids.size);
+    if (mine !== batch || (!open.length && !busy)) return;
+    for (const [jobId] of open) {
+      let job;
+      try {
+        job = await api("GET", `jobs/${encodeURIComponent(jobId)}`);
+      } catch (error) {
+        $("progress-text").textContent = `Could not read job ${jobId}: ${error.message}`;
+        continue;
+      }
+      if (mine !== batch) return;
+      applyJob(job);
+    }
+    showProgress();
+  }
+}
+
+function applyJob(job) {
+  const ids = unfinished.get(job.job_id);
+  for (const result of job.results) {
+    const card = cards.get(result.image_id);
+    if (!card || !ids || !ids.has(result.image_id) || result.status === "pending") continue;
+    showResult(card, result);
+    ids.delete(result.image_id);
+    progress[result.status === "done" ? "done" : "failed"] += 1;
+  }
+}
+
+/** ``?job=…`` on load: show that job's results (names and labels; the images stay
+ * with whoever uploaded them) and keep polling while some are pending. */
+async function reopen(jobIds) {
+  Object.assign(progress, {total: 0, uploaded: 0, done: 0, failed: 0, jobs: jobIds});
+  publishJobs();
+  $("progress-text").textContent = "Loading the job…";
+  $("progress-box").hidden = false;
+  for (const jobId of jobIds) {
+    let job;
+    try {
+      job = await api("GET", `jobs/${encodeURIComponent(jobId)}`);
+    } catch (error) {
+      $("progress-text").textContent = `Could not open job ${jobId}: ${error.message}`;
+      return;
+    }
+    unfinished.set(job.job_id, new Set(job.results.map((r) => r.image_id)));
+    for (const result of job.results) {
+      const card = newCard(result.name || result.image_id, null);
+      setStatus(card, "pending");
+      cards.set(result.image_id, card);
+    }
+    progress.total += job.total;
+    progress.uploaded += job.total;
+    applyJob(job);
+  }
+  showProgress();
+  await pollJobs();
+}
+
+// ---- the fleet panel --------------------------------------------------------------
+
+let samples = [];
+try {
+  samples = JSON.parse(sessionStorage.getItem(CHART_KEY) || "[]");
+} catch {
+  samples = [];
+}
+
+function showFleet(fleet) {
+  const queue = fleet.queue || {};
+  const backlog = (queue.visible || 0) + (queue.in_flight || 0) + (queue.delayed || 0);
+  const instances = fleet.instances || [];
+  const byState = {};
+  for (const instance of instances) byState[instance.state] = (byState[instance.state] || 0) + 1;
+  const running = byState.running || 0;
+  $("stat-backlog").textContent = backlog;
+  $("stat-in-flight").textContent = queue.in_flight || 0;
+  $("stat-dead").textContent = queue.dead_letter || 0;
+  $("stat-running").textContent = running;
+  const order = ["running", "pending", "stopping", "stopped"];
+  const states = Object.keys(byState).sort((a, b) => order.indexOf(a) - order.indexOf(b));
+  $("instances").replaceChildren(...(instances.length ? states.map((state) => {
+    const chip = document.createElement("span");
+    chip.className = `chip ${state}`;
+    chip.textContent = `${byState[state]} ${state}`;
+    chip.title = instances.filter((i) => i.state === state)
+      .map((i) => (i.uptime_s == null ? i.id : `${i.id} up ${i.uptime_s}s`)).join("\n");
+    return chip;
+  }) : [Object.assign(document.createElement("span"), {className: "chip", textContent: "no worker instances"})]));
+  const decision = fleet.last_decision;
+  $("decision").textContent = decision && decision.reason
+    ? `Scaler: ${decision.reason}${decision.at ? ` (${decision.at.replace("T", " ")})` : ""}`
+    : "The scaler has not decided anything yet.";
+  const now = Date.now();
+  samples.push({t: now, backlog, running});
+  samples = samples.filter((s) => now - s.t <= CHART_WINDOW_MS);
+  try {
+    sessionStorage.setItem(CHART_KEY, JSON.stringify(samples));
+  } catch {
+    // A full or disabled storage only costs the chart its past after a reload.
+  }
+  drawChart(now);
+}
+
+function drawChart(now) {
+  const span = Math.max(60 * 1000, now - (samples.length ? samples[0].t : now));
+  const x = (t) => (4 + 292 * (t - (now - span)) / span).toFixed(1);
+  const line = (key) => {
+    const max = Math.max(1, ...samples.map((s) => s[key]));
+    // Each series fills the chart's height on its own scale; the caption names the max.
+    return [max, samples.map((s) => `${x(s.t)},${(95 - 90 * s[key] / max).toFixed(1)}`).join(" ")];
+  };
+  const [maxBacklog, backlogPoints] = line("backlog");
+  const [maxRunning, runningPoints] = line("running");
+  $("line-backlog").setAttribute("points", backlogPoints);
+  $("line-running").setAttribute("points", runningPoints);
+  $("max-backlog").textContent = maxBacklog;
+  $("max-running").textContent = maxRunning;
+  $("chart-minutes").textContent = Math.ceil(span / 60000);
+}
+
+async function watchFleet() {
+  for (;;) {
+    try {
+      showFleet(await api("GET", "fleet"));
+    } catch (error) {
+      $("decision").textContent = `The fleet cannot be read: ${error.message}`;
+    }
+    await sleep(FLEET_POLL_MS);
+  }
+}
+
+// ---- wiring ----------------------------------------------------------------------
+
+$("limits").textContent =
+  `${formats.join(", ")} · up to ${formatBytes(config.max_image_bytes)} per image · ` +
+  "any number of images; each goes straight to storage, a few at a time.";
+fileInput.accept = config.types.join(",");
+fileInput.addEventListener("change", () => select([...fileInput.files]));
+
+const dropZone = $("drop");
+// Dropping anywhere on the page selects the files (instead of the browser leaving the
+// page to show one image).
+document.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  dropZone.classList.add("over");
+});
+document.addEventListener("dragleave", (event) => {
+  if (!event.relatedTarget) dropZone.classList.remove("over");
+});
+document.addEventListener("drop", async (event) => {
+  event.preventDefault();
+  dropZone.classList.remove("over");
+  if (!busy) select(await droppedFiles(event.dataTransfer));
+});
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (busy || !selected.length) return;
+  const files = selected;
+  fileInput.value = "";
+  classify(files).catch((error) => {
+    $("progress-text").textContent = error.message;
+  });
+});
+
+clearButton.addEventListener("click", () => {
+  batch += 1;
+  clearResults();
+  unfinished.clear();
+  Object.assign(progress, {total: 0, uploaded: 0, done: 0, failed: 0, jobs: []});
+  publishJobs();
+  $("progress-box").hidden = true;
+  clearButton.hidden = true;
+  fileInput.focus();
+});
+
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  for (const card of grid.querySelectorAll(".card.open")) {
+    card.classList.remove("open");
+    card.querySelector(".card-main").setAttribute("aria-expanded", "false");
+  }
+});
+
+const jobsInUrl = new URLSearchParams(location.search).getAll("job").filter(Boolean);
+if (jobsInUrl.length) {
+  clearButton.hidden = false;
+  reopen(jobsInUrl).catch((error) => {
+    $("progress-text").textContent = error.message;
+  });
+}
+watchFleet();

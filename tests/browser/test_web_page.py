@@ -1,0 +1,121 @@
+"""The web page in headless Chromium, on the real local stack with the tiny model.
+
+A person picks images, presses Classify, and reads each image's label on its card; the
+job's URL brings the same results back; the page also works where API Gateway mounts
+it, under a stage prefix.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.browser.conftest import PHONE
+from tests.browser.stage_proxy import StageProxy
+from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+# The first images of a session may wait for a worker to boot and load TensorFlow.
+RESULT_TIMEOUT_MS = 180_000
+
+
+def _images(per_class: int, first: int) -> tuple[list[dict], dict[str, str]]:
+    """Held-out JPEGs as Playwright file payloads, and file name -> true label."""
+    files, truth = [], {}
+    for i in range(per_class):
+        for label in CLASSES:
+            name = f"{label} {i}.jpg"
+            files.append({"name": name, "mimeType": "image/jpeg",
+                          "buffer": image_bytes(label, HELD_OUT_SEED + first + i)})
+            truth[name] = label
+    return files, truth
+
+
+def _wait_for_every_card(page, count: int, timeout: float = RESULT_TIMEOUT_MS) -> None:
+    page.wait_for_function(
+        """count => {
+            const cards = document.querySelectorAll(".card");
+            return cards.length === count && [...cards].every(
+                c => c.dataset.status === "done" || c.dataset.status === "failed");
+        }""", arg=count, timeout=timeout)
+
+
+def _labels(page) -> dict[str, str]:
+    """What each card says: file name -> top-1 label (or the failure)."""
+    return page.eval_on_selector_all(
+        ".card", """cards => Object.fromEntries(cards.map(c => [
+            c.dataset.name,
+            c.dataset.status === "done" ? c.querySelector(".label").firstChild.textContent
+                                        : c.querySelector(".label").textContent]))""")
+
+
+def test_a_person_classifies_images_and_reopens_the_job(local_stack, browser_page, output_dir):
+    page = browser_page.page
+    files, truth = _images(per_class=2, first=800)
+    broken = {"name": "broken.png", "mimeType": "image/png", "buffer": b"not a PNG at all"}
+    notes = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"shopping list"}
+
+    # GIVEN the page, which says what it accepts before anything is uploaded
+    page.goto(local_stack.api + "/")
+    assert "up to 20 MiB per image" in page.text_content("#limits")
+    assert "JPEG" in page.text_content("#limits")
+    # WHEN a person picks six images, a broken "PNG" and a text file, and presses Classify
+    page.set_input_files("#files", [*files, broken, notes])
+    assert page.text_content("#refused").startswith("notes.txt: text/plain is not accepted")
+    page.click("#go")
+    _wait_for_every_card(page, len(files) + 1)
+
+    # THEN each image's card shows its true label, the broken file says why it failed,
+    # and the progress line sums it up
+    labels = _labels(page)
+    assert {name: labels[name] for name in truth} == truth
+    assert labels["broken.png"].startswith("failed: the file is not an image")
+    assert page.text_content("#progress-text") == "Done: 7 images, 6 classified, 1 failed."
+    first = page.locator(".card[data-status=done]").first
+    first.locator(".card-main").click()
+    assert first.locator(".top5 li").count() == len(CLASSES)  # the top 5, of 3 classes
+    page.screenshot(path=str(output_dir / "desktop.png"), full_page=True)
+
+    # WHEN the job's own URL is reloaded (or shared)
+    job_url = page.url
+    assert re.search(r"\?job=[0-9a-f]{20}$", job_url)
+    assert page.get_attribute("#share-link", "href") == job_url
+    page.reload()
+    _wait_for_every_card(page, len(files) + 1, timeout=30_000)
+
+    # THEN the same results come back, by name
+    assert _labels(page) == labels
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=str(output_dir / "phone.png"), full_page=True)
+    assert browser_page.errors == []
+
+
+def test_the_page_works_under_a_stage_prefix(local_stack, browser_page, output_dir):
+    page = browser_page.page
+    files, truth = _images(per_class=1, first=850)
+    with StageProxy(local_stack.api) as stage:
+        # GIVEN the page at the stage's URL, without a trailing slash, as API Gateway prints it
+        page.goto(stage.url)
+        # WHEN a person reaches the file input by keyboard, picks images and classifies them
+        page.keyboard.press("Tab")  # the skip link
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "files"
+        page.set_input_files("#files", files)
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "go"
+        page.keyboard.press("Enter")
+        _wait_for_every_card(page, len(files))
+        # ... and the fleet panel has read the fleet
+        page.wait_for_function("/^[0-9]+$/.test(document.getElementById('stat-running')"
+                               ".textContent)")
+
+        # THEN the labels are right, every API call went through the stage, none around it
+        assert _labels(page) == truth
+        assert stage.refused == []
+        assert any(path.startswith("/api/jobs") for path in stage.forwarded)
+        assert any(path == "/api/fleet" for path in stage.forwarded)
+        assert page.url.startswith(stage.url + "?job=")
+        page.screenshot(path=str(output_dir / "under-prefix.png"), full_page=True)
+    assert browser_page.errors == []
