@@ -125,8 +125,10 @@ class JobService:
         manifest = self._manifest(job_id)
         if manifest is None:
             raise JobNotFoundError(f"no job {job_id!r}")
-        keys = list(self._store.keys(contracts.job_results_prefix(job_id)))
-        found = {r["image_id"]: r for r in self._store.get_many(keys)}
+        found = {
+            r["image_id"]: r
+            for r in self._store.read_prefix(contracts.job_results_prefix(job_id))
+        }
         results = [
             found.get(image["image_id"])
             or {"image_id": image["image_id"], "name": image["name"], "status": PENDING}

@@ -1,9 +1,16 @@
-"""ResultStore: result objects in the output bucket, keyed by input key (one per image)."""
+"""ResultStore: result objects in the output bucket, keyed by input key (one per image).
+
+``read_prefix`` reads every result under a prefix (a job's) and remembers what it read
+by ETag, so a client polling a big job from a warm Lambda costs one LIST per 1,000
+results plus a GET per result that is new or changed since its last poll, not a GET
+per result every time.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,9 +20,12 @@ _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 
 
 class ResultStore:
-    def __init__(self, s3: Any, bucket: str) -> None:
+    def __init__(self, s3: Any, bucket: str, cache_size: int = 50_000) -> None:
         self._s3 = s3
         self.bucket = bucket
+        self._cache: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
 
     def put(self, key: str, result: dict[str, Any]) -> None:
         self._s3.put_object(
@@ -27,23 +37,51 @@ class ResultStore:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The JSON object at ``key``, or None if there is none (yet)."""
+        found = self._get(key)
+        return None if found is None else found[1]
+
+    def keys(self, prefix: str) -> list[str]:
+        return [key for key, _ in self._list(prefix)]
+
+    def read_prefix(self, prefix: str, threads: int = 16) -> list[dict[str, Any]]:
+        """Every JSON object under ``prefix``, in key order; unchanged ones from memory."""
+        listed = self._list(prefix)
+        with self._lock:
+            known = {key: self._cache[key] for key, etag in listed
+                     if self._cached_etag(key) == etag}
+        stale = [key for key, _ in listed if key not in known]
+        if stale:
+            with ThreadPoolExecutor(max_workers=min(threads, len(stale))) as pool:
+                for key, found in zip(stale, pool.map(self._get, stale), strict=True):
+                    if found is not None:
+                        known[key] = found
+                        self._remember(key, *found)
+        return [known[key][1] for key, _ in listed if key in known]
+
+    def _list(self, prefix: str) -> list[tuple[str, str]]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        return [
+            (item["Key"], item["ETag"])
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            for item in page.get("Contents", [])
+        ]
+
+    def _get(self, key: str) -> tuple[str, dict[str, Any]] | None:
         try:
-            body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            response = self._s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
                 return None
             raise
-        return json.loads(body)
+        return response["ETag"], json.loads(response["Body"].read())
 
-    def keys(self, prefix: str) -> Iterator[str]:
-        paginator = self._s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                yield item["Key"]
+    def _cached_etag(self, key: str) -> str | None:
+        entry = self._cache.get(key)
+        return entry[0] if entry else None
 
-    def get_many(self, keys: list[str], threads: int = 16) -> list[dict[str, Any]]:
-        """Fetch many objects concurrently; objects that vanished are left out."""
-        if not keys:
-            return []
-        with ThreadPoolExecutor(max_workers=min(threads, len(keys))) as pool:
-            return [r for r in pool.map(self.get, keys) if r is not None]
+    def _remember(self, key: str, etag: str, document: dict[str, Any]) -> None:
+        with self._lock:
+            self._cache[key] = (etag, document)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
