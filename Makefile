@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[worker,cpu,local,dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[worker,cpu,local,dev,bench]'
 	touch $(STAMP)
 
 ## Start the whole service locally on the embedded AWS emulator (Ctrl-C stops it).

@@ -3,7 +3,7 @@
 import runpy
 import sys
 
-BENCHMARKS = ["bench.stack_classify"]
+BENCHMARKS = ["bench.simulate", "bench.stack_classify"]
 
 for name in BENCHMARKS:
     print(f"== {name}", flush=True)

@@ -83,7 +83,7 @@ def get_image(image_id: str) -> Response:
 @json_errors
 def fleet() -> dict[str, Any]:
     s = services()
-    return fleet_status(s.queue, s.pool, s.store, now=time.time())
+    return fleet_status(s.queue, s.pool, s.store, now=time.time(), boot_time=s.settings.boot_time)
 
 
 @bp.route("/", methods=["GET"])

@@ -51,7 +51,7 @@ def services() -> Services:
         store=store,
         jobs=JobService(aws.s3, store, resources, settings),
         ingestor=Ingestor(aws.s3, queue, pool, store, resources, settings),
-        scaler=Scaler(queue, pool, store, settings, clock=time.time),
+        scaler=Scaler(queue, pool, store, settings, clock=time.time, cloudwatch=aws.cloudwatch),
     )
 
 

@@ -22,7 +22,7 @@ from skyclass import constants as c
 from skyclass import input_policy
 from skyclass.contracts import WorkMessage, failed_result, parse_input_key
 from skyclass.errors import InvalidMessageError, SkyclassError
-from skyclass.fleet.policy import STOPPED
+from skyclass.fleet.policy import cold_start
 from skyclass.fleet.pool import InstancePool
 from skyclass.queue import WorkQueue
 from skyclass.resources import StageResources
@@ -136,14 +136,11 @@ class Ingestor:
         """Start one stopped worker if none is pending or running. Best effort: if EC2
         fails, the scaling tick within a minute starts one anyway."""
         try:
-            instances = self._pool.instances()
-            if self._settings.max_workers < 1 or self._pool.is_warm(instances):
-                return []
-            stopped = sorted(i.id for i in instances if i.state == STOPPED)[:1]
-            self._pool.start(stopped)
-            if stopped:
-                log.info("cold start: started worker %s", stopped[0])
-            return stopped
+            start = cold_start(self._pool.instances(), self._settings)
+            self._pool.start(start)
+            if start:
+                log.info("cold start: started worker %s", start[0])
+            return start
         except (ClientError, BotoCoreError):
             log.exception("cold start failed; the scaler will start a worker")
             return []

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from skyclass.fleet.policy import PENDING, RUNNING, InstanceView
+from skyclass.fleet.policy import InstanceView
 from skyclass.provision import pool_filters
 
 
@@ -33,11 +33,6 @@ class InstancePool:
                         )
                     )
         return sorted(views, key=lambda v: v.id)
-
-    @staticmethod
-    def is_warm(instances: Sequence[InstanceView]) -> bool:
-        """True if any worker is pending or running (so a new message will be picked up)."""
-        return any(i.state in (PENDING, RUNNING) for i in instances)
 
     def start(self, ids: Sequence[str]) -> None:
         if ids:

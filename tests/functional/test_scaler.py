@@ -1,5 +1,6 @@
-"""The scaler against the emulator: a backlog starts workers up to max_workers; a fleet
-idle past the grace period is stopped; EC2 trouble is recorded, not raised."""
+"""The scaler against the emulator: a backlog starts workers up to max_workers, sized by
+the throughput the workers measured; a fleet idle past the grace period is stopped; EC2
+trouble is recorded, not raised, and the next tick acts."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from skyclass.contracts import WorkMessage
 from skyclass.fleet.pool import InstancePool
 from skyclass.fleet.scaler import Scaler
 from skyclass.local.lambda_host import scheduled_event
+from skyclass.metrics import MetricsPublisher
 from skyclass.queue import WorkQueue
 from skyclass.results import ResultStore
 
@@ -94,18 +96,64 @@ def test_an_idle_fleet_is_kept_through_the_grace_and_stopped_after(parts, settin
     assert "idle" in plan.reason
 
 
-def test_ec2_trouble_is_recorded_and_not_raised(parts, settings, clock):
-    queue, _, store = parts
+def test_ec2_trouble_is_recorded_and_the_next_tick_acts(parts, settings, clock, aws):
+    queue, pool, store = parts
     ec2 = boto3.client("ec2", region_name="us-east-1")
     stubber = Stubber(ec2)
     stubber.add_client_error("describe_instances", "UnauthorizedOperation", "not allowed")
     enqueue(queue, 1)
-
+    # GIVEN EC2 refuses the first tick
     with stubber:
         plan = Scaler(queue, InstancePool(ec2, "local"), store, settings, clock).run_once()
-
+    # THEN nothing changed, and the decision says why
     assert plan.start == [] and plan.stop == []
     assert "UnauthorizedOperation" in store.get(c.FLEET_DECISION_KEY)["reason"]
+    # WHEN EC2 answers again, the next tick starts the worker the backlog needs
+    clock.offset = settings.scale_period
+    Scaler(queue, pool, store, settings, clock).run_once()
+    assert states(pool).count("running") == 1
+
+
+def test_the_workers_measured_throughput_sizes_the_fleet(parts, settings, clock, aws):
+    queue, pool, store = parts
+    # GIVEN a default of 20 img/s per worker, but workers that measured 1 img/s
+    settings = settings.replace(worker_throughput=20.0, target_latency=60.0, max_workers=3)
+    publisher = MetricsPublisher(aws.cloudwatch, settings.stage, flush_every=0)
+    publisher.record_batch(images=30, errors=0, seconds=30.0)
+    enqueue(queue, 100)  # one worker at 20 img/s; two at 1 img/s (60 per worker)
+
+    Scaler(queue, pool, store, settings, clock, cloudwatch=aws.cloudwatch).run_once()
+
+    # THEN two workers run, and the decision says the figure was measured
+    assert states(pool).count("running") == 2
+    used = store.get(c.FLEET_DECISION_KEY)["throughput"]
+    assert (used["per_worker"], used["source"]) == (1.0, "measured")
+
+
+def test_without_metrics_the_configured_throughput_is_used(parts, settings, clock, aws):
+    queue, pool, store = parts
+    settings = settings.replace(worker_throughput=20.0, target_latency=60.0)
+    enqueue(queue, 100)
+
+    Scaler(queue, pool, store, settings, clock, cloudwatch=aws.cloudwatch).run_once()
+
+    assert states(pool).count("running") == 1
+    used = store.get(c.FLEET_DECISION_KEY)["throughput"]
+    assert (used["per_worker"], used["source"]) == (20.0, "default")
+
+
+def test_cloudwatch_trouble_falls_back_to_the_configured_throughput(parts, settings, clock):
+    queue, pool, store = parts
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    stubber = Stubber(cloudwatch)
+    stubber.add_client_error("get_metric_data", "Throttling", "slow down")
+    enqueue(queue, 3)
+
+    with stubber:
+        Scaler(queue, pool, store, settings, clock, cloudwatch=cloudwatch).run_once()
+
+    assert states(pool).count("running") == 1
+    assert store.get(c.FLEET_DECISION_KEY)["throughput"]["source"] == "default"
 
 
 def test_the_scheduled_lambda_runs_one_tick(stage, monkeypatch, aws):

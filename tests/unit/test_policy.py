@@ -1,31 +1,37 @@
-"""The scaling policy: GIVEN a fleet and a backlog, THEN this plan."""
+"""The scaling policy: GIVEN a fleet and a backlog, THEN this plan. One test per rule."""
 
 from __future__ import annotations
 
 import pytest
 
-from skyclass.fleet.policy import InstanceView, Plan, decide
+from skyclass.fleet.policy import InstanceView, Observation, Plan, decide
 from skyclass.settings import Settings
 
 NOW = 10_000.0
 THROUGHPUT = 2.0  # images/s per worker: with a 60 s target, 120 images per worker
+LONG_AGO = NOW - 3600
 
 
 @pytest.fixture
 def settings() -> Settings:
     return Settings.from_env(
-        {}, min_workers=0, max_workers=4, idle_grace=300.0, target_latency=60.0
+        {}, min_workers=0, max_workers=4, idle_grace=300.0, target_latency=60.0, boot_time=70.0
     )
 
 
-def fleet(**states: str) -> list[InstanceView]:
-    """fleet(i1="running", i2="stopped") -> instances started 600 s ago."""
-    return [InstanceView(id, state, started_at=NOW - 600) for id, state in states.items()]
+def fleet(started_at: float = LONG_AGO, **states: str) -> list[InstanceView]:
+    """fleet(i1="running", i2="stopped") -> instances last started an hour ago."""
+    return [InstanceView(id, state, started_at=started_at) for id, state in states.items()]
 
 
-def plan_for(settings, backlog, instances, last_busy_at=None, now=NOW) -> Plan:
-    return decide(backlog, instances, THROUGHPUT, now, last_busy_at, settings)
+def plan_for(settings, backlog, instances, *, in_flight=0, last_busy_at=None, recent=(),
+             now=NOW, throughput=THROUGHPUT, finished_rate=0.0) -> Plan:
+    return decide(Observation(visible=backlog, in_flight=in_flight, instances=instances,
+                              per_worker=throughput, now=now, finished_rate=finished_rate,
+                              recent=recent, last_busy_at=last_busy_at), settings)
 
+
+# ---- scaling out ------------------------------------------------------------------
 
 def test_a_backlog_on_a_cold_fleet_starts_one_worker(settings):
     plan = plan_for(settings, 5, fleet(i1="stopped", i2="stopped"))
@@ -41,6 +47,41 @@ def test_a_large_backlog_starts_one_worker_per_target_latency_of_work(settings):
     assert plan.start == ["i2", "i3"]
 
 
+def test_messages_in_flight_count_as_backlog(settings):
+    plan = plan_for(settings, 0, fleet(i1="running", i2="stopped"), in_flight=200)
+
+    assert plan.start == ["i2"] and plan.desired == 2
+
+
+def test_measured_throughput_changes_how_many_workers_a_backlog_needs(settings):
+    instances = fleet(i1="stopped", i2="stopped", i3="stopped", i4="stopped")
+
+    slow = plan_for(settings, 300, instances, throughput=1.0)  # 60 images per worker
+    fast = plan_for(settings, 300, instances, throughput=10.0)  # 600 images per worker
+
+    assert (slow.desired, fast.desired) == (4, 1)
+    assert "10 img/s" in fast.reason
+
+
+def test_a_stream_the_fleet_keeps_up_with_keeps_enough_workers_without_a_backlog(settings):
+    # GIVEN workers that finished 2.4 img/s lately and left nothing waiting
+    plan = plan_for(settings, 0, fleet(i1="running", i2="stopped"), finished_rate=2.4)
+
+    # THEN two run: one worker (2 img/s) at 80 % utilization keeps up with 1.6 img/s
+    assert plan.start == ["i2"] and plan.desired == 2
+
+
+def test_a_backlog_that_grew_since_the_last_tick_counts_as_arrivals(settings):
+    # GIVEN an empty queue a minute ago and 96 images now: 1.6 img/s arriving
+    instances = fleet(i1="running", i2="stopped", i3="stopped")
+
+    plan = plan_for(settings, 96, instances, recent=[(NOW - 60, 1, 0)])
+
+    # THEN one worker to keep up plus one to clear the 96 within the target (ceil 1.8)
+    assert plan.desired == 2
+    assert "1.6 img/s arriving" in plan.reason
+
+
 def test_the_fleet_never_grows_beyond_max_workers(settings):
     instances = fleet(**{f"i{n}": "stopped" for n in range(6)})
 
@@ -50,10 +91,39 @@ def test_the_fleet_never_grows_beyond_max_workers(settings):
     assert len(plan.start) == 4
 
 
+def test_too_few_stopped_instances_are_reported_in_the_reason(settings):
+    plan = plan_for(settings, 100_000, fleet(i1="stopped"))
+
+    assert plan.start == ["i1"]
+    assert "only 1 stopped" in plan.reason
+
+
+def test_min_workers_are_started_without_a_backlog(settings):
+    settings = settings.replace(min_workers=1)
+
+    plan = plan_for(settings, 0, fleet(i1="stopped"))
+
+    assert plan.start == ["i1"]
+
+
+# ---- what counts as capacity ------------------------------------------------------------
+
 def test_pending_instances_count_as_capacity(settings):
     plan = plan_for(settings, 100, fleet(i1="pending", i2="stopped"))
 
     assert plan.start == [] and plan.stop == []
+
+
+def test_booting_workers_that_do_not_drain_yet_start_no_more(settings):
+    # GIVEN two workers started 20 s ago for 240 images, still booting (70 s), and the
+    # backlog not smaller than when they were started
+    booting = fleet(started_at=NOW - 20, i1="running", i2="running", i3="stopped")
+
+    plan = plan_for(settings, 240, booting, recent=[(NOW - 20, 2, 240)], last_busy_at=NOW - 20)
+
+    # THEN nobody else is started: they count, booting or not
+    assert plan.start == [] and plan.desired == 2
+    assert "2 booting" in plan.reason
 
 
 def test_stopping_instances_are_not_capacity_and_are_not_started(settings):
@@ -62,32 +132,68 @@ def test_stopping_instances_are_not_capacity_and_are_not_started(settings):
     assert plan.start == ["i2"]
 
 
-def test_too_few_stopped_instances_are_reported_in_the_reason(settings):
-    plan = plan_for(settings, 100_000, fleet(i1="stopped"))
+# ---- scaling in -------------------------------------------------------------------
 
-    assert plan.start == ["i1"]
-    assert "only 1 stopped" in plan.reason
-
-
-def test_a_shrinking_backlog_does_not_stop_anyone(settings):
-    plan = plan_for(settings, 1, fleet(i1="running", i2="running", i3="running"))
+def test_a_shrinking_backlog_does_not_stop_anyone_within_the_grace(settings):
+    plan = plan_for(settings, 1, fleet(i1="running", i2="running", i3="running"),
+                    recent=[(NOW - 120, 3, 2)], last_busy_at=NOW - 60)
 
     assert plan.stop == []
     assert plan.desired == 3
 
 
 def test_an_idle_fleet_within_the_grace_period_is_kept(settings):
-    plan = plan_for(settings, 0, fleet(i1="running"), last_busy_at=NOW - 100)
+    plan = plan_for(settings, 0, fleet(i1="running"), recent=[(NOW - 100, 1, 0)],
+                    last_busy_at=NOW - 100)
 
     assert plan.stop == []
-    assert "holding" in plan.reason
+    assert "idle 100 of 300 s" in plan.reason
 
 
 def test_an_idle_fleet_past_the_grace_period_is_stopped(settings):
-    plan = plan_for(settings, 0, fleet(i1="running", i2="running"), last_busy_at=NOW - 301)
+    plan = plan_for(settings, 0, fleet(i1="running", i2="running"),
+                    recent=[(NOW - 301, 2, 0)], last_busy_at=NOW - 301)
 
     assert sorted(plan.stop) == ["i1", "i2"]
     assert plan.desired == 0
+
+
+def test_scale_in_steps_down_as_the_grace_window_slides(settings):
+    # GIVEN four workers that a burst needed 250 s ago, and two needed 100 s ago
+    four = fleet(i1="running", i2="running", i3="running", i4="running")
+    recent = [(NOW - 250, 4, 0), (NOW - 100, 2, 0)]
+    # WHEN the backlog is gone: THEN all four stay while the burst is within the grace
+    assert plan_for(settings, 0, four, recent=recent).stop == []
+    # WHEN the burst's need leaves the window: THEN the fleet drops to the later need of two
+    later = plan_for(settings, 0, four, recent=recent, now=NOW + 60)
+    assert len(later.stop) == 2 and later.desired == 2
+    # WHEN that need leaves the window too: THEN the rest stop
+    two = [i for i in four if i.id not in later.stop]
+    assert len(plan_for(settings, 0, two, recent=later.recent, now=NOW + 220).stop) == 2
+
+
+def test_a_backlog_that_comes_and_goes_does_not_flap(settings):
+    # GIVEN a backlog that comes and goes every other minute for half an hour
+    instances = {f"i{n}": "stopped" for n in range(4)}
+    started_at: dict[str, float] = {}
+    recent: list = []
+    last_busy_at = None
+    starts, stops = [], 0
+    for tick in range(30):
+        now = NOW + 60 * tick
+        views = [InstanceView(i, s, started_at.get(i)) for i, s in instances.items()]
+        plan = plan_for(settings, 300 if tick % 2 == 0 else 0, views, recent=recent,
+                        last_busy_at=last_busy_at, now=now)
+        recent, last_busy_at = plan.recent, plan.last_busy_at
+        for i in plan.start:
+            instances[i], started_at[i] = "running", now
+        for i in plan.stop:
+            instances[i] = "stopped"
+        starts.append(len(plan.start))
+        stops += len(plan.stop)
+    # THEN the fleet was sized on the first two busy ticks and never shrank
+    assert stops == 0
+    assert starts[0] > 0 and sum(starts[3:]) == 0
 
 
 def test_idle_scale_in_keeps_min_workers(settings):
@@ -99,12 +205,13 @@ def test_idle_scale_in_keeps_min_workers(settings):
     assert plan.desired == 1
 
 
-def test_min_workers_are_started_without_a_backlog(settings):
-    settings = settings.replace(min_workers=1)
+def test_scale_in_stops_the_longest_running_first(settings):
+    instances = [InstanceView("i1", "running", LONG_AGO + 10),
+                 InstanceView("i2", "running", LONG_AGO)]
 
-    plan = plan_for(settings, 0, fleet(i1="stopped"))
+    plan = plan_for(settings.replace(min_workers=1), 0, instances)
 
-    assert plan.start == ["i1"]
+    assert plan.stop == ["i2"]
 
 
 def test_a_pending_instance_is_never_stopped(settings):
@@ -116,9 +223,9 @@ def test_a_pending_instance_is_never_stopped(settings):
 def test_a_worker_started_for_a_burst_nobody_saw_still_gets_its_grace(settings):
     """A cold start by ingest, whose backlog cleared before any tick: the grace counts
     from the instance's start."""
-    just_started = [InstanceView("i1", "running", started_at=NOW - 30)]
+    just_started = fleet(started_at=NOW - 90, i1="running")
 
-    plan = plan_for(settings, 0, just_started, last_busy_at=None)
+    plan = plan_for(settings, 0, just_started)
 
     assert plan.stop == []
 
@@ -128,6 +235,12 @@ def test_a_backlog_marks_the_fleet_busy_now(settings):
     assert plan_for(settings, 0, fleet(i1="running"), last_busy_at=1.0).last_busy_at == 1.0
 
 
+def test_the_grace_window_forgets_needs_older_than_the_grace(settings):
+    plan = plan_for(settings, 0, fleet(i1="stopped"), recent=[(NOW - 400, 4, 9), (NOW - 10, 1, 0)])
+
+    assert plan.recent == [(NOW - 10, 1, 0), (NOW, 0, 0)]
+
+
 def test_a_fleet_above_max_workers_is_scaled_in_even_when_busy(settings):
     settings = settings.replace(max_workers=1)
 
@@ -135,3 +248,13 @@ def test_a_fleet_above_max_workers_is_scaled_in_even_when_busy(settings):
 
     assert len(plan.stop) == 1
     assert plan.desired == 1
+
+
+def test_a_booting_instance_is_not_stopped_even_above_max_workers(settings):
+    settings = settings.replace(max_workers=1)
+    instances = [InstanceView("i1", "running", NOW - 10), InstanceView("i2", "running", NOW - 20)]
+
+    plan = plan_for(settings, 1000, instances)
+
+    assert plan.stop == []
+    assert "still booting" in plan.reason
