@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from skyclass.fleet.policy import InstanceView, Observation, Plan, decide
+from skyclass.fleet.policy import InstanceView, Observation, Plan, cold_start, decide
 from skyclass.settings import Settings
 
 NOW = 10_000.0
@@ -258,3 +258,18 @@ def test_a_booting_instance_is_not_stopped_even_above_max_workers(settings):
 
     assert plan.stop == []
     assert "still booting" in plan.reason
+
+
+# ---- the S3 event's cold start ----------------------------------------------------------
+
+def test_a_cold_start_starts_one_worker_for_an_idle_fleet(settings):
+    assert cold_start(fleet(i2="stopped", i1="stopped", i3="stopping"), settings) == ["i1"]
+
+
+@pytest.mark.parametrize("state", ["pending", "running"])
+def test_a_cold_start_leaves_a_warm_fleet_to_the_tick(settings, state):
+    assert cold_start(fleet(i1=state, i2="stopped"), settings) == []
+
+
+def test_a_cold_start_respects_a_fleet_capped_at_zero(settings):
+    assert cold_start(fleet(i1="stopped"), settings.replace(max_workers=0)) == []
