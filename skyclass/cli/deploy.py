@@ -27,13 +27,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="worker instance type (env SKYCLASS_INSTANCE_TYPE, "
                              "default c7i.large)")
 
-    for name, func, text in (
-        ("bake-ami", _bake_ami, "bake the stage's worker AMI (reports boot-to-ready time)"),
+    baking = argparse.ArgumentParser(add_help=False)
+    baking.add_argument("--base-ami", help="the builder's base image (default: the latest "
+                                           "Amazon Linux 2023; for GPU workers, one with "
+                                           "NVIDIA drivers)")
+
+    for name, func, text, parents in (
+        ("bake-ami", _bake_ami, "bake the stage's worker AMI (reports boot-to-ready time)",
+         [common, sizing, baking]),
         ("bootstrap", _bootstrap, "create the stage's buckets, queues, worker pool and "
-                                  ".chalice/ entries (idempotent)"),
-        ("deploy", _deploy, "bake (if no AMI) + bootstrap + chalice deploy; prints the API URL"),
+                                  ".chalice/ entries (idempotent)", [common, sizing]),
+        ("deploy", _deploy, "bake (if no AMI) + bootstrap + chalice deploy; prints the API URL",
+         [common, sizing, baking]),
     ):
-        command = subparsers.add_parser(name, help=text, parents=[common, sizing])
+        command = subparsers.add_parser(name, help=text, parents=parents)
         command.set_defaults(func=func)
     teardown = subparsers.add_parser(
         "teardown", help="delete everything the stage created, and nothing else",
@@ -62,7 +69,7 @@ def _bake_ami(args: argparse.Namespace) -> int:
     from skyclass.deploy.deployer import bake_ami
 
     settings = _settings(args)
-    bake_ami(settings, _aws(settings), args.project_dir, _say)
+    bake_ami(settings, _aws(settings), args.project_dir, _say, base_ami=args.base_ami)
     return 0
 
 
@@ -84,7 +91,7 @@ def _deploy(args: argparse.Namespace) -> int:
     from skyclass.deploy.deployer import deploy
 
     settings = _settings(args)
-    deployed = deploy(settings, _aws(settings), args.project_dir, _say)
+    deployed = deploy(settings, _aws(settings), args.project_dir, _say, base_ami=args.base_ami)
     _say(f"deployed stage {settings.stage}")
     print(deployed.api_url, flush=True)
     return 0

@@ -32,31 +32,35 @@ class Deployed:
 
 
 def bake_ami(settings: Settings, aws: AwsClients, project_dir: Path, report: Report,
-             baker: Callable[..., AmiBaker] = AmiBaker) -> BakeResult:
+             baker: Callable[..., AmiBaker] = AmiBaker, base_ami: str | None = None
+             ) -> BakeResult:
     """Bake a worker AMI for the stage and roll it into its launch template and pool."""
     first = bootstrap(settings, aws, project_dir)
-    result = _bake(settings, aws, first, project_dir, report, baker)
+    result = _bake(settings, aws, first, project_dir, report, baker, base_ami)
     bootstrap(settings, aws, project_dir)
     return result
 
 
 def _bake(settings: Settings, aws: AwsClients, bootstrapped: Bootstrapped, project_dir: Path,
-          report: Report, baker: Callable[..., AmiBaker]) -> BakeResult:
+          report: Report, baker: Callable[..., AmiBaker], base_ami: str | None
+          ) -> BakeResult:
     gpu = "yes" if settings.instance_type.startswith(GPU_FAMILIES) else "no"
     report(f"baking the worker AMI for stage {settings.stage} (TensorFlow "
            f"{'GPU' if gpu == 'yes' else 'CPU'} build); this takes several minutes")
-    result = baker(aws, bootstrapped.provisioned.resources).bake(project_dir, gpu=gpu)
+    result = baker(aws, bootstrapped.provisioned.resources).bake(
+        project_dir, gpu=gpu, base_ami=base_ami)
     report(f"AMI {result.ami_id} ({result.name}): builder boot to ready "
            f"{result.boot_to_ready_s:.0f} s")
     return result
 
 
 def deploy(settings: Settings, aws: AwsClients, project_dir: Path, report: Report,
-           baker: Callable[..., AmiBaker] = AmiBaker) -> Deployed:
+           baker: Callable[..., AmiBaker] = AmiBaker, base_ami: str | None = None
+           ) -> Deployed:
     bootstrapped = bootstrap(settings, aws, project_dir)
     bake = None
     if bootstrapped.provisioned.ami_id is None:
-        bake = _bake(settings, aws, bootstrapped, project_dir, report, baker)
+        bake = _bake(settings, aws, bootstrapped, project_dir, report, baker, base_ami)
         bootstrapped = bootstrap(settings, aws, project_dir)
     p = bootstrapped.provisioned
     report(f"stage {settings.stage}: buckets {p.resources.input_bucket}, "
