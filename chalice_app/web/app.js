@@ -425,22 +425,31 @@ function showFleet(fleet) {
   const backlog = (queue.visible || 0) + (queue.in_flight || 0) + (queue.delayed || 0);
   const instances = fleet.instances || [];
   const byState = {};
-  for (const instance of instances) byState[instance.state] = (byState[instance.state] || 0) + 1;
-  const running = byState.running || 0;
+  for (const instance of instances) {
+    // A running instance whose worker is still starting is shown as "booting".
+    const state = instance.state === "running" && instance.booting ? "booting" : instance.state;
+    byState[state] = (byState[state] || 0) + 1;
+  }
+  const running = (byState.running || 0) + (byState.booting || 0);
   $("stat-backlog").textContent = backlog;
   $("stat-in-flight").textContent = queue.in_flight || 0;
   $("stat-dead").textContent = queue.dead_letter || 0;
   $("stat-running").textContent = running;
-  const order = ["running", "pending", "stopping", "stopped"];
+  const order = ["running", "booting", "pending", "stopping", "stopped"];
   const states = Object.keys(byState).sort((a, b) => order.indexOf(a) - order.indexOf(b));
   $("instances").replaceChildren(...(instances.length ? states.map((state) => {
     const chip = document.createElement("span");
     chip.className = `chip ${state}`;
     chip.textContent = `${byState[state]} ${state}`;
-    chip.title = instances.filter((i) => i.state === state)
+    chip.title = instances.filter((i) => (i.state === "running" && i.booting ? "booting" : i.state) === state)
       .map((i) => (i.uptime_s == null ? i.id : `${i.id} up ${i.uptime_s}s`)).join("\n");
     return chip;
   }) : [Object.assign(document.createElement("span"), {className: "chip", textContent: "no worker instances"})]));
+  const throughput = fleet.throughput;
+  $("throughput").textContent = throughput && typeof throughput.per_worker === "number"
+    ? `${throughput.per_worker} images/s per worker (${throughput.source || "estimated"})` +
+      (throughput.finished_per_s ? ` · the fleet finished ${throughput.finished_per_s}/s lately` : "")
+    : "";
   const decision = fleet.last_decision;
   $("decision").textContent = decision && decision.reason
     ? `Scaler: ${decision.reason}${decision.at ? ` (${decision.at.replace("T", " ")})` : ""}`

@@ -7,6 +7,7 @@ it, under a stage prefix.
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
@@ -31,6 +32,23 @@ def _images(per_class: int, first: int) -> tuple[list[dict], dict[str, str]]:
                           "buffer": image_bytes(label, HELD_OUT_SEED + first + i)})
             truth[name] = label
     return files, truth
+
+
+def _drop(page, files: list[dict]) -> None:
+    """Drop ``files`` on the drop zone, as dragging them from a file manager would."""
+    payload = [{"name": f["name"], "type": f["mimeType"], "b64": base64.b64encode(f["buffer"])
+                .decode()} for f in files]
+    transfer = page.evaluate_handle(
+        """files => {
+            const transfer = new DataTransfer();
+            for (const f of files) {
+                const bytes = Uint8Array.from(atob(f.b64), c => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], f.name, {type: f.type}));
+            }
+            return transfer;
+        }""", payload)
+    page.dispatch_event("#drop", "dragover", {"dataTransfer": transfer})
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
 
 
 def _wait_for_every_card(page, count: int, timeout: float = RESULT_TIMEOUT_MS) -> None:
@@ -98,11 +116,12 @@ def test_the_page_works_under_a_stage_prefix(local_stack, browser_page, output_d
     with StageProxy(local_stack.api) as stage:
         # GIVEN the page at the stage's URL, without a trailing slash, as API Gateway prints it
         page.goto(stage.url)
-        # WHEN a person reaches the file input by keyboard, picks images and classifies them
+        # WHEN a person drops images on the page and presses Classify, by keyboard
         page.keyboard.press("Tab")  # the skip link
         page.keyboard.press("Tab")
         assert page.evaluate("document.activeElement.id") == "files"
-        page.set_input_files("#files", files)
+        _drop(page, files)
+        page.wait_for_function("!document.getElementById('go').disabled")
         page.keyboard.press("Tab")
         assert page.evaluate("document.activeElement.id") == "go"
         page.keyboard.press("Enter")
