@@ -7,6 +7,7 @@
     skyclass status [--watch]    # backlog, workers and the scaler's last decision
     skyclass open [--job ID]     # the web page in a browser
     skyclass redrive             # send dead-lettered messages back to the work queue
+    skyclass deploy --stage S    # the whole service on AWS (bake-ami, bootstrap, teardown)
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ class Teardown:
     # ---- Chalice ------------------------------------------------------------------
 
     def _chalice_delete(self) -> None:
-        if deployed_resources(self._project_dir, self._stage) is None:
+        if not deployed_resources(self._project_dir, self._stage):
             self._report(f"no .chalice/deployed/{self._stage}.json here: no Lambdas or API "
                          "recorded for this stage in this project")
             return

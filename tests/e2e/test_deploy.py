@@ -227,3 +227,7 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
         STAGE]
     assert stage_config["environment_variables"] == {"SKYCLASS_STAGE": STAGE}
     assert not list((project / ".chalice").glob(f"policy-{STAGE}-*.json"))
+    # AND a second teardown finds nothing left to do, and says so without failing
+    again = _skyclass(emulator, "teardown", "--stage", STAGE, "--project-dir", str(project))
+    assert "no Lambdas or API recorded" in again.stdout
+    assert account.inventory() == after
