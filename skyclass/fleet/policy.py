@@ -6,8 +6,9 @@ per ``throughput x target_latency`` messages waiting or in flight, so the backlo
 within the target latency; plus enough workers to keep up with what arrives, at
 ``TARGET_UTILIZATION``, so a growing stream is met before a backlog builds (a new worker
 takes a boot to help). The arrival rate is what the workers finished recently (their
-metrics) plus how fast the backlog grew since the last tick. The total is clamped to
-``[min_workers, max_workers]``, at least one while anything waits. The rules:
+metrics) plus how fast the backlog grew since the last tick; it counts only while
+something waits or is in flight. The total is clamped to ``[min_workers, max_workers]``,
+at least one while anything waits. The rules:
 
 * Scale out at once, starting stopped pool members only.
 * Pending and running instances are capacity, booting ones included: the backlog does
@@ -112,13 +113,15 @@ def needed_workers(backlog: int, arrivals: float, per_worker: float,
                    settings: Settings) -> int:
     """Workers that keep up with ``arrivals`` (images/s) at the target utilization and
     clear ``backlog`` within the target latency, clamped to the limits; at least one
-    (within max_workers) while the backlog is not empty."""
+    (within max_workers) while the backlog is not empty. With nothing waiting or in
+    flight, ``min_workers``: what finished lately is history then, and the grace window
+    already keeps the fleet that served it."""
+    if backlog <= 0:
+        return settings.min_workers
     per_worker = max(per_worker, 1e-9)
     keep_up = arrivals / (per_worker * TARGET_UTILIZATION)
     drain = backlog / (per_worker * max(settings.target_latency, 1e-9))
-    wanted = math.ceil(round(keep_up + drain, 6))
-    if backlog > 0:
-        wanted = max(1, wanted)
+    wanted = max(1, math.ceil(round(keep_up + drain, 6)))
     return max(settings.min_workers, min(settings.max_workers, wanted))
 
 

@@ -63,9 +63,10 @@ def test_measured_throughput_changes_how_many_workers_a_backlog_needs(settings):
     assert "10 img/s" in fast.reason
 
 
-def test_a_stream_the_fleet_keeps_up_with_keeps_enough_workers_without_a_backlog(settings):
-    # GIVEN workers that finished 2.4 img/s lately and left nothing waiting
-    plan = plan_for(settings, 0, fleet(i1="running", i2="stopped"), finished_rate=2.4)
+def test_a_stream_keeps_enough_workers_to_keep_up_however_small_its_backlog(settings):
+    # GIVEN workers that finished 2.4 img/s lately and have one image in flight
+    plan = plan_for(settings, 0, fleet(i1="running", i2="stopped"), in_flight=1,
+                    finished_rate=2.4)
 
     # THEN two run: one worker (2 img/s) at 80 % utilization keeps up with 1.6 img/s
     assert plan.start == ["i2"] and plan.desired == 2
@@ -140,6 +141,12 @@ def test_a_shrinking_backlog_does_not_stop_anyone_within_the_grace(settings):
 
     assert plan.stop == []
     assert plan.desired == 3
+
+
+def test_what_finished_lately_starts_nobody_once_nothing_waits(settings):
+    plan = plan_for(settings, 0, fleet(i1="stopped"), finished_rate=5.0)
+
+    assert plan.start == [] and plan.desired == 0
 
 
 def test_an_idle_fleet_within_the_grace_period_is_kept(settings):
