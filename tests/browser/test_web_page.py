@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -137,4 +138,24 @@ def test_the_page_works_under_a_stage_prefix(local_stack, browser_page, output_d
         assert any(path == "/api/fleet" for path in stage.forwarded)
         assert page.url.startswith(stage.url + "?job=")
         page.screenshot(path=str(output_dir / "under-prefix.png"), full_page=True)
+    assert browser_page.errors == []
+
+
+@pytest.mark.slow
+def test_a_large_selection_is_split_into_jobs_and_every_image_comes_back(local_stack,
+                                                                          browser_page):
+    page = browser_page.page
+    files, truth = _images(per_class=50, first=3000)
+    # GIVEN 150 images, more than the page puts in one job
+    page.goto(local_stack.api + "/")
+    # WHEN a person classifies them all at once
+    page.set_input_files("#files", files)
+    page.click("#go")
+    _wait_for_every_card(page, len(files), timeout=300_000)
+    # THEN every card has its true label, and the URL names the jobs, which share the
+    # images between them without losing or repeating one
+    assert _labels(page) == truth
+    job_ids = parse_qs(urlparse(page.url).query)["job"]
+    totals = [local_stack.get(f"/jobs/{job_id}").json()["total"] for job_id in job_ids]
+    assert len(job_ids) > 1 and sum(totals) == len(files)
     assert browser_page.errors == []
