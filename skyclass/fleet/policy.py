@@ -18,8 +18,8 @@ at least one while anything waits. The rules:
   seen within the last ``idle_grace`` seconds, nor stops an instance started within it.
   As that window slides the fleet steps down, so a pause between two batches does not
   pay for a cold start, and a noisy backlog does not flap.
-* Never stop a pending or still-booting instance (its boot is paid for; it is about to
-  work). Above ``max_workers`` (the setting was lowered), the excess goes at once.
+* Never stop a pending instance (EC2 refuses; it is about to work). Above
+  ``max_workers`` (the setting was lowered), the excess goes at once.
 
 No boto3 and no clock reads here: the scaler (skyclass.fleet.scaler) gathers the inputs
 and applies the plan, and the simulator (bench/simulate.py) and the unit tests call
@@ -161,7 +161,7 @@ def decide(obs: Observation, settings: Settings) -> Plan:
     if have <= keep:
         return plan(_holding(have, needed, keep, last_busy_at, now, settings))
     victims = sorted(
-        (i for i in capacity if not i.is_booting(now, settings.boot_time)),
+        (i for i in capacity if i.state == RUNNING),
         key=lambda i: (i.started_at or 0.0, i.id),  # longest-running first: predictable
     )[: have - keep]
     if have > settings.max_workers:
@@ -171,7 +171,7 @@ def decide(obs: Observation, settings: Settings) -> Plan:
     else:
         why = f"no need above {keep} within the {settings.idle_grace:g} s grace"
     if not victims:
-        return plan(f"{why}, but every surplus instance is still booting: holding")
+        return plan(f"{why}, but every surplus instance is still pending: holding")
     return plan(f"{why}: stopping {len(victims)}", stop=[i.id for i in victims])
 
 

@@ -257,14 +257,13 @@ def test_a_fleet_above_max_workers_is_scaled_in_even_when_busy(settings):
     assert plan.desired == 1
 
 
-def test_a_booting_instance_is_not_stopped_even_above_max_workers(settings):
+def test_a_pending_instance_is_not_stopped_even_above_max_workers(settings):
     settings = settings.replace(max_workers=1)
-    instances = [InstanceView("i1", "running", NOW - 10), InstanceView("i2", "running", NOW - 20)]
 
-    plan = plan_for(settings, 1000, instances)
+    plan = plan_for(settings, 1000, fleet(i1="pending", i2="pending"))
 
     assert plan.stop == []
-    assert "still booting" in plan.reason
+    assert "still pending" in plan.reason
 
 
 # ---- the S3 event's cold start ----------------------------------------------------------

@@ -1,0 +1,95 @@
+"""Elasticity on the real local stack: a backlog grows the fleet from zero past one
+worker, and the idle fleet goes back to zero.
+
+This module runs its own ``skyclass up`` (not the session's stack): a 2 s simulated EC2
+boot, a pool of 3, a short idle grace, and a tiny configured throughput and target
+latency, so that a few dozen images need more than one worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.conftest import (
+    READY_TIMEOUT,
+    RunningStack,
+    eventually,
+    finished_job,
+    held_out_images,
+    submit_job,
+)
+from tests.support.stack_process import start_stack
+
+pytestmark = pytest.mark.e2e
+
+MAX_WORKERS = 3
+BOOT_DELAY = 2.0
+IDLE_GRACE = 8.0
+# 0.5 img/s per worker x 10 s target: one worker per 5 images, until workers measure more.
+ENV = {"SKYCLASS_WORKER_THROUGHPUT": "0.5", "SKYCLASS_TARGET_LATENCY": "10",
+       "SKYCLASS_IDLE_GRACE": str(IDLE_GRACE), "TF_CPP_MIN_LOG_LEVEL": "2"}
+PER_CLASS = 8  # 24 images
+# The first upload reaches a running instance through the S3 bridge and the cold start.
+FIRST_WORKER_WITHIN = 10.0
+RESULTS_WITHIN = 120.0
+
+
+@pytest.fixture(scope="module")
+def scaling_stack(tiny_model, tmp_path_factory) -> Iterator[RunningStack]:
+    env = {**ENV, "SKYCLASS_MODEL": str(tiny_model.model_path),
+           "SKYCLASS_LABELS": str(tiny_model.labels_path)}
+    started = start_stack(tmp_path_factory.mktemp("skyclass-scaling"), env,
+                          max_workers=MAX_WORKERS, boot_delay=BOOT_DELAY)
+    stack = RunningStack(**vars(started))
+    try:
+        stack.wait_ready(READY_TIMEOUT)
+        yield stack
+    finally:
+        code, alive = stack.stop()
+        assert not alive, f"processes outlived skyclass up: {[p.pid for p in alive]}"
+        assert code == 0, f"skyclass up exited with {code}\n{stack.diagnostics()}"
+
+
+def up(stack: RunningStack) -> list[str]:
+    """Instances pending or running, as GET /fleet shows them."""
+    fleet = stack.get("/fleet").json()
+    return [i["id"] for i in fleet["instances"] if i["state"] in ("pending", "running")]
+
+
+def test_a_backlog_grows_the_fleet_from_zero_and_idle_brings_it_back(scaling_stack):
+    stack = scaling_stack
+    # GIVEN an idle fleet: a full pool, nothing running
+    fleet = stack.get("/fleet").json()
+    assert len(fleet["instances"]) == MAX_WORKERS and not up(stack)
+    files = [(f"{label}-{i}.jpg", body)
+             for i, (label, body) in enumerate(held_out_images(PER_CLASS))]
+
+    # WHEN a backlog of 24 images is uploaded
+    first_upload = time.monotonic()
+    job = submit_job(stack, files)
+
+    # THEN a worker instance is up within seconds of the first upload, and runs a worker
+    eventually(lambda: up(stack), FIRST_WORKER_WITHIN, "the first worker instance", stack,
+               period=0.2)
+    assert time.monotonic() - first_upload < FIRST_WORKER_WITHIN
+    eventually(stack.worker_processes, BOOT_DELAY + 30, "a worker process", stack)
+    # AND the fleet grows past one while the backlog is worked off
+    peak = 0
+
+    def finished() -> dict | None:
+        nonlocal peak
+        peak = max(peak, len(up(stack)))
+        return finished_job(stack, job["job_id"])
+
+    status = eventually(finished, RESULTS_WITHIN, "every result", stack)
+    assert status["done"] == len(files)
+    assert all(r["name"].startswith(f"{r['label']}-") for r in status["results"])
+    assert peak > 1, "the fleet never grew past one worker"
+    # AND once idle past the grace, no instance runs and no worker process is left
+    eventually(lambda: not up(stack) and not stack.worker_processes(), IDLE_GRACE + 45,
+               "the fleet back at zero", stack)
+    decision = stack.get("/fleet").json()["last_decision"]
+    assert decision["desired"] == 0
