@@ -19,7 +19,7 @@ from chalice_app.web import render_page
 from chalice_app.wiring import services
 from skyclass.errors import BadRequestError
 from skyclass.fleet.status import fleet_status
-from skyclass.input_policy import ALLOWED_TYPES
+from skyclass.input_policy import ALLOWED_TYPES, MAX_NAME_CHARS
 from skyclass.jobs import DONE, MAX_IMAGES_PER_JOB
 from skyclass.settings import Settings
 
@@ -94,6 +94,7 @@ def index() -> Response:
         "max_image_bytes": Settings.from_env().max_image_bytes,
         "types": list(ALLOWED_TYPES),
         "max_images_per_job": MAX_IMAGES_PER_JOB,
+        "max_name_chars": MAX_NAME_CHARS,
     }
     return Response(
         body=render_page(limits),

@@ -71,6 +71,10 @@ function refusal(file) {
     return `${file.type || "this file type"} is not accepted (send ${formats.join(", ")})`;
   }
   if (file.size === 0) return "the file is empty";
+  const nameChars = [...file.name].length;  // code points, as the API counts them
+  if (nameChars > config.max_name_chars) {
+    return `the name is ${nameChars} characters; the limit is ${config.max_name_chars}`;
+  }
   if (file.size > config.max_image_bytes) {
     return `${formatBytes(file.size)} is over the ${formatBytes(config.max_image_bytes)} limit`;
   }
@@ -338,7 +342,12 @@ async function classify(files) {
         });
     }
   } catch (error) {
-    $("progress-text").textContent = `Could not start the job: ${error.message}`;
+    // POST /jobs refused the chunk: its images, and any after it, were never sent.
+    for (const {card} of waiting.filter(({card}) => card.dataset.status === "queued")) {
+      setStatus(card, "failed", `not sent: ${error.message}`);
+      progress.uploaded += 1;
+      progress.failed += 1;
+    }
   } finally {
     busy = false;
     selected = [];

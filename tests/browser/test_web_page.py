@@ -75,18 +75,25 @@ def test_a_person_classifies_images_and_reopens_the_job(local_stack, browser_pag
     files, truth = _images(per_class=2, first=800)
     broken = {"name": "broken.png", "mimeType": "image/png", "buffer": b"not a PNG at all"}
     notes = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"shopping list"}
+    long_name = {**files[0], "name": "n" * 300 + ".jpg"}
 
     # GIVEN the page, which says what it accepts before anything is uploaded
     page.goto(local_stack.api + "/")
     assert "up to 20 MiB per image" in page.text_content("#limits")
     assert "JPEG" in page.text_content("#limits")
-    # WHEN a person picks six images, a broken "PNG" and a text file, and presses Classify
-    page.set_input_files("#files", [*files, broken, notes])
-    assert page.text_content("#refused").startswith("notes.txt: text/plain is not accepted")
+    # WHEN a person picks six images, a broken "PNG", a text file and an image whose name
+    # is too long, and presses Classify
+    page.set_input_files("#files", [*files, broken, notes, long_name])
+    # THEN the page refuses what the API would refuse, saying why, before uploading
+    refused = page.locator("#refused li").all_text_contents()
+    assert refused[0] == "notes.txt: text/plain is not accepted (send JPEG, PNG, GIF, WEBP, " \
+                        "BMP, TIFF)"
+    assert refused[1].endswith(": the name is 304 characters; the limit is 255")
+    assert page.text_content("#go") == "Classify 7 images"
     page.click("#go")
     _wait_for_every_card(page, len(files) + 1)
 
-    # THEN each image's card shows its true label, the broken file says why it failed,
+    # ... and each image's card shows its true label, the broken file says why it failed,
     # and the progress line sums it up
     labels = _labels(page)
     assert {name: labels[name] for name in truth} == truth

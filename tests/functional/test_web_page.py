@@ -9,7 +9,7 @@ import pytest
 from chalice.test import Client
 
 from app import app
-from skyclass.input_policy import ALLOWED_TYPES
+from skyclass.input_policy import ALLOWED_TYPES, MAX_NAME_CHARS
 from skyclass.jobs import MAX_IMAGES_PER_JOB
 from tests.conftest import REPO_ROOT
 from tests.functional.conftest import MAX_IMAGE_BYTES
@@ -38,7 +38,8 @@ def test_the_page_states_the_limits_that_post_jobs_enforces(client):
     page = response.body.decode()
     config = json.loads(CONFIG.search(page).group(1))
     assert config == {"max_image_bytes": MAX_IMAGE_BYTES, "types": list(ALLOWED_TYPES),
-                      "max_images_per_job": MAX_IMAGES_PER_JOB}
+                      "max_images_per_job": MAX_IMAGES_PER_JOB,
+                      "max_name_chars": MAX_NAME_CHARS}
     assert "/*skyclass:" not in page  # every part inlined
     assert not re.search(r"<(script|link)[^>]+(src|href)=\"(?!data:)", page)
     # ... which are the API's: the largest size the page allows is accepted, one more refused
