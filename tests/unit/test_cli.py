@@ -56,3 +56,11 @@ def test_the_page_url_keeps_a_stage_prefix_and_names_the_jobs():
 def test_open_is_a_command_that_takes_the_api_and_jobs():
     args = build_parser().parse_args(["open", "--api", "http://h:1/api", "--job", "j1"])
     assert (args.api, args.job) == ("http://h:1/api", ["j1"])
+
+
+def test_the_table_lists_as_many_labels_as_asked_for():
+    result = _result("a.jpg")
+    result["top"] = [{"label": "cat", "wnid": None, "score": 0.9},
+                     {"label": "lynx", "wnid": None, "score": 0.05}]
+    assert "cat, lynx" in render_results([result], top=2)
+    assert "lynx" not in render_results([result], top=1)
