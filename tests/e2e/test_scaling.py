@@ -8,6 +8,8 @@ latency, so that a few dozen images need more than one worker.
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -21,7 +23,7 @@ from tests.e2e.conftest import (
     held_out_images,
     submit_job,
 )
-from tests.support.stack_process import start_stack
+from tests.support.stack_process import SKYCLASS, start_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -93,3 +95,18 @@ def test_a_backlog_grows_the_fleet_from_zero_and_idle_brings_it_back(scaling_sta
                "the fleet back at zero", stack)
     decision = stack.get("/fleet").json()["last_decision"]
     assert decision["desired"] == 0
+
+
+def test_skyclass_status_watch_redraws_until_ctrl_c(scaling_stack):
+    # GIVEN skyclass status --watch on the stack
+    watch = subprocess.Popen([str(SKYCLASS), "status", "--api", scaling_stack.api, "--watch",
+                              "--interval", "0.2"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    # WHEN it has refreshed a few times and gets Ctrl-C
+    time.sleep(3)
+    watch.send_signal(signal.SIGINT)
+    out, _ = watch.communicate(timeout=20)
+    # THEN it stops cleanly, having shown the queue, the pool and the last decision
+    assert watch.returncode == 0, out
+    assert "dead letters" in out and f"of {MAX_WORKERS} in the pool" in out
+    assert "last decision" in out and "refreshed" in out

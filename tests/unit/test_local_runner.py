@@ -235,3 +235,32 @@ def test_shutdown_stops_every_worker(world):
     # THEN both workers got SIGTERM and none is left
     assert [p.signals for p in world.started] == [["SIGTERM"], ["SIGTERM"]]
     assert runner.workers() == {}
+
+
+def test_an_instance_started_again_while_its_worker_drains_gets_one_new_worker():
+    # GIVEN a worker that is still finishing its batch after its instance was stopped
+    world = World(obeys_sigterm=False)
+    world.states = {"i-1": "running"}
+    runner = world.runner(boot_delay=1.0, stop_grace=30.0)
+    runner.reconcile()
+    world.now = 1.0
+    runner.reconcile()
+    draining = world.started[0]
+    world.states = {"i-1": "stopped"}
+    world.now = 2.0
+    runner.reconcile()
+    # WHEN the scaler starts the instance again before that worker has exited
+    world.states = {"i-1": "running"}
+    world.now = 5.0
+    runner.reconcile()
+    # THEN no second worker runs beside the draining one
+    assert len(world.started) == 1 and draining.signals == ["SIGTERM"]
+    # WHEN the old worker finishes its batch and exits
+    draining.exit_code = 0
+    world.now = 6.0
+    runner.reconcile()
+    world.now = 7.0
+    runner.reconcile()
+    # THEN exactly one fresh worker runs for the instance, not counted as a crash
+    assert len(world.started_for("i-1")) == 2
+    assert runner.workers()["i-1"] is world.started[1]
