@@ -214,7 +214,9 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     # THEN nothing was added, replaced or duplicated
     assert account.inventory() == before
 
-    # WHEN the stage is torn down
+    # WHEN the stage, holding an image and its result, is torn down
+    account.s3.put_object(Bucket=input_bucket, Key="incoming/cat.jpg", Body=b"jpeg")
+    account.s3.put_object(Bucket=output_bucket, Key="results/incoming/cat.jpg.json", Body=b"{}")
     _skyclass(emulator, "teardown", "--stage", STAGE, "--project-dir", str(project))
     # THEN nothing of it is left, and what was not the stage's is untouched
     after = account.inventory()
