@@ -24,10 +24,8 @@ from skyclass.resources import StageResources
 from skyclass.settings import Settings
 
 LOCAL_STAGE = "local"
-# What the Lambdas need besides the stage's names. AWS_REGION is not among them:
-# Lambda reserves it and sets it itself.
-LAMBDA_SETTINGS = (c.MAX_WORKERS, c.MIN_WORKERS, c.INSTANCE_TYPE, c.WORKER_THROUGHPUT,
-                   c.MAX_IMAGE_BYTES, c.MAX_IMAGE_PIXELS, c.TOP_K)
+# Lambda reserves AWS_REGION and sets it itself; a worker id means nothing to a Lambda.
+NOT_FOR_LAMBDAS = (c.REGION, c.WORKER_ID)
 
 
 def refuse_local(stage: str) -> None:
@@ -37,15 +35,22 @@ def refuse_local(stage: str) -> None:
 
 
 def lambda_environment(settings: Settings, resources: StageResources) -> dict[str, str]:
-    """The stage's settings as the Lambdas' environment variables."""
+    """The stage's settings as the Lambdas' environment variables: its names, the pool
+    size, and every setting the operator chose (by variable or option) over the
+    default, so the Lambdas scale and validate as the operator configured."""
     env = settings.as_env()
+    defaults = Settings().as_env()
+    chosen = {name: value for name, value in env.items()
+              if defaults.get(name) != value and name not in NOT_FOR_LAMBDAS}
     return {
+        **chosen,
         c.STAGE: resources.stage,
         c.INPUT_BUCKET: resources.input_bucket,
         c.OUTPUT_BUCKET: resources.output_bucket,
         c.QUEUE_URL: resources.queue_url,
         c.DLQ_URL: resources.dlq_url,
-        **{name: env[name] for name in LAMBDA_SETTINGS if name in env},
+        c.MAX_WORKERS: env[c.MAX_WORKERS],
+        c.MIN_WORKERS: env[c.MIN_WORKERS],
     }
 
 

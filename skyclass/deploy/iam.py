@@ -95,7 +95,6 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             _allow("QueueDepths", ["sqs:GetQueueAttributes"],
                    [arns.queue_arn(arns.queue), arns.queue_arn(arns.dlq)]),
             _see_instances(),
-            _allow("ReadThroughput", ["cloudwatch:GetMetricData"], ["*"]),
         ],
         EVENTS_FUNCTION: [
             _allow("ReadNewImages", ["s3:GetObject"],

@@ -10,11 +10,12 @@ import pytest
 from moto.s3.models import FakeBucket
 
 from ami_build.bake import AmiBaker
+from skyclass.deploy.chalice_project import lambda_environment
 from skyclass.deploy.deployer import bake_ami
 from skyclass.deploy.errors import DeployError
 from skyclass.local.emulator import count_requests_as_tls
 from skyclass.provision import pool_filters
-from skyclass.resources import bucket_name
+from skyclass.resources import StageResources, bucket_name
 from skyclass.settings import Settings
 from tests.functional.test_bake import _builder
 from tests.support.chalice_project import chalice_project
@@ -71,3 +72,20 @@ def test_the_local_stage_is_not_deployed(aws, tmp_path):
     project = chalice_project(tmp_path / "project")
     with pytest.raises(DeployError, match="skyclass up"):
         bake_ami(Settings.from_env({}, stage="local"), aws, project, print)
+
+
+def test_the_lambdas_get_the_stages_names_and_the_operators_choices_only():
+    # GIVEN an operator who chose a shorter idle grace and a region
+    settings = Settings.from_env({"SKYCLASS_IDLE_GRACE": "120", "AWS_REGION": "eu-west-1"},
+                                 stage=STAGE, max_workers=8)
+    resources = StageResources(STAGE, "in-bucket", "out-bucket", "https://q/work",
+                               "https://q/dlq")
+    # WHEN the Lambdas' environment is derived
+    env = lambda_environment(settings, resources)
+    # THEN it holds the names, the pool size and the choice, and not what Lambda reserves
+    assert env == {
+        "SKYCLASS_STAGE": STAGE, "SKYCLASS_INPUT_BUCKET": "in-bucket",
+        "SKYCLASS_OUTPUT_BUCKET": "out-bucket", "SKYCLASS_QUEUE_URL": "https://q/work",
+        "SKYCLASS_DLQ_URL": "https://q/dlq", "SKYCLASS_MAX_WORKERS": "8",
+        "SKYCLASS_MIN_WORKERS": "0", "SKYCLASS_IDLE_GRACE": "120.0",
+    }
