@@ -180,7 +180,10 @@ class Worker:
             finisher.shutdown()
             self._heartbeat.stop()
             if self._metrics is not None:
-                self._metrics.flush()
+                try:
+                    self._metrics.flush()
+                except Exception:
+                    log.exception("could not publish the worker's last metrics")
 
     def _prefetch_until(self, stop: threading.Event, ready: queue.Queue[_Batch]) -> None:
         """Prepare batches and hand them over until ``stop``; a batch prepared when the
@@ -240,10 +243,13 @@ class Worker:
             busy = settled - max(batch.received_at, self._last_settled)
             failed = sum(1 for i in items if i.stored and i.result["status"] == "failed")
             retried = sum(1 for i in items if i.retry and not i.stored)
-            self._metrics.record_batch(
-                images=sum(1 for i in items if i.stored), errors=failed + retried,
-                seconds=max(busy, 0.0),
-            )
+            try:
+                self._metrics.record_batch(
+                    images=sum(1 for i in items if i.stored), errors=failed + retried,
+                    seconds=max(busy, 0.0),
+                )
+            except Exception:  # figures are worth less than the images: carry on
+                log.exception("could not publish the worker's metrics")
         self._last_settled = settled
 
     def _release(self, batch: _Batch) -> None:

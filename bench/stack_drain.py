@@ -1,0 +1,140 @@
+"""One worker in the local stack draining a backlog, against the plain ``tf.function``.
+
+    python -m bench.stack_drain [--images 320] [--size 640x480] [--precision fp32]
+
+The model is ResNet-50 built with ``weights=None`` and saved as a ``.keras`` file with a
+1000-line labels file, passed as ``SKYCLASS_MODEL``/``SKYCLASS_LABELS`` (TIMING-ONLY: the
+ImageNet weights are not on this machine, and speed does not depend on the weight
+values; as a custom model it is fed [0, 255] pixels, which costs the same).
+
+The plain ``tf.function`` (model and preprocessing, nothing else) is timed in this
+process on batches of 32, over 256 images, just before and just after the drain, with
+the stack up and no worker busy: the figure the worker is held to, measured in the same
+run (the mean of the two; both are printed, so a change in the machine's load shows).
+``skyclass up`` starts with at most one worker, the JPEGs are dropped into ``incoming/``
+at once (the S3 events queue them, and the first one cold-starts the worker), and the
+drain rate is taken from the results' ``finished_at``: images finished after the first
+result, over the time from the first result to the last, so the worker's start-up does
+not count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from bench.engine import plain_function  # noqa: E402
+from bench.support import running_stack  # noqa: E402
+from tests.support.stack_process import REPO_ROOT  # noqa: E402
+from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, make_image  # noqa: E402
+
+TIMING_MODEL = REPO_ROOT / ".skyclass" / "bench" / "resnet50_timing_only"
+PREFIX = "incoming/bench-drain/"
+RESULTS = "results/" + PREFIX
+
+
+def timing_model() -> tuple[Path, Path]:
+    """ResNet-50 with ``weights=None`` as a ``.keras`` file, and a labels file naming its
+    1000 outputs as timing-only (built once, cached)."""
+    model_path, labels_path = TIMING_MODEL / "model.keras", TIMING_MODEL / "labels.txt"
+    if not model_path.exists():
+        import keras
+
+        TIMING_MODEL.mkdir(parents=True, exist_ok=True)
+        keras.applications.ResNet50(weights=None).save(model_path)
+        labels_path.write_text("".join(f"timing_only_{i:04d}\n" for i in range(1000)))
+    return model_path, labels_path
+
+
+def plain_runner(model_path: Path, batch: int = 32) -> Callable[[int], float]:
+    """A function timing the plain tf.function on this model: images/s over ``images``."""
+    import keras
+
+    run = plain_function(keras.models.load_model(model_path, compile=False), lambda x: x)
+    pixels = np.random.default_rng(0).uniform(0, 255, (batch, 224, 224, 3)).astype(np.float32)
+    run(pixels)
+
+    def rate(images: int) -> float:
+        calls = max(2, images // batch)
+        start = time.perf_counter()
+        for _ in range(calls):
+            run(pixels)
+        return calls * batch / (time.perf_counter() - start)
+
+    return rate
+
+
+def jpegs(count: int, size: tuple[int, int]) -> dict[str, bytes]:
+    files = {}
+    for i in range(count):
+        buffer = io.BytesIO()
+        make_image(CLASSES[i % len(CLASSES)], HELD_OUT_SEED + 40_000 + i, size=size).save(
+            buffer, format="JPEG", quality=90)
+        files[f"{PREFIX}{i:05d}.jpg"] = buffer.getvalue()
+    return files
+
+
+def _time(result: dict) -> float:
+    return datetime.fromisoformat(result["finished_at"].replace("Z", "+00:00")).timestamp()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=320)
+    parser.add_argument("--size", default="640x480", help="image size WxH")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+
+    model_path, labels_path = timing_model()
+    plain_rate = plain_runner(model_path)
+    files = jpegs(args.images, (width, height))
+    env = {"SKYCLASS_MODEL": str(model_path), "SKYCLASS_LABELS": str(labels_path),
+           "SKYCLASS_PRECISION": args.precision}
+    with running_stack(env, max_workers=1) as stack:
+        plain_before = plain_rate(256)
+        began = time.time()
+        stack.upload(files)
+        uploaded = time.time()
+        stack.wait_for_results(RESULTS, 1, timeout=300, poll=0.25)
+        cpu_first = stack.cpu_seconds()
+        stack.wait_for_results(RESULTS, args.images, timeout=60 + 3 * args.images)
+        cpu_last = stack.cpu_seconds()
+        results = stack.results(RESULTS)
+        plain_after = plain_rate(256)
+    plain = (plain_before + plain_after) / 2
+    cpu = {role: cpu_last[role] - cpu_first[role] for role in cpu_last}
+
+    times = sorted(_time(r) for r in results)
+    first, last = times[0], times[-1]
+    after_first = sum(1 for t in times if t > first)
+    drain = after_first / (last - first)
+    done = sum(1 for r in results if r["status"] == "done")
+    kb = sum(len(data) for data in files.values()) / len(files) / 1024
+    print(f"backlog                {args.images} JPEGs {width}x{height} (~{kb:.0f} KB each), "
+          f"one worker, ResNet-50 weights=None (TIMING-ONLY), {args.precision}")
+    print(f"uploaded in            {uploaded - began:.1f} s; first result {first - began:.1f} s "
+          f"after the first upload (worker cold start included)")
+    print(f"results                {len(results)} ({done} done), last {last - first:.1f} s "
+          f"after the first")
+    print("per image, median ms   " + ", ".join(
+        f"{step} {np.median([r['timings_ms'][step] for r in results]):.0f}"
+        for step in ("download", "decode", "infer_batch")) + " (infer_batch: its whole batch)")
+    print("CPU seconds in drain   " + ", ".join(f"{role} {sec:.1f}" for role, sec in cpu.items())
+          + f" (2 cores x {last - first:.1f} s = {2 * (last - first):.1f} available)")
+    print(f"plain tf.function      {plain:.1f} images/s (batch 32, fp32, this run: "
+          f"{plain_before:.1f} before the drain, {plain_after:.1f} after)")
+    print(f"stack drain            {drain:.1f} images/s = {drain / plain:.2f}x plain tf.function")
+
+
+if __name__ == "__main__":
+    main()

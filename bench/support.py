@@ -1,0 +1,112 @@
+"""What the benchmarks that drive the real local stack share: start ``skyclass up`` with a
+model, find its worker process, upload to the drop folder, wait for results."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psutil
+
+from tests.support.stack_process import StackProcess, start_stack
+
+READY_TIMEOUT = 180.0
+
+
+class BenchStack:
+    def __init__(self, stack: StackProcess) -> None:
+        self.stack = stack
+        # The emulator takes any credentials; these keep a shell's real ones out of it.
+        self.s3 = boto3.client("s3", endpoint_url=stack.endpoint, region_name="us-east-1",
+                               aws_access_key_id="testing", aws_secret_access_key="testing")
+        names = [b["Name"] for b in self.s3.list_buckets()["Buckets"]]
+        self.input_bucket = next(n for n in names if n.startswith("skyclass-local-input-"))
+        self.output_bucket = next(n for n in names if n.startswith("skyclass-local-output-"))
+
+    def upload(self, files: Mapping[str, bytes]) -> None:
+        """Put each ``{key: data}`` in the input bucket, a few at a time."""
+        def put(item: tuple[str, bytes]) -> None:
+            self.s3.put_object(Bucket=self.input_bucket, Key=item[0], Body=item[1])
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(put, files.items()))
+
+    def result_keys(self, prefix: str) -> list[str]:
+        keys = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.output_bucket, Prefix=prefix):
+            keys += [o["Key"] for o in page.get("Contents", [])]
+        return keys
+
+    def wait_for_results(self, prefix: str, count: int, timeout: float,
+                         poll: float = 1.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.result_keys(prefix)) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {count} results under {prefix} after "
+                                   f"{timeout:g}s\n{self.stack.diagnostics()}")
+            time.sleep(poll)
+
+    def results(self, prefix: str) -> list[dict[str, Any]]:
+        return [json.loads(self.s3.get_object(Bucket=self.output_bucket, Key=key)["Body"].read())
+                for key in self.result_keys(prefix)]
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system) so far of each of the stack's processes, by role:
+        ``worker``, ``emulator`` and ``other`` (the API, the Lambda host, the supervisor)."""
+        seconds = {"worker": 0.0, "emulator": 0.0, "other": 0.0}
+        root = psutil.Process(self.stack.process.pid)
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                command = " ".join(process.cmdline())
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            role = ("worker" if "ec2_worker" in command
+                    else "emulator" if "local.emulator" in command else "other")
+            seconds[role] += times.user + times.system
+        return seconds
+
+    def worker_process(self, timeout: float = READY_TIMEOUT) -> psutil.Process:
+        """The stack's one live ``ec2_worker`` process, once it has been started."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in psutil.Process(self.stack.process.pid).children(recursive=True):
+                try:
+                    if ("ec2_worker" in child.cmdline()
+                            and child.status() != psutil.STATUS_ZOMBIE):
+                        return child
+                except psutil.NoSuchProcess:
+                    continue
+            time.sleep(0.2)
+        raise TimeoutError(f"no worker process after {timeout:g}s")
+
+    def worker_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Wait for a worker's "ready" log line (model loaded and warmed up)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for log in self.stack.log_dir.glob("*.log"):
+                if " ready: model " in log.read_text(errors="replace"):
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"no worker ready after {timeout:g}s\n{self.stack.diagnostics()}")
+
+
+@contextmanager
+def running_stack(env: Mapping[str, str], max_workers: int = 1) -> Iterator[BenchStack]:
+    """``skyclass up`` with ``env`` (e.g. the model), stopped on the way out."""
+    with tempfile.TemporaryDirectory(prefix="skyclass-bench-") as tmp:
+        stack = start_stack(Path(tmp), {"TF_CPP_MIN_LOG_LEVEL": "2", **env},
+                            max_workers=max_workers)
+        try:
+            stack.wait_ready(timeout=READY_TIMEOUT)
+            yield BenchStack(stack)
+        finally:
+            stack.stop()
