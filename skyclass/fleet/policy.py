@@ -159,7 +159,7 @@ def decide(obs: Observation, settings: Settings) -> Plan:
                 if i.started_at is not None and now - i.started_at < settings.idle_grace)
     keep = min(max(max(n for _, n, _ in recent), young), settings.max_workers)
     if have <= keep:
-        return plan(_holding(have, needed, keep, last_busy_at, now, settings))
+        return plan(_holding(have, needed, last_busy_at, now, settings))
     victims = sorted(
         (i for i in capacity if i.state == RUNNING),
         key=lambda i: (i.started_at or 0.0, i.id),  # longest-running first: predictable
@@ -184,7 +184,7 @@ def cold_start(instances: Sequence[InstanceView], settings: Settings) -> list[st
     return sorted(i.id for i in instances if i.state == STOPPED)[:1]
 
 
-def _holding(have: int, needed: int, keep: int, last_busy_at: float | None, now: float,
+def _holding(have: int, needed: int, last_busy_at: float | None, now: float,
              settings: Settings) -> str:
     if have == needed:
         return "steady"
