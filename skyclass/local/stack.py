@@ -45,6 +45,7 @@ STAGE = "local"
 
 # Local defaults that make the demo snappy; the environment still wins.
 LOCAL_DEFAULTS = {c.SCALE_PERIOD: "2", c.IDLE_GRACE: "20"}
+LOCAL_WORKER_START_S = 10.0  # a local worker's TensorFlow import and model load
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 EMULATOR_READY_TIMEOUT = 30.0
 API_READY_TIMEOUT = 60.0
@@ -297,9 +298,11 @@ def emulator_env(endpoint: str, region: str) -> dict[str, str]:
 
 def stage_settings(environ: Mapping[str, str], max_workers: int, boot_delay: float) -> Settings:
     """The local stage's settings: ``environ`` (the Chalice stage's variables under this
-    process's environment) over the snappy local defaults, the command line over all."""
+    process's environment) over the snappy local defaults, the command line over all.
+    A local worker is "booting" for the simulated boot plus its own start (TF, model)."""
+    boot_time = {c.BOOT_TIME: str(boot_delay + LOCAL_WORKER_START_S)}
     return Settings.from_env(
-        {**LOCAL_DEFAULTS, **environ},
+        {**LOCAL_DEFAULTS, **boot_time, **environ},
         stage=STAGE, max_workers=max_workers, boot_delay=boot_delay,
     )
 

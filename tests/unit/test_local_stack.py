@@ -15,6 +15,8 @@ def test_local_defaults_are_snappy_but_the_environment_wins():
     # THEN the demo scales every 2 s and idles out after 20 s
     assert (settings.scale_period, settings.idle_grace) == (2.0, 20.0)
     assert (settings.stage, settings.max_workers, settings.boot_delay) == ("local", 2, 0.5)
+    # AND a local worker counts as booting only for the simulated boot and its own start
+    assert settings.boot_time == 10.5
     # GIVEN the developer set an idle grace
     settings = stage_settings({c.IDLE_GRACE: "5", c.STAGE: "prod"}, max_workers=1, boot_delay=0)
     # THEN it is kept, and the stage is still local
