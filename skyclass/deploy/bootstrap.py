@@ -2,8 +2,9 @@
 
 The stage's resources come from ``skyclass.provision`` (as a deployed stage: TLS-only
 buckets, the worker instance profile, a closed security group, a launch template and
-the pool of stopped workers from the stage's AMI), then the stage's names and
-least-privilege policies are written into ``.chalice/`` for ``chalice deploy``.
+the pool of stopped workers from the stage's AMI) and the API key (SSM), then the
+stage's names and least-privilege policies are written into ``.chalice/`` for
+``chalice deploy``.
 Idempotent: a second run finds everything in place and changes nothing.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skyclass.aws import AwsClients
+from skyclass.deploy.api_key import ensure_api_key
 from skyclass.deploy.chalice_project import lambda_environment, refuse_local, write_stage
 from skyclass.deploy.iam import StageArns, lambda_policies
 from skyclass.provision import Provisioned, provision
@@ -31,6 +33,7 @@ def bootstrap(settings: Settings, aws: AwsClients, project_dir: Path) -> Bootstr
     provisioned = provision(settings, aws, aws_stage=True)
     account = aws.sts.get_caller_identity()["Account"]
     arns = StageArns.of(provisioned.resources, settings.region, account)
-    environment = lambda_environment(settings, provisioned.resources)
+    key_parameter = ensure_api_key(aws, settings.stage)
+    environment = lambda_environment(settings, provisioned.resources, key_parameter)
     changed = write_stage(project_dir, settings.stage, environment, lambda_policies(arns))
     return Bootstrapped(provisioned, environment, changed)

@@ -24,8 +24,10 @@ from skyclass.resources import StageResources
 from skyclass.settings import Settings
 
 LOCAL_STAGE = "local"
-# Lambda reserves AWS_REGION and sets it itself; a worker id means nothing to a Lambda.
-NOT_FOR_LAMBDAS = (c.REGION, c.WORKER_ID)
+# Lambda reserves AWS_REGION and sets it itself; a worker id means nothing to a Lambda;
+# a literal API key is a secret, and config.json is no place for one (the deployed
+# API reads its key from SSM, named by SKYCLASS_API_KEY_PARAMETER).
+NOT_FOR_LAMBDAS = (c.REGION, c.WORKER_ID, c.API_KEY)
 
 
 def refuse_local(stage: str) -> None:
@@ -34,7 +36,8 @@ def refuse_local(stage: str) -> None:
                           "pick another stage name, e.g. --stage dev")
 
 
-def lambda_environment(settings: Settings, resources: StageResources) -> dict[str, str]:
+def lambda_environment(settings: Settings, resources: StageResources,
+                       api_key_parameter: str) -> dict[str, str]:
     """The stage's settings as the Lambdas' environment variables: its names, the pool
     size, and every setting the operator chose (by variable or option) over the
     default, so the Lambdas scale and validate as the operator configured."""
@@ -51,6 +54,7 @@ def lambda_environment(settings: Settings, resources: StageResources) -> dict[st
         c.DLQ_URL: resources.dlq_url,
         c.MAX_WORKERS: env[c.MAX_WORKERS],
         c.MIN_WORKERS: env[c.MIN_WORKERS],
+        c.API_KEY_PARAMETER: api_key_parameter,
     }
 
 

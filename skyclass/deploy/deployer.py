@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ami_build.bake import AmiBaker, BakeResult
+from skyclass import constants as c
 from skyclass.aws import AwsClients
 from skyclass.deploy.bootstrap import Bootstrapped, bootstrap
 from skyclass.deploy.chalice_project import api_url, run_chalice
@@ -75,4 +76,8 @@ def deploy(settings: Settings, aws: AwsClients, project_dir: Path, report: Repor
     if url is None:
         raise DeployError("chalice deploy finished without recording the API's URL in "
                           f".chalice/deployed/{settings.stage}.json")
+    key = bootstrapped.environment[c.API_KEY_PARAMETER]
+    report(f"clients send the API key in x-api-key (skyclass reads SKYCLASS_API_KEY): "
+           f"aws ssm get-parameter --name {key} --with-decryption "
+           f"--query Parameter.Value --output text")
     return Deployed(bootstrapped, bake, url)

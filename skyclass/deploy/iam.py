@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from skyclass import constants as c
+from skyclass.deploy.api_key import api_key_parameter_name
 from skyclass.metrics import NAMESPACE
 from skyclass.resources import StageResources
 
@@ -64,6 +65,9 @@ class StageArns:
     def instances(self) -> str:
         return f"arn:aws:ec2:{self.region}:{self.account}:instance/*"
 
+    def parameter(self, name: str) -> str:
+        return f"arn:aws:ssm:{self.region}:{self.account}:parameter/{name.lstrip('/')}"
+
     def log_group(self, function_name: str) -> str:
         return (f"arn:aws:logs:{self.region}:{self.account}:log-group:"
                 f"/aws/lambda/{function_name}:*")
@@ -95,6 +99,9 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             _allow("QueueDepths", ["sqs:GetQueueAttributes"],
                    [arns.queue_arn(arns.queue), arns.queue_arn(arns.dlq)]),
             _see_instances(),
+            # A SecureString under SSM's AWS-managed key: ssm:GetParameter suffices.
+            _allow("ReadApiKey", ["ssm:GetParameter"],
+                   [arns.parameter(api_key_parameter_name(arns.stage))]),
         ],
         EVENTS_FUNCTION: [
             _allow("ReadNewImages", ["s3:GetObject"],

@@ -5,8 +5,9 @@ with ``chalice delete``, from what ``chalice deploy`` recorded in this project. 
 is found by the stage's names and checked against its ``skyclass:stage`` tag before it is
 deleted: instances (workers and builders), the launch template, the security group,
 the worker role and instance profile, the stage's AMIs and their snapshots, the buckets
-(emptied first), the queues and the Lambdas' log groups. A resource with the right name
-but without the stage's tag is left alone and named in the report.
+(emptied first), the queues, the API key's parameter and the Lambdas' log groups. A
+resource with the right name but without the stage's tag is left alone and named in
+the report.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from skyclass import constants as c
 from skyclass.aws import AwsClients
+from skyclass.deploy.api_key import api_key_parameter_name
 from skyclass.deploy.chalice_project import (
     deployed_resources,
     forget_stage,
@@ -61,6 +63,7 @@ class Teardown:
         for name in (queue_name(self._stage), dlq_name(self._stage),
                      s3_events_queue_name(self._stage)):
             self._queue(name)
+        self._api_key()
         self._log_groups()
         forget_stage(self._project_dir, self._stage)
         self._report(f"stage {self._stage} removed; .chalice/config.json keeps only its name")
@@ -191,6 +194,19 @@ class Teardown:
             return
         sqs.delete_queue(QueueUrl=url)
         self._report(f"deleted queue {name}")
+
+    def _api_key(self) -> None:
+        ssm = self._aws.client("ssm")
+        name = api_key_parameter_name(self._stage)
+        try:
+            tags = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)[
+                "TagList"]
+        except ClientError as exc:
+            self._unless_missing(exc, "InvalidResourceId", "ParameterNotFound")
+            return
+        if self._tagged(tags, f"parameter {name}"):
+            ssm.delete_parameter(Name=name)
+            self._report(f"deleted the API key parameter {name}")
 
     def _log_groups(self) -> None:
         logs = self._aws.client("logs")

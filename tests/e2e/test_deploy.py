@@ -89,6 +89,8 @@ class Account:
                                 self.client("lambda").list_functions()["Functions"]),
             "apis": sorted(a["id"] for a in self.apigateway.get_rest_apis()["items"]),
             "rules": sorted(r["Name"] for r in self.events.list_rules()["Rules"]),
+            "parameters": sorted(p["Name"] for p in
+                                 self.ssm.describe_parameters()["Parameters"]),
         }
 
 
@@ -190,6 +192,13 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
                                  f"skyclass-{STAGE}-scale"]
     for function in functions.values():
         assert function["Environment"]["Variables"]["SKYCLASS_INPUT_BUCKET"] == input_bucket
+    # AND the API's key is a SecureString the Lambdas know only by name
+    key_parameter = names["SKYCLASS_API_KEY_PARAMETER"]
+    [parameter] = account.ssm.describe_parameters()["Parameters"]
+    assert (parameter["Name"], parameter["Type"]) == (key_parameter, "SecureString")
+    key = account.ssm.get_parameter(Name=key_parameter, WithDecryption=True)["Parameter"][
+        "Value"]
+    assert len(key) >= 32 and key not in (project / ".chalice" / "config.json").read_text()
     expected_policies = lambda_policies(arns)
     for chalice_name, document in expected_policies.items():
         role = f"skyclass-{STAGE}-{chalice_name}"
@@ -211,8 +220,10 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     # WHEN it is deployed again
     before = account.inventory()
     _skyclass(emulator, "deploy", "--stage", STAGE, "--project-dir", str(project))
-    # THEN nothing was added, replaced or duplicated
+    # THEN nothing was added, replaced or duplicated, and the key clients hold still works
     assert account.inventory() == before
+    assert account.ssm.get_parameter(Name=key_parameter, WithDecryption=True)["Parameter"][
+        "Value"] == key
 
     # WHEN the stage, holding an image and its result, is torn down
     account.s3.put_object(Bucket=input_bucket, Key="incoming/cat.jpg", Body=b"jpeg")
@@ -223,7 +234,7 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     assert after == {
         "buckets": ["someone-elses-bucket"], "queues": [], "instances": [other],
         "images": [], "launch_templates": [], "security_groups": [], "roles": [],
-        "instance_profiles": [], "functions": [], "apis": [], "rules": [],
+        "instance_profiles": [], "functions": [], "apis": [], "rules": [], "parameters": [],
     }
     stage_config = json.loads((project / ".chalice" / "config.json").read_text())["stages"][
         STAGE]

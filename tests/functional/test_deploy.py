@@ -75,17 +75,20 @@ def test_the_local_stage_is_not_deployed(aws, tmp_path):
 
 
 def test_the_lambdas_get_the_stages_names_and_the_operators_choices_only():
-    # GIVEN an operator who chose a shorter idle grace and a region
-    settings = Settings.from_env({"SKYCLASS_IDLE_GRACE": "120", "AWS_REGION": "eu-west-1"},
+    # GIVEN an operator who chose a shorter idle grace and a region, and has a local key
+    settings = Settings.from_env({"SKYCLASS_IDLE_GRACE": "120", "AWS_REGION": "eu-west-1",
+                                  "SKYCLASS_API_KEY": "secret"},
                                  stage=STAGE, max_workers=8)
     resources = StageResources(STAGE, "in-bucket", "out-bucket", "https://q/work",
                                "https://q/dlq")
     # WHEN the Lambdas' environment is derived
-    env = lambda_environment(settings, resources)
-    # THEN it holds the names, the pool size and the choice, and not what Lambda reserves
+    env = lambda_environment(settings, resources, "/skyclass/dev/api-key")
+    # THEN it holds the names, the pool size, the key's parameter and the choice; neither
+    # what Lambda reserves nor a secret
     assert env == {
         "SKYCLASS_STAGE": STAGE, "SKYCLASS_INPUT_BUCKET": "in-bucket",
         "SKYCLASS_OUTPUT_BUCKET": "out-bucket", "SKYCLASS_QUEUE_URL": "https://q/work",
         "SKYCLASS_DLQ_URL": "https://q/dlq", "SKYCLASS_MAX_WORKERS": "8",
         "SKYCLASS_MIN_WORKERS": "0", "SKYCLASS_IDLE_GRACE": "120.0",
+        "SKYCLASS_API_KEY_PARAMETER": "/skyclass/dev/api-key",
     }
