@@ -114,8 +114,8 @@ def agreement(count: int) -> tuple[int, int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", default="1,8,32")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--images", type=int, default=64, help="images per measurement")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--images", type=int, default=32, help="images per measurement")
     parser.add_argument("--agreement", type=int, default=1000, help="held-out images")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]

@@ -7,10 +7,11 @@ The model is ResNet-50 built with ``weights=None`` and saved as a ``.keras`` fil
 ImageNet weights are not on this machine, and speed does not depend on the weight
 values; as a custom model it is fed [0, 255] pixels, which costs the same).
 
-The plain ``tf.function`` (model and preprocessing, nothing else) is timed in this
-process on batches of 32, over 256 images, just before and just after the drain, with
-the stack up and no worker busy: the figure the worker is held to, measured in the same
-run (the mean of the two; both are printed, so a change in the machine's load shows).
+The plain ``tf.function`` (model and preprocessing, nothing else, in the worker's
+precision) is timed in this process on batches of 32, over 256 images, just before and
+just after the drain, with the stack up and no worker busy: the figure the worker is
+held to, measured in the same run (the mean of the two; both are printed, so a change
+in the machine's load shows).
 ``skyclass up`` starts with at most one worker, the JPEGs are dropped into ``incoming/``
 at once (the S3 events queue them, and the first one cold-starts the worker), and the
 drain rate is taken from the results' ``finished_at``: images finished after the first
@@ -34,6 +35,7 @@ import numpy as np  # noqa: E402
 
 from bench.engine import plain_function  # noqa: E402
 from bench.support import running_stack  # noqa: E402
+from ec2_worker.engine import BF16, as_mixed_bfloat16  # noqa: E402
 from tests.support.stack_process import REPO_ROOT  # noqa: E402
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, make_image  # noqa: E402
 
@@ -55,11 +57,15 @@ def timing_model() -> tuple[Path, Path]:
     return model_path, labels_path
 
 
-def plain_runner(model_path: Path, batch: int = 32) -> Callable[[int], float]:
-    """A function timing the plain tf.function on this model: images/s over ``images``."""
+def plain_runner(model_path: Path, precision: str, batch: int = 32) -> Callable[[int], float]:
+    """A function timing the plain tf.function on this model, in ``precision`` as the
+    worker runs it: images/s over ``images``."""
     import keras
 
-    run = plain_function(keras.models.load_model(model_path, compile=False), lambda x: x)
+    model = keras.models.load_model(model_path, compile=False)
+    if precision == BF16:
+        model = as_mixed_bfloat16(model)
+    run = plain_function(model, _as_is)
     pixels = np.random.default_rng(0).uniform(0, 255, (batch, 224, 224, 3)).astype(np.float32)
     run(pixels)
 
@@ -71,6 +77,10 @@ def plain_runner(model_path: Path, batch: int = 32) -> Callable[[int], float]:
         return calls * batch / (time.perf_counter() - start)
 
     return rate
+
+
+def _as_is(pixels):
+    return pixels  # a custom model takes [0, 255] pixels as they are
 
 
 def jpegs(count: int, size: tuple[int, int]) -> dict[str, bytes]:
@@ -91,12 +101,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=320)
     parser.add_argument("--size", default="640x480", help="image size WxH")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", BF16])
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
     model_path, labels_path = timing_model()
-    plain_rate = plain_runner(model_path)
+    plain_rate = plain_runner(model_path, args.precision)
     files = jpegs(args.images, (width, height))
     env = {"SKYCLASS_MODEL": str(model_path), "SKYCLASS_LABELS": str(labels_path),
            "SKYCLASS_PRECISION": args.precision}
@@ -131,7 +141,7 @@ def main() -> None:
         for step in ("download", "decode", "infer_batch")) + " (infer_batch: its whole batch)")
     print("CPU seconds in drain   " + ", ".join(f"{role} {sec:.1f}" for role, sec in cpu.items())
           + f" (2 cores x {last - first:.1f} s = {2 * (last - first):.1f} available)")
-    print(f"plain tf.function      {plain:.1f} images/s (batch 32, fp32, this run: "
+    print(f"plain tf.function      {plain:.1f} images/s (batch 32, {args.precision}, this run: "
           f"{plain_before:.1f} before the drain, {plain_after:.1f} after)")
     print(f"stack drain            {drain:.1f} images/s = {drain / plain:.2f}x plain tf.function")
 
