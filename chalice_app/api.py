@@ -90,11 +90,13 @@ def fleet() -> dict[str, Any]:
 @json_errors
 def index() -> Response:
     # Settings alone, not services(): serving the page makes no AWS call.
+    settings = Settings.from_env()
     limits = {
-        "max_image_bytes": Settings.from_env().max_image_bytes,
+        "max_image_bytes": settings.max_image_bytes,
         "types": list(ALLOWED_TYPES),
         "max_images_per_job": MAX_IMAGES_PER_JOB,
         "max_name_chars": MAX_NAME_CHARS,
+        "api_key_required": bool(settings.api_key or settings.api_key_parameter),
     }
     return Response(
         body=render_page(limits),

@@ -27,13 +27,25 @@ const grid = $("results");
 
 // ---- talking to the API ----------------------------------------------------------
 
+// A deployed stage wants its API key in x-api-key (chalice_app/auth.py); the person
+// types it once, and it stays in this tab's session storage only.
+const KEY_STORE = "skyclass.api-key";
+const keyBox = $("key-box");
+const keyInput = $("api-key");
+keyInput.value = sessionStorage.getItem(KEY_STORE) || "";
+keyBox.hidden = !config.api_key_required;
+keyInput.addEventListener("change", () => sessionStorage.setItem(KEY_STORE, keyInput.value.trim()));
+
 async function api(method, path, body) {
+  const headers = body ? {"Content-Type": "application/json"} : {};
+  if (keyInput.value.trim()) headers["x-api-key"] = keyInput.value.trim();
   const response = await fetch(new URL(path, apiBase), {
     method,
-    headers: body ? {"Content-Type": "application/json"} : {},
+    headers,
     body: body ? JSON.stringify(body) : undefined,
   });
   const data = await response.json().catch(() => ({}));
+  if (response.status === 403) keyBox.hidden = false;
   if (!response.ok) throw new Error(data.Message || `${method} ${path}: HTTP ${response.status}`);
   return data;
 }
@@ -494,6 +506,11 @@ function drawChart(now) {
 async function watchFleet() {
   for (;;) {
     try {
+      if (config.api_key_required && !keyInput.value.trim()) {
+        $("decision").textContent = "The fleet shows once the API key is given.";
+        await sleep(FLEET_POLL_MS);
+        continue;
+      }
       showFleet(await api("GET", "fleet"));
     } catch (error) {
       $("decision").textContent = `The fleet cannot be read: ${error.message}`;

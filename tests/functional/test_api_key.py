@@ -46,12 +46,15 @@ def test_the_right_key_is_served(client):
     assert client.http.get("/fleet", headers={"x-api-key": KEY}).status_code == 200
 
 
-def test_the_page_and_health_stay_open(client):
+def test_the_page_and_health_stay_open_and_the_page_asks_for_the_key(client):
     assert client.http.get("/health").status_code == 200
-    assert client.http.get("/").status_code == 200
+    page = client.http.get("/")
+    assert page.status_code == 200
+    assert '"api_key_required": true' in page.body.decode()
 
 
 def test_a_stage_without_a_key_is_open(lambda_env):
     auth.expected_key.cache_clear()
     with Client(app, stage_name="local", project_dir=str(REPO_ROOT)) as open_client:
         assert open_client.http.get("/fleet").status_code == 200
+        assert '"api_key_required": false' in open_client.http.get("/").body.decode()

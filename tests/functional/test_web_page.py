@@ -39,7 +39,7 @@ def test_the_page_states_the_limits_that_post_jobs_enforces(client):
     config = json.loads(CONFIG.search(page).group(1))
     assert config == {"max_image_bytes": MAX_IMAGE_BYTES, "types": list(ALLOWED_TYPES),
                       "max_images_per_job": MAX_IMAGES_PER_JOB,
-                      "max_name_chars": MAX_NAME_CHARS}
+                      "max_name_chars": MAX_NAME_CHARS, "api_key_required": False}
     assert "/*skyclass:" not in page  # every part inlined
     assert not re.search(r"<(script|link)[^>]+(src|href)=\"(?!data:)", page)
     # ... which are the API's: the largest size the page allows is accepted, one more refused
