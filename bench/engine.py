@@ -24,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from bench.support import TINY_MODEL_CACHE  # noqa: E402
 from ec2_worker.engine import (  # noqa: E402
     BF16,
     FP32,
@@ -32,7 +33,6 @@ from ec2_worker.engine import (  # noqa: E402
     bf16_unsupported_reason,
 )
 from ec2_worker.model import custom_classifier, resnet50_classifier  # noqa: E402
-from tests.support.stack_process import REPO_ROOT  # noqa: E402
 from tests.support.tiny_model import (  # noqa: E402
     CLASSES,
     HELD_OUT_SEED,
@@ -41,7 +41,6 @@ from tests.support.tiny_model import (  # noqa: E402
     train_tiny_model,
 )
 
-TINY_MODEL_CACHE = REPO_ROOT / ".skyclass" / "bench" / "tiny_model"
 METHODS = ("model.predict", "plain tf.function", "engine")
 
 

@@ -17,8 +17,7 @@ import time
 import numpy as np
 import requests
 
-from bench.engine import TINY_MODEL_CACHE
-from bench.support import running_stack
+from bench.support import TINY_MODEL_CACHE, running_stack
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes, train_tiny_model
 
 

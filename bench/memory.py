@@ -18,8 +18,7 @@ import time
 
 import boto3
 
-from bench.engine import TINY_MODEL_CACHE
-from bench.support import BenchStack, running_stack
+from bench.support import TINY_MODEL_CACHE, BenchStack, running_stack
 from skyclass.contracts import WorkMessage, parse_input_key
 from skyclass.queue import WorkQueue
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes, train_tiny_model

@@ -17,10 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support.stack_process import REPO_ROOT, SKYCLASS, start_stack
+from bench.support import TINY_MODEL_CACHE, running_stack
+from tests.support.stack_process import SKYCLASS
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes, train_tiny_model
-
-MODEL_CACHE = REPO_ROOT / ".skyclass" / "bench" / "tiny_model"
 
 
 def main() -> None:
@@ -31,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
-    model = train_tiny_model(MODEL_CACHE)
+    model = train_tiny_model(TINY_MODEL_CACHE)
     with tempfile.TemporaryDirectory(prefix="skyclass-bench-") as tmp:
         folder = Path(tmp) / "images"
         folder.mkdir()
@@ -42,20 +41,16 @@ def main() -> None:
             (folder / name).write_bytes(
                 image_bytes(label, HELD_OUT_SEED + 20_000 + i, size=(width, height)))
             truth[name] = label
-        env = {"SKYCLASS_MODEL": str(model.model_path), "SKYCLASS_LABELS": str(model.labels_path),
-               "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {"SKYCLASS_MODEL": str(model.model_path), "SKYCLASS_LABELS": str(model.labels_path)}
         started = time.monotonic()
-        stack = start_stack(Path(tmp), env, max_workers=args.max_workers)
-        try:
-            ready_s = stack.wait_ready(timeout=180)
+        with running_stack(env, max_workers=args.max_workers) as bench:
+            ready_s = time.monotonic() - started
             began = time.monotonic()
             done = subprocess.run(
-                [str(SKYCLASS), "classify", str(folder), "--json", "--api", stack.api],
+                [str(SKYCLASS), "classify", str(folder), "--json", "--api", bench.stack.api],
                 capture_output=True, text=True, timeout=1800,
             )
             classify_s = time.monotonic() - began
-        finally:
-            stack.stop()
         total_s = time.monotonic() - started
     results = [json.loads(line) for line in done.stdout.splitlines()]
     right = sum(r["label"] == truth.get(r["name"]) for r in results)

@@ -15,9 +15,11 @@ from typing import Any
 import boto3
 import psutil
 
-from tests.support.stack_process import StackProcess, start_stack
+from tests.support.stack_process import REPO_ROOT, StackProcess, start_stack
 
 READY_TIMEOUT = 180.0
+# Where the benchmarks keep the tests' tiny model between runs (trained once).
+TINY_MODEL_CACHE = REPO_ROOT / ".skyclass" / "bench" / "tiny_model"
 
 
 class BenchStack:
@@ -78,13 +80,9 @@ class BenchStack:
         """The stack's one live ``ec2_worker`` process, once it has been started."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for child in psutil.Process(self.stack.process.pid).children(recursive=True):
-                try:
-                    if ("ec2_worker" in child.cmdline()
-                            and child.status() != psutil.STATUS_ZOMBIE):
-                        return child
-                except psutil.NoSuchProcess:
-                    continue
+            workers = self.stack.worker_processes()
+            if workers:
+                return workers[0]
             time.sleep(0.2)
         raise TimeoutError(f"no worker process after {timeout:g}s")
 

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psutil
 import pytest
 import requests
 
@@ -37,17 +36,6 @@ class RunningStack(StackProcess):
             next(n for n in names if n.startswith("skyclass-local-input-")),
             next(n for n in names if n.startswith("skyclass-local-output-")),
         )
-
-    def worker_processes(self) -> list[psutil.Process]:
-        """The stack's live ``ec2_worker`` processes (one per running instance)."""
-        found = []
-        for child in psutil.Process(self.process.pid).children(recursive=True):
-            try:
-                if "ec2_worker" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
-                    found.append(child)
-            except psutil.NoSuchProcess:
-                continue
-        return found
 
 
 def held_out_images(per_class: int, first: int = 0) -> list[tuple[str, bytes]]:

@@ -75,6 +75,17 @@ class StackProcess:
             orphan.kill()
         return code, alive
 
+    def worker_processes(self) -> list[psutil.Process]:
+        """The stack's live ``ec2_worker`` processes (one per running instance)."""
+        found = []
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            try:
+                if "ec2_worker" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+                    found.append(child)
+            except psutil.NoSuchProcess:
+                continue
+        return found
+
     def diagnostics(self) -> str:
         parts = [f"== {self.console.name}\n{tail(self.console)}"]
         parts += [f"== {p.name}\n{tail(p)}" for p in sorted(self.log_dir.glob("*.log"))]
