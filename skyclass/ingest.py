@@ -12,6 +12,8 @@ straight away instead of waiting for the next scaling tick (a cold start costs a
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, unquote_plus
@@ -32,6 +34,7 @@ from skyclass.settings import Settings
 log = logging.getLogger(__name__)
 
 INGEST_WORKER = "ingest"
+FLEET_CHECK_MEMO_S = 10.0
 _REJECTED = "rejected"
 _IGNORED = "ignored"
 
@@ -53,6 +56,7 @@ class Ingestor:
         store: ResultStore,
         resources: StageResources,
         settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._s3 = s3
         self._queue = queue
@@ -60,6 +64,8 @@ class Ingestor:
         self._store = store
         self._resources = resources
         self._settings = settings
+        self._clock = clock
+        self._fleet_checked_until = float("-inf")
 
     def handle_event(self, event: dict[str, Any]) -> IngestReport:
         """Handle one S3 notification (``{"Records": [...]}``). Messages without
@@ -134,12 +140,20 @@ class Ingestor:
 
     def _cold_start(self) -> list[str]:
         """Start one stopped worker if none is pending or running. Best effort: if EC2
-        fails, the scaling tick within a minute starts one anyway."""
+        fails, the scaling tick within a minute starts one anyway.
+
+        A burst of uploads is one invocation per image; once this container has seen a
+        worker up (or started one), it does not ask EC2 again for FLEET_CHECK_MEMO_S, so
+        10,000 images cost a few DescribeInstances calls, not 10,000 (EC2 throttles).
+        A fleet that goes cold inside that window is the scaler's to restart."""
+        if self._clock() < self._fleet_checked_until:
+            return []
         try:
             start = cold_start(self._pool.instances(), self._settings)
             self._pool.start(start)
             if start:
                 log.info("cold start: started worker %s", start[0])
+            self._fleet_checked_until = self._clock() + FLEET_CHECK_MEMO_S
             return start
         except (ClientError, BotoCoreError):
             log.exception("cold start failed; the scaler will start a worker")

@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -38,6 +39,7 @@ ContextFactory = Callable[[str], Any]
 # Lambda's asynchronous invocation: one try and two retries.
 MAX_ATTEMPTS = 3
 RETRY_AFTER_SECONDS = 5
+CONCURRENCY = 8  # concurrent "invocations" of the S3 handler, as Lambda would run
 LAMBDA_TIMEOUT_MS = 60_000
 LAMBDA_MEMORY_MB = 512
 
@@ -63,6 +65,7 @@ class S3EventBridge:
         wait_seconds: int = 1,
         max_attempts: int = MAX_ATTEMPTS,
         retry_after: int = RETRY_AFTER_SECONDS,
+        concurrency: int = CONCURRENCY,
     ):
         self._sqs = sqs
         self._queue_url = queue_url
@@ -72,6 +75,9 @@ class S3EventBridge:
         self._wait_seconds = wait_seconds
         self._max_attempts = max_attempts
         self._retry_after = retry_after
+        # Lambda runs one invocation per S3 event, many at once; so does the bridge.
+        self._invocations = ThreadPoolExecutor(max_workers=concurrency,
+                                               thread_name_prefix=function_name)
 
     def poll_once(self) -> int:
         """Receive up to ten notifications and deliver them; returns how many arrived."""
@@ -82,8 +88,7 @@ class S3EventBridge:
             VisibilityTimeout=self._retry_after,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         ).get("Messages", [])
-        for message in messages:
-            self._deliver(message)
+        list(self._invocations.map(self._deliver, messages))
         return len(messages)
 
     def run(self, stop: threading.Event) -> None:

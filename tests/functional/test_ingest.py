@@ -162,3 +162,32 @@ def test_ingest_works_from_its_own_parts(aws, stage, settings):
     report = ingestor.handle_event(s3_notifications(aws, stage)[-1])
 
     assert report.queued == 1 and len(report.started) == 1
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_burst_asks_ec2_once_then_trusts_the_answer_for_a_while(aws, stage, settings):
+    r = stage.resources
+    clock = FakeClock()
+    ingestor = Ingestor(
+        aws.s3, WorkQueue(aws.sqs, r.queue_url), InstancePool(aws.ec2, r.stage),
+        ResultStore(aws.s3, r.output_bucket), r, settings, clock=clock,
+    )
+    for i in range(3):
+        aws.s3.put_object(Bucket=r.input_bucket, Key=f"incoming/{i}.png", Body=PNG)
+    events = s3_notifications(aws, stage)[-3:]
+    # GIVEN the first upload of a burst cold-started a worker
+    assert len(ingestor.handle_event(events[0]).started) == 1
+    # WHEN that worker is stopped at once and the next upload arrives within the memo
+    aws.ec2.stop_instances(InstanceIds=running(aws))
+    # THEN the container trusts its recent answer and starts nothing...
+    assert ingestor.handle_event(events[1]).started == ()
+    # ...until the memo runs out, when it looks again and starts one
+    clock.now += 11
+    assert len(ingestor.handle_event(events[2]).started) == 1
