@@ -17,7 +17,7 @@ import time
 import numpy as np
 import requests
 
-from bench.support import TINY_MODEL_CACHE, running_stack
+from bench.support import TINY_MODEL_CACHE, model_env, running_stack
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes, train_tiny_model
 
 
@@ -37,8 +37,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tiny = train_tiny_model(TINY_MODEL_CACHE)
-    env = {"SKYCLASS_MODEL": str(tiny.model_path), "SKYCLASS_LABELS": str(tiny.labels_path),
-           "SKYCLASS_MIN_WORKERS": "1"}
+    env = model_env(tiny.model_path, tiny.labels_path, SKYCLASS_MIN_WORKERS="1")
     images = [(CLASSES[i % len(CLASSES)],
                image_bytes(CLASSES[i % len(CLASSES)], HELD_OUT_SEED + 50_000 + i,
                            size=(640, 480)))

@@ -18,7 +18,7 @@ import time
 
 import boto3
 
-from bench.support import TINY_MODEL_CACHE, BenchStack, running_stack
+from bench.support import TINY_MODEL_CACHE, BenchStack, model_env, running_stack
 from skyclass.contracts import WorkMessage, parse_input_key
 from skyclass.queue import WorkQueue
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes, train_tiny_model
@@ -50,8 +50,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tiny = train_tiny_model(TINY_MODEL_CACHE)
-    env = {"SKYCLASS_MODEL": str(tiny.model_path), "SKYCLASS_LABELS": str(tiny.labels_path),
-           "SKYCLASS_MIN_WORKERS": "1"}
+    env = model_env(tiny.model_path, tiny.labels_path, SKYCLASS_MIN_WORKERS="1")
     files = {f"{PREFIX}{i:03d}.jpg": image_bytes(CLASSES[i % len(CLASSES)],
                                                  HELD_OUT_SEED + 60_000 + i, size=(640, 480))
              for i in range(OBJECTS)}

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.support import TINY_MODEL_CACHE, running_stack
+from bench.support import TINY_MODEL_CACHE, model_env, running_stack
 from tests.support.stack_process import SKYCLASS
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes, train_tiny_model
 
@@ -41,7 +41,7 @@ def main() -> None:
             (folder / name).write_bytes(
                 image_bytes(label, HELD_OUT_SEED + 20_000 + i, size=(width, height)))
             truth[name] = label
-        env = {"SKYCLASS_MODEL": str(model.model_path), "SKYCLASS_LABELS": str(model.labels_path)}
+        env = model_env(model.model_path, model.labels_path)
         started = time.monotonic()
         with running_stack(env, max_workers=args.max_workers) as bench:
             ready_s = time.monotonic() - started

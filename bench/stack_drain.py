@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench.engine import plain_function  # noqa: E402
-from bench.support import running_stack  # noqa: E402
+from bench.support import model_env, running_stack  # noqa: E402
 from ec2_worker.engine import BF16, as_mixed_bfloat16  # noqa: E402
 from tests.support.stack_process import REPO_ROOT  # noqa: E402
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, make_image  # noqa: E402
@@ -108,8 +108,7 @@ def main() -> None:
     model_path, labels_path = timing_model()
     plain_rate = plain_runner(model_path, args.precision)
     files = jpegs(args.images, (width, height))
-    env = {"SKYCLASS_MODEL": str(model_path), "SKYCLASS_LABELS": str(labels_path),
-           "SKYCLASS_PRECISION": args.precision}
+    env = model_env(model_path, labels_path, SKYCLASS_PRECISION=args.precision)
     with running_stack(env, max_workers=1) as stack:
         plain_before = plain_rate(256)
         began = time.time()

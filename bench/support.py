@@ -97,6 +97,11 @@ class BenchStack:
         raise TimeoutError(f"no worker ready after {timeout:g}s\n{self.stack.diagnostics()}")
 
 
+def model_env(model_path: Path, labels_path: Path, **extra: str) -> dict[str, str]:
+    """The environment that makes the stack's workers serve a custom model."""
+    return {"SKYCLASS_MODEL": str(model_path), "SKYCLASS_LABELS": str(labels_path), **extra}
+
+
 @contextmanager
 def running_stack(env: Mapping[str, str], max_workers: int = 1) -> Iterator[BenchStack]:
     """``skyclass up`` with ``env`` (e.g. the model), stopped on the way out."""

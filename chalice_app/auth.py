@@ -19,9 +19,8 @@ from chalice import Blueprint, Response
 from chalice.app import Request
 
 from chalice_app.errors import to_response
-from skyclass.aws import AwsClients
+from chalice_app.wiring import services
 from skyclass.errors import ForbiddenError
-from skyclass.settings import Settings
 
 bp = Blueprint(__name__)
 
@@ -31,12 +30,14 @@ HEADER = "x-api-key"
 
 @functools.cache
 def expected_key() -> str | None:
-    settings = Settings.from_env()
-    if settings.api_key_parameter:
-        ssm = AwsClients(settings.region).client("ssm")
-        return ssm.get_parameter(Name=settings.api_key_parameter,
+    """The stage's key, read once per container through the Lambda's own objects
+    (only protected routes ask, and they build those objects anyway)."""
+    s = services()
+    if s.settings.api_key_parameter:
+        ssm = s.aws.client("ssm")
+        return ssm.get_parameter(Name=s.settings.api_key_parameter,
                                  WithDecryption=True)["Parameter"]["Value"]
-    return settings.api_key
+    return s.settings.api_key
 
 
 def check_api_key(expected: str | None, presented: str | None) -> None:

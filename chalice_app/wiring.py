@@ -33,6 +33,7 @@ class Services:
     jobs: JobService
     ingestor: Ingestor
     scaler: Scaler
+    aws: AwsClients
 
 
 @functools.cache
@@ -52,6 +53,7 @@ def services() -> Services:
         jobs=JobService(aws.s3, store, resources, settings),
         ingestor=Ingestor(aws.s3, queue, pool, store, resources, settings),
         scaler=Scaler(queue, pool, store, settings, clock=time.time, cloudwatch=aws.cloudwatch),
+        aws=aws,
     )
 
 
