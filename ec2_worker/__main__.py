@@ -60,7 +60,7 @@ def main() -> int:
     gpu = has_gpu()
     settings = settings.replace(batch_size=batch_size_for(
         settings.batch_size, configured=bool(os.environ.get(constants.BATCH_SIZE)), gpu=gpu))
-    engine = InferenceEngine(classifier, settings.top_k, settings.precision)
+    engine = InferenceEngine(classifier, settings.top_k, settings.precision, gpu=gpu)
     engine.warm_up({1, settings.batch_size})
     worker = Worker(
         queue=WorkQueue(aws.sqs, resources.queue_url, resources.dlq_url),

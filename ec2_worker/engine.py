@@ -1,18 +1,22 @@
 """Predict: a batch of decoded images -> the top-k predictions for each.
 
-The middle step of the worker's pipeline. Inference runs through one compiled
-``tf.function`` whose batch dimension is left open, so every batch size reuses a single
-trace; ``model.predict`` would rebuild its data pipeline on every call, which costs more
-than the inference itself for the small batches a worker sees. The function is run once
-at start for each batch size given to ``warm_up`` (oneDNN sets up its kernels per input
-shape), so the first real batch of that size is not slow.
+The middle step of the worker's pipeline. Inference runs through one compiled graph
+whose batch dimension is left open, so every batch size reuses it; ``model.predict``
+would rebuild its data pipeline on every call, which costs more than the inference
+itself for the small batches a worker sees. The graph is the model's ``tf.function``
+frozen (``ec2_worker.graph``): weights as constants, batch normalization folded into
+the convolutions, about 1.1x faster than the plain ``tf.function`` on the CPUs here.
+It is run once at start for each batch size given to ``warm_up`` (oneDNN sets up its
+kernels per input shape), so the first real batch of that size is not slow.
 
-Precision ``bf16`` runs the model under Keras' ``mixed_bfloat16`` policy: weights stay
-float32, every layer but the last computes in bfloat16, which CPUs with AVX-512-BF16 or
-AMX (and GPUs from Ampere on) run natively and about 1.4x faster than float32 here; the
-last layer (the softmax) stays float32 so scores keep their resolution. Hardware without
-native bfloat16 would emulate it, slower than float32, so there the engine says so in
-the log and runs float32.
+Precision ``bf16`` on a CPU rewrites the frozen graph with TensorFlow's oneDNN
+bfloat16 pass: convolutions and matmuls in bfloat16 (weights stored in bfloat16 once),
+softmax and other sensitive ops in float32, so scores keep their resolution. CPUs with
+AVX-512-BF16 or AMX run it natively, 1.5-1.8x faster than float32 here. On a GPU
+(Ampere on) the model runs under Keras' ``mixed_bfloat16`` policy instead. Hardware
+without native bfloat16 would emulate it, slower than float32, so there the engine
+says so in the log and runs float32; so it does if the rewrite changes nothing (e.g.
+with ``TF_ENABLE_ONEDNN_OPTS=0``). ``precision`` always says what actually runs.
 
 On a machine with a GPU, TensorFlow places the model there by itself; ``batch_size_for``
 picks a batch size fit for it unless one was configured.
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ec2_worker import graph
 from ec2_worker.model import Classifier
 from skyclass.contracts import Prediction
 
@@ -39,19 +44,20 @@ _CPUINFO = Path("/proc/cpuinfo")
 
 
 class InferenceEngine:
-    def __init__(self, classifier: Classifier, top_k: int, precision: str = FP32) -> None:
+    def __init__(self, classifier: Classifier, top_k: int, precision: str = FP32,
+                 gpu: bool | None = None) -> None:
         import tensorflow as tf
 
         self.classifier = classifier
         self.top_k = min(top_k, len(classifier.labels))
-        self.precision = precision
+        gpu = has_gpu() if gpu is None else gpu
         model = classifier.model
         if precision == BF16:
             missing = bf16_unsupported_reason()
             if missing:
                 log.warning("precision bf16 asked for, but %s: running fp32", missing)
-                self.precision = FP32
-            else:
+                precision = FP32
+            elif gpu:
                 model = as_mixed_bfloat16(model)
         height, width = classifier.input_size
         preprocess = classifier.preprocess
@@ -60,7 +66,18 @@ class InferenceEngine:
         def probabilities(pixels):
             return tf.cast(model(preprocess(pixels), training=False), tf.float32)
 
-        self._probabilities = probabilities
+        self._probabilities = graph.freeze(probabilities.get_concrete_function())
+        if precision == BF16 and not gpu:
+            rewritten, bf16_ops = graph.rewrite_bfloat16(self._probabilities)
+            if bf16_ops:
+                self._probabilities = rewritten
+            else:
+                log.warning("precision bf16 asked for, but TensorFlow's oneDNN bfloat16 "
+                            "rewrite changed nothing (is TF_ENABLE_ONEDNN_OPTS=0?): "
+                            "running fp32")
+                precision = FP32
+        self.precision = precision
+        self._tensor = tf.convert_to_tensor  # the graph takes tensors, not arrays
 
     def warm_up(self, batch_sizes: Iterable[int] = (1,)) -> None:
         height, width = self.classifier.input_size
@@ -72,7 +89,7 @@ class InferenceEngine:
         ``top_k`` predictions, best first, per image, in input order."""
         if len(pixels) == 0:
             return []
-        scores = self._probabilities(pixels).numpy()
+        scores = self._probabilities(self._tensor(pixels))[0].numpy()
         best = np.argsort(-scores, axis=1, kind="stable")[:, : self.top_k]
         labels = self.classifier.labels
         return [
