@@ -8,7 +8,8 @@ the local bridge). Three gaps are closed here, so that ``skyclass deploy`` can b
 rehearsed against the emulator unchanged: API Gateway's import of the API Chalice
 writes (``ApiImportCompat``), bucket policies that refuse plain HTTP
 (``count_requests_as_tls``) and instance profiles on multi-instance launches
-(``profile_every_launched_instance``).
+(``profile_every_launched_instance``). One cost is cut: SQS receives that rescanned the
+whole queue for every message (``read_queue_attributes_once``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
     count_requests_as_tls()
     profile_every_launched_instance()
     start_sets_launch_time()
+    read_queue_attributes_once()
     app = ApiImportCompat(DomainDispatcherApplication(create_backend_app))
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     # One line per request (the runner alone polls EC2 three times a second) would
@@ -188,6 +190,45 @@ def start_sets_launch_time() -> None:
         return previous
 
     Instance.start = start_now
+
+
+def read_queue_attributes_once() -> None:
+    """Make moto's SQS receive cost O(backlog), not O(backlog²).
+
+    moto builds a queue's whole attribute dict, which counts the visible, in-flight
+    and delayed messages by scanning the queue three times, for every attribute asked
+    for (three times over in ``GetQueueAttributes``) and, through its retention check,
+    for every message a ``ReceiveMessage`` hands out. With a few hundred messages queued
+    that made receives the emulator's largest cost, taking CPU from the worker it
+    serves. Here ``GetQueueAttributes`` builds the dict once, and the retention check
+    reads the one attribute it needs; answers are the same as moto's.
+    """
+    from moto.core.utils import unix_time
+    from moto.sqs.exceptions import InvalidAttributeName
+    from moto.sqs.models import Message, SQSBackend
+
+    def get_queue_attributes(self: SQSBackend, queue_name: str,
+                             attribute_names: list[str]) -> dict[str, Any]:
+        queue = self.get_queue(queue_name)
+        if not attribute_names:
+            return {}
+        valid = {"All", *queue.BASE_ATTRIBUTES, *queue.FIFO_ATTRIBUTES,
+                 *queue.KMS_ATTRIBUTES}
+        invalid = next((name for name in attribute_names if name not in valid), None)
+        if invalid is not None:
+            raise InvalidAttributeName(invalid)
+        attributes = queue.attributes
+        if "All" in attribute_names:
+            return attributes
+        return {name: attributes[name] for name in attribute_names
+                if attributes.get(name) is not None}
+
+    def retained(self: SQSBackend, queue_name: str, message: Message) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return retention + message.sent_timestamp / 1000 > unix_time()
+
+    SQSBackend.get_queue_attributes = get_queue_attributes
+    SQSBackend.is_message_valid_based_on_retention_period = retained
 
 
 def port_is_free(host: str, port: int) -> bool:

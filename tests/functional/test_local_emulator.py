@@ -9,8 +9,10 @@ import sys
 import time
 
 import boto3
+import pytest
+from botocore.exceptions import ClientError
 
-from skyclass.local.emulator import main
+from skyclass.local.emulator import main, read_queue_attributes_once
 
 
 def _free_port() -> int:
@@ -56,3 +58,68 @@ def test_emulator_refuses_a_taken_port(capsys):
     # THEN it says so and exits with an error
     assert code == 2
     assert f"port {port}" in capsys.readouterr().err
+
+
+@pytest.fixture
+def lean_queue_reads(monkeypatch):
+    """moto's SQS with the emulator's ``read_queue_attributes_once``, undone afterwards."""
+    from moto.sqs.models import SQSBackend
+
+    for name in ("get_queue_attributes", "is_message_valid_based_on_retention_period"):
+        monkeypatch.setattr(SQSBackend, name, getattr(SQSBackend, name))
+    read_queue_attributes_once()
+
+
+def test_queue_attribute_reads_answer_as_moto_does(aws, lean_queue_reads):
+    # GIVEN a queue with two messages waiting and one in flight
+    sqs = aws.sqs
+    url = sqs.create_queue(QueueName="q", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    for body in ("a", "b", "c"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)
+    # WHEN counts, one setting and everything are asked for
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    everything = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    # THEN the answers are moto's
+    assert counts == {"ApproximateNumberOfMessages": "2",
+                      "ApproximateNumberOfMessagesNotVisible": "1"}
+    assert everything["VisibilityTimeout"] == "30"
+    assert everything["ApproximateNumberOfMessages"] == "2"
+    # AND an unknown attribute is still refused
+    with pytest.raises(ClientError, match="InvalidAttributeName"):
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Nonsense"])
+
+
+def test_receive_does_not_rescan_the_queue_per_message(aws, lean_queue_reads, monkeypatch):
+    from moto.sqs.models import Queue
+
+    # GIVEN a backlog of 200 messages
+    sqs = aws.sqs
+    url = sqs.create_queue(QueueName="backlog")["QueueUrl"]
+    for start in range(0, 200, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": str(start + i)} for i in range(10)])
+    scans = []
+    attributes = Queue.attributes
+    monkeypatch.setattr(Queue, "attributes", property(
+        lambda queue: scans.append(1) or attributes.fget(queue)))
+    # WHEN a worker receives ten of them
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    # THEN it gets ten without the whole queue being counted once per message
+    assert len(received) == 10
+    assert scans == []
+
+
+def test_receive_still_drops_messages_past_their_retention(aws, lean_queue_reads):
+    from moto.sqs.models import sqs_backends
+
+    # GIVEN a message older than the queue's retention period
+    sqs = aws.sqs
+    url = sqs.create_queue(QueueName="old", Attributes={"MessageRetentionPeriod": "60"})[
+        "QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="stale")
+    queue = sqs_backends["123456789012"]["us-east-1"].queues["old"]
+    queue._messages[0].sent_timestamp -= 120_000
+    # WHEN it is received THEN it is not handed out
+    assert "Messages" not in sqs.receive_message(QueueUrl=url)
