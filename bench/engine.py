@@ -2,12 +2,17 @@
 
     python -m bench.engine [--batches 1,8,32] [--rounds 2] [--images 64] [--agreement 1000]
 
-Speed: ResNet-50 built with ``weights=None`` (TIMING-ONLY: speed does not depend on the
-weight values; its labels mean nothing), at each batch size, in fp32 and bf16, each way
+Speed: ResNet-50 built with ``weights=None`` and random values in the biases and
+batch-norm statistics that it leaves constant (TIMING-ONLY: speed does not depend on
+the weight values, as long as none is a constant TensorFlow could fold away; its labels
+mean nothing), the same model for every way and precision, at each batch size, in fp32
+and bf16, each way
 of running it measured in turn within each round, so the shared machine's noise falls on
 all of them alike; the best round counts. ``plain tf.function`` is the model and its
 preprocessing in a ``tf.function`` and nothing else, the arithmetic limit the worker is
-held to; the engine adds the top-k labelling a result needs.
+held to (in bf16, under Keras' ``mixed_bfloat16`` policy); the engine is the worker's
+frozen graph (bf16: rewritten by TensorFlow's oneDNN bfloat16 pass) plus the top-k
+labelling a result needs.
 
 Agreement: bf16 against fp32 top-1 on a real trained model (the tests' tiny CNN, trained
 on generated shapes) over held-out images it has never seen.
@@ -24,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from bench.support import TINY_MODEL_CACHE  # noqa: E402
+from bench.support import TINY_MODEL_CACHE, randomise_constant_weights  # noqa: E402
 from ec2_worker.engine import (  # noqa: E402
     BF16,
     FP32,
@@ -32,7 +37,11 @@ from ec2_worker.engine import (  # noqa: E402
     as_mixed_bfloat16,
     bf16_unsupported_reason,
 )
-from ec2_worker.model import custom_classifier, resnet50_classifier  # noqa: E402
+from ec2_worker.model import (  # noqa: E402
+    Classifier,
+    custom_classifier,
+    resnet50_classifier,
+)
 from tests.support.tiny_model import (  # noqa: E402
     CLASSES,
     HELD_OUT_SEED,
@@ -55,8 +64,7 @@ def plain_function(model, preprocess) -> Callable[[np.ndarray], np.ndarray]:
     return lambda pixels: run(pixels).numpy()
 
 
-def runners(precision: str) -> dict[str, Callable[[np.ndarray], object]]:
-    classifier = resnet50_classifier(None)
+def runners(classifier: Classifier, precision: str) -> dict[str, Callable[[np.ndarray], object]]:
     model = as_mixed_bfloat16(classifier.model) if precision == BF16 else classifier.model
     engine = InferenceEngine(classifier, top_k=5, precision=precision)
     return {
@@ -81,7 +89,9 @@ def images_per_second(run: Callable[[np.ndarray], object], batch: int, images: i
 
 def speed(precisions: list[str], batches: list[int], rounds: int,
           images: int) -> dict[tuple[str, str, int], float]:
-    ways = {precision: runners(precision) for precision in precisions}
+    classifier = resnet50_classifier(None)
+    randomise_constant_weights(classifier.model)
+    ways = {precision: runners(classifier, precision) for precision in precisions}
     best: dict[tuple[str, str, int], float] = {}
     for _ in range(rounds):
         for batch in batches:
@@ -125,7 +135,7 @@ def main() -> None:
         print(f"bf16 not measured: {missing}")
     rates = speed(precisions, batches, args.rounds, args.images)
 
-    print("ResNet-50, weights=None (TIMING-ONLY), images/s, best of "
+    print("ResNet-50, random weights (TIMING-ONLY), images/s, best of "
           f"{args.rounds} interleaved rounds")
     print(f"{'precision':9} {'batch':>5} " + " ".join(f"{m:>17}" for m in METHODS)
           + f" {'engine/plain':>12}")

@@ -1,6 +1,7 @@
 """One worker in the local stack draining a backlog, against the plain ``tf.function``.
 
     python -m bench.stack_drain [--images 320] [--size 640x480] [--precision fp32]
+                                [--boot-delay 30]
 
 The model is ResNet-50 built with ``weights=None`` and saved as a ``.keras`` file with a
 1000-line labels file, passed as ``SKYCLASS_MODEL``/``SKYCLASS_LABELS`` (TIMING-ONLY: the
@@ -13,10 +14,15 @@ just after the drain, with the stack up and no worker busy: the figure the worke
 held to, measured in the same run (the mean of the two; both are printed, so a change
 in the machine's load shows).
 ``skyclass up`` starts with at most one worker, the JPEGs are dropped into ``incoming/``
-at once (the S3 events queue them, and the first one cold-starts the worker), and the
-drain rate is taken from the results' ``finished_at``: images finished after the first
-result, over the time from the first result to the last, so the worker's start-up does
-not count.
+at once, and the S3 events queue them. The first event cold-starts the worker's
+instance, whose simulated boot (``--boot-delay``, 30 s) lets the whole backlog be queued
+before the worker takes its first message: a backlog, as the issue has it, so that the
+drain measures the worker and not the ingest Lambdas running beside it on the same two
+cores (on AWS, neither they nor S3 and SQS run on the worker's instance). The bench
+prints when the backlog was complete; with ``--boot-delay 0`` the drain overlaps the
+ingest, and says so. The drain rate is taken from the results' ``finished_at``: images
+finished after the first result, over the time from the first result to the last, so
+the worker's start-up does not count.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import argparse
 import io
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -34,12 +41,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench.engine import plain_function  # noqa: E402
-from bench.support import model_env, running_stack  # noqa: E402
+from bench.support import model_env, randomise_constant_weights, running_stack  # noqa: E402
 from ec2_worker.engine import BF16, as_mixed_bfloat16  # noqa: E402
 from tests.support.stack_process import REPO_ROOT  # noqa: E402
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, make_image  # noqa: E402
 
-TIMING_MODEL = REPO_ROOT / ".skyclass" / "bench" / "resnet50_timing_only"
+TIMING_MODEL = REPO_ROOT / ".skyclass" / "bench" / "resnet50_timing_only_v2"
 PREFIX = "incoming/bench-drain/"
 RESULTS = "results/" + PREFIX
 
@@ -52,7 +59,8 @@ def timing_model() -> tuple[Path, Path]:
         import keras
 
         TIMING_MODEL.mkdir(parents=True, exist_ok=True)
-        keras.applications.ResNet50(weights=None).save(model_path)
+        model = randomise_constant_weights(keras.applications.ResNet50(weights=None))
+        model.save(model_path)
         labels_path.write_text("".join(f"timing_only_{i:04d}\n" for i in range(1000)))
     return model_path, labels_path
 
@@ -93,6 +101,19 @@ def jpegs(count: int, size: tuple[int, int]) -> dict[str, bytes]:
     return files
 
 
+def wait_for_backlog(stack, images: int, timeout: float = 300) -> float | None:
+    """When all ``images`` were queued, or None if the worker took its first message
+    before they were (the queue never held them all at once)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stack.queued() >= images:
+            return time.time()
+        if stack.result_keys(RESULTS):
+            return None
+        time.sleep(0.2)
+    raise TimeoutError(f"fewer than {images} messages queued after {timeout:g}s")
+
+
 def _time(result: dict) -> float:
     return datetime.fromisoformat(result["finished_at"].replace("Z", "+00:00")).timestamp()
 
@@ -102,6 +123,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=320)
     parser.add_argument("--size", default="640x480", help="image size WxH")
     parser.add_argument("--precision", default="fp32", choices=["fp32", BF16])
+    parser.add_argument("--boot-delay", type=float, default=30.0,
+                        help="simulated instance boot, seconds (0: drain while ingesting)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
@@ -109,11 +132,12 @@ def main() -> None:
     plain_rate = plain_runner(model_path, args.precision)
     files = jpegs(args.images, (width, height))
     env = model_env(model_path, labels_path, SKYCLASS_PRECISION=args.precision)
-    with running_stack(env, max_workers=1) as stack:
+    with running_stack(env, max_workers=1, boot_delay=args.boot_delay) as stack:
         plain_before = plain_rate(256)
         began = time.time()
         stack.upload(files)
         uploaded = time.time()
+        queued = wait_for_backlog(stack, args.images)
         stack.wait_for_results(RESULTS, 1, timeout=300, poll=0.25)
         cpu_first = stack.cpu_seconds()
         stack.wait_for_results(RESULTS, args.images, timeout=60 + 3 * args.images)
@@ -133,11 +157,27 @@ def main() -> None:
           f"one worker, ResNet-50 weights=None (TIMING-ONLY), {args.precision}")
     print(f"uploaded in            {uploaded - began:.1f} s; first result {first - began:.1f} s "
           f"after the first upload (worker cold start included)")
+    print("backlog                " + (
+        f"all {args.images} queued {queued - began:.1f} s after the first upload, "
+        f"{first - queued:.1f} s before the first result" if queued is not None else
+        "NOT all queued before the first result: the drain overlapped the ingest"))
     print(f"results                {len(results)} ({done} done), last {last - first:.1f} s "
           f"after the first")
     print("per image, median ms   " + ", ".join(
         f"{step} {np.median([r['timings_ms'][step] for r in results]):.0f}"
         for step in ("download", "decode", "infer_batch")) + " (infer_batch: its whole batch)")
+    sizes = Counter(r["timings_ms"]["infer_batch"] for r in results)
+    ends: dict[float, float] = {}  # a batch's inference time (ms) -> when it ended
+    for r in results:
+        infer = r["timings_ms"]["infer_batch"]
+        ends[infer] = max(ends.get(infer, 0.0), _time(r))
+    batches = sorted((end, infer) for infer, end in ends.items())
+    gaps = [later[0] - earlier[0] - later[1] / 1000
+            for earlier, later in zip(batches, batches[1:], strict=False)]
+    print(f"batches                {len(batches)} (sizes {sorted(sizes.values())}); between one "
+          f"batch's inference and the next, "
+          f"median {1000 * float(np.median(gaps)):.0f} ms, total {sum(gaps):.1f} s "
+          f"(the worker waiting for a batch)")
     print("CPU seconds in drain   " + ", ".join(f"{role} {sec:.1f}" for role, sec in cpu.items())
           + f" (2 cores x {last - first:.1f} s = {2 * (last - first):.1f} available)")
     print(f"plain tf.function      {plain:.1f} images/s (batch 32, {args.precision}, this run: "

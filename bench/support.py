@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import psutil
 
+from skyclass.resources import queue_name
 from tests.support.stack_process import REPO_ROOT, StackProcess, start_stack
 
 READY_TIMEOUT = 180.0
@@ -31,6 +32,9 @@ class BenchStack:
         names = [b["Name"] for b in self.s3.list_buckets()["Buckets"]]
         self.input_bucket = next(n for n in names if n.startswith("skyclass-local-input-"))
         self.output_bucket = next(n for n in names if n.startswith("skyclass-local-output-"))
+        self.sqs = boto3.client("sqs", endpoint_url=stack.endpoint, region_name="us-east-1",
+                                aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.queue_url = self.sqs.get_queue_url(QueueName=queue_name("local"))["QueueUrl"]
 
     def upload(self, files: Mapping[str, bytes]) -> None:
         """Put each ``{key: data}`` in the input bucket, a few at a time."""
@@ -39,6 +43,15 @@ class BenchStack:
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(put, files.items()))
+
+    def queued(self) -> int:
+        """Work messages in the queue, waiting or being worked on (SQS's approximate
+        counts, exact on the emulator)."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages",
+                            "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return sum(int(count) for count in attributes.values())
 
     def result_keys(self, prefix: str) -> list[str]:
         keys = []
@@ -97,17 +110,41 @@ class BenchStack:
         raise TimeoutError(f"no worker ready after {timeout:g}s\n{self.stack.diagnostics()}")
 
 
+def randomise_constant_weights(model: Any, seed: int = 0) -> Any:
+    """Give every weight array of ``model`` that holds one repeated value (what
+    ``weights=None`` leaves in biases, batch-norm betas, means and variances) random
+    values around it instead, and return ``model``.
+
+    For TIMING-ONLY models: a frozen graph lets TensorFlow drop an addition of zeros or
+    a multiplication by ones, which no trained model allows, so a model with such
+    weights would time faster than the real one. Values stay positive where they were
+    (variances)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    weights = []
+    for array in model.get_weights():
+        if array.size and np.all(array == array.flat[0]):
+            array = (array * rng.uniform(0.5, 1.5, array.shape)
+                     + np.abs(rng.normal(0, 0.05, array.shape))).astype(array.dtype)
+        weights.append(array)
+    model.set_weights(weights)
+    return model
+
+
 def model_env(model_path: Path, labels_path: Path, **extra: str) -> dict[str, str]:
     """The environment that makes the stack's workers serve a custom model."""
     return {"SKYCLASS_MODEL": str(model_path), "SKYCLASS_LABELS": str(labels_path), **extra}
 
 
 @contextmanager
-def running_stack(env: Mapping[str, str], max_workers: int = 1) -> Iterator[BenchStack]:
-    """``skyclass up`` with ``env`` (e.g. the model), stopped on the way out."""
+def running_stack(env: Mapping[str, str], max_workers: int = 1,
+                  boot_delay: float = 0.0) -> Iterator[BenchStack]:
+    """``skyclass up`` with ``env`` (e.g. the model) and ``boot_delay`` seconds of
+    simulated instance boot, stopped on the way out."""
     with tempfile.TemporaryDirectory(prefix="skyclass-bench-") as tmp:
         stack = start_stack(Path(tmp), {"TF_CPP_MIN_LOG_LEVEL": "2", **env},
-                            max_workers=max_workers)
+                            max_workers=max_workers, boot_delay=boot_delay)
         try:
             stack.wait_ready(timeout=READY_TIMEOUT)
             yield BenchStack(stack)
