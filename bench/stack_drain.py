@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import time
 from collections import Counter
@@ -114,6 +115,29 @@ def wait_for_backlog(stack, images: int, timeout: float = 300) -> float | None:
     raise TimeoutError(f"fewer than {images} messages queued after {timeout:g}s")
 
 
+def overhead_per_image(stack, keys: list[str], results: list[dict]) -> dict[str, float]:
+    """CPU milliseconds per image of what the worker does besides inference, measured
+    one image at a time with the worker idle: the GET and the result PUT in boto3 (this
+    process), the decode, and the emulator serving both. SQS calls (a few per batch of
+    32) are left out, so the ceiling computed from these is an upper bound."""
+    from ec2_worker.decode import decode_image
+
+    spent = {"boto3": 0.0, "decode": 0.0}
+    emulator_before = stack.cpu_seconds()["emulator"]
+    for i, (key, result) in enumerate(zip(keys, results, strict=False)):
+        start = time.thread_time()
+        data = stack.s3.get_object(Bucket=stack.input_bucket, Key=key)["Body"].read()
+        decoded = time.thread_time()
+        decode_image(data, (224, 224), 50_000_000)
+        spent["decode"] += time.thread_time() - decoded
+        put = time.thread_time()
+        stack.s3.put_object(Bucket=stack.output_bucket, Key=f"bench-overhead/{i}.json",
+                            Body=json.dumps(result).encode(), ContentType="application/json")
+        spent["boto3"] += (decoded - start) + (time.thread_time() - put)
+    spent["emulator"] = stack.cpu_seconds()["emulator"] - emulator_before
+    return {step: 1000 * seconds / len(keys) for step, seconds in spent.items()}
+
+
 def _time(result: dict) -> float:
     return datetime.fromisoformat(result["finished_at"].replace("Z", "+00:00")).timestamp()
 
@@ -144,6 +168,7 @@ def main() -> None:
         cpu_last = stack.cpu_seconds()
         results = stack.results(RESULTS)
         plain_after = plain_rate(256)
+        overhead = overhead_per_image(stack, list(files)[:64], results)
     plain = (plain_before + plain_after) / 2
     cpu = {role: cpu_last[role] - cpu_first[role] for role in cpu_last}
 
@@ -183,6 +208,15 @@ def main() -> None:
     print(f"plain tf.function      {plain:.1f} images/s (batch 32, {args.precision}, this run: "
           f"{plain_before:.1f} before the drain, {plain_after:.1f} after)")
     print(f"stack drain            {drain:.1f} images/s = {drain / plain:.2f}x plain tf.function")
+    model_ms = 2 * 1000 / plain  # both cores, per image
+    outside = sum(overhead.values())
+    print("outside the model      CPU ms per image: " + ", ".join(
+        f"{step} {ms:.1f}" for step, ms in overhead.items())
+        + f" = {outside:.1f}, against {model_ms:.1f} of inference (2 cores / plain rate)")
+    print(f"ceiling on these cores {model_ms / (model_ms + outside):.2f}x plain tf.function "
+          f"(inference / (inference + everything else), SQS left out); without the "
+          f"emulator's share (S3 and SQS off the worker's cores, as on AWS) "
+          f"{model_ms / (model_ms + outside - overhead['emulator']):.2f}x")
 
 
 if __name__ == "__main__":
