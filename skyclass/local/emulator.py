@@ -8,13 +8,16 @@ the local bridge). Three gaps are closed here, so that ``skyclass deploy`` can b
 rehearsed against the emulator unchanged: API Gateway's import of the API Chalice
 writes (``ApiImportCompat``), bucket policies that refuse plain HTTP
 (``count_requests_as_tls``) and instance profiles on multi-instance launches
-(``profile_every_launched_instance``). One cost is cut: SQS receives that rescanned the
-whole queue for every message (``read_queue_attributes_once``).
+(``profile_every_launched_instance``). Two costs are cut: SQS receives that rescanned the
+whole queue for every message (``read_queue_attributes_once``), and the lookup of the
+service a request is for, redone from the file system on every request
+(``look_up_services_once``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import logging
@@ -53,6 +56,7 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
     profile_every_launched_instance()
     start_sets_launch_time()
     read_queue_attributes_once()
+    look_up_services_once()
     app = ApiImportCompat(DomainDispatcherApplication(create_backend_app))
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     # One line per request (the runner alone polls EC2 three times a second) would
@@ -229,6 +233,24 @@ def read_queue_attributes_once() -> None:
 
     SQSBackend.get_queue_attributes = get_queue_attributes
     SQSBackend.is_message_valid_based_on_retention_period = retained
+
+
+def look_up_services_once() -> None:
+    """Work out once, not on every request, which moto service a host name means.
+
+    For each request moto lists its own package directory (some 150 ``listdir`` and
+    ``isdir`` calls) and then tries every service's URL patterns on the host: 15% of
+    the emulator's CPU while a worker drains a backlog. Both depend only on the
+    installed moto and the host name, so the list is read once and each host's answer
+    kept.
+    """
+    from moto import backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+    DomainDispatcherApplication.get_backend_for_host = functools.lru_cache(maxsize=1024)(
+        DomainDispatcherApplication.get_backend_for_host)
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from skyclass.local.emulator import main, read_queue_attributes_once
+from skyclass.local.emulator import look_up_services_once, main, read_queue_attributes_once
 
 
 def _free_port() -> int:
@@ -123,3 +123,28 @@ def test_receive_still_drops_messages_past_their_retention(aws, lean_queue_reads
     queue._messages[0].sent_timestamp -= 120_000
     # WHEN it is received THEN it is not handed out
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
+
+
+def test_service_lookups_answer_as_moto_does_without_listing_files(monkeypatch):
+    import os
+
+    from moto import backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    monkeypatch.setattr(backends, "list_of_moto_modules", backends.list_of_moto_modules)
+    monkeypatch.setattr(DomainDispatcherApplication, "get_backend_for_host",
+                        DomainDispatcherApplication.get_backend_for_host)
+    hosts = ["s3", "sqs", "s3.amazonaws.com", "sqs.us-east-1.amazonaws.com",
+             "ec2.us-east-1.amazonaws.com", "127.0.0.1:4566", "localhost"]
+    # GIVEN moto's own answers for some hosts
+    expected = [DomainDispatcherApplication(create_backend_app).get_backend_for_host(h)
+                for h in hosts]
+    # WHEN the emulator's lookups are in place
+    look_up_services_once()
+    listed = []
+    monkeypatch.setattr(os, "listdir", lambda path: listed.append(path) or [])
+    app = DomainDispatcherApplication(create_backend_app)
+    # THEN they give the same answers, twice, without reading moto's directory
+    assert [app.get_backend_for_host(h) for h in hosts] == expected
+    assert [app.get_backend_for_host(h) for h in hosts] == expected
+    assert listed == []
