@@ -56,8 +56,10 @@ def rewrite_bfloat16(frozen: Any) -> tuple[Any, int]:
     meta.collection_def["train_op"].CopyFrom(fetch)  # what Grappler must keep
     config = config_pb2.ConfigProto()
     rewrite = config.graph_options.rewrite_options
-    # Fold constants, cast to bfloat16, fold again (the weights' casts become constants).
-    rewrite.optimizers.extend(["constfold", _BF16_PASS, "constfold"])
+    # Only the cast to bfloat16: TensorFlow's own optimizer folds the weights' casts into
+    # constants when the function first runs (folding here as well made that first run
+    # 3.5x slower, for no gain in speed).
+    rewrite.optimizers.append(_BF16_PASS)
     rewrite.min_graph_nodes = -1
     optimized = tf_optimizer.OptimizeGraph(config, meta)
     return (wrap(optimized, [t.name for t in frozen.inputs], frozen.outputs[0].name),
