@@ -182,7 +182,7 @@ def main() -> None:
     done = sum(1 for r in results if r["status"] == "done")
     kb = sum(len(data) for data in files.values()) / len(files) / 1024
     print(f"backlog                {args.images} JPEGs {width}x{height} (~{kb:.0f} KB each), "
-          f"one worker, ResNet-50 weights=None (TIMING-ONLY), {args.precision}")
+          f"one worker, ResNet-50 random weights (TIMING-ONLY), {args.precision}")
     print(f"uploaded in            {uploaded - began:.1f} s; first result {first - began:.1f} s "
           f"after the first upload (worker cold start included)")
     print("backlog                " + (
