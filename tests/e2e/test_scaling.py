@@ -101,7 +101,8 @@ def test_skyclass_status_watch_redraws_until_ctrl_c(scaling_stack):
     # GIVEN skyclass status --watch on the stack
     watch = subprocess.Popen([str(SKYCLASS), "status", "--api", scaling_stack.api, "--watch",
                               "--interval", "0.2"], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+                             stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=ctrl_c_as_in_a_terminal)
     # WHEN it has refreshed a few times and gets Ctrl-C
     time.sleep(3)
     watch.send_signal(signal.SIGINT)
@@ -110,3 +111,11 @@ def test_skyclass_status_watch_redraws_until_ctrl_c(scaling_stack):
     assert watch.returncode == 0, out
     assert "dead letters" in out and f"of {MAX_WORKERS} in the pool" in out
     assert "last decision" in out and "refreshed" in out
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """Give the child the SIGINT a terminal gives. A shell starts background jobs with
+    SIGINT ignored, which their children inherit, and a Python started that way never
+    raises KeyboardInterrupt: run from such a job (a CI runner may be one), the test
+    would wait on a watch that cannot hear Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
