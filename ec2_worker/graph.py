@@ -3,17 +3,17 @@ bfloat16 by TensorFlow's own oneDNN pass.
 
 A ``tf.function`` over a Keras model reads every weight from a variable on every call,
 so TensorFlow cannot fold anything into the weights. Frozen (variables turned into
-constants), Grappler folds each batch normalization into the convolution before it and
-fuses bias and ReLU into the convolution, which makes fp32 inference about 1.1x faster
-on the CPUs here with identical results (to float rounding).
+constants), Grappler folds each batch normalization into the convolution before it;
+in fp32 that runs as fast as the plain function (oneDNN fuses most of the work anyway)
+with the same results to float rounding.
 
 For bfloat16 on a CPU, the frozen graph goes through Grappler's
-``auto_mixed_precision_onednn_bfloat16`` rewrite (the pass Intel documents for bfloat16
-inference in TensorFlow). It casts convolutions, matmuls and their element-wise
-neighbours to bfloat16 and leaves the numerically sensitive ops (softmax, reductions
-it does not trust) in float32; because the weights are constants, their casts are
-folded away, so the weights are stored once in bfloat16 instead of being cast on every
-call as Keras' ``mixed_bfloat16`` policy does. The rewrite is run once here, on this
+``auto_mixed_precision_onednn_bfloat16`` rewrite (the bfloat16 pass of TensorFlow's
+oneDNN build). It casts convolutions, matmuls and their element-wise
+neighbours to bfloat16 and leaves the numerically sensitive ops (softmax among them)
+in float32; because the weights are constants, TensorFlow folds their casts when the
+graph first runs, so the weights are stored once in bfloat16 instead of being cast on
+every call as Keras' ``mixed_bfloat16`` policy does. The rewrite is run once here, on this
 graph only, not switched on for the whole process.
 
 These use TensorFlow's graph utilities (``convert_variables_to_constants_v2``, Grappler's
