@@ -132,7 +132,7 @@ def residual_bn_model(directory: Path) -> tuple[Path, Path]:
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss="sparse_categorical_crossentropy")
     labels = [i % len(CLASSES) for i in range(600)]
-    model.fit(held_out_pixels(labels, seed=0), np.array(labels), batch_size=32, epochs=2,
+    model.fit(shape_pixels(labels, seed=0), np.array(labels), batch_size=32, epochs=2,
               verbose=0)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "labels.txt").write_text("".join(f"{c}\n" for c in CLASSES))
@@ -140,7 +140,9 @@ def residual_bn_model(directory: Path) -> tuple[Path, Path]:
     return directory / "model.keras", directory / "labels.txt"
 
 
-def held_out_pixels(labels: list[int], seed: int) -> np.ndarray:
+def shape_pixels(labels: list[int], seed: int) -> np.ndarray:
+    """The tiny model's generated shapes, one per label in ``labels`` (a class index),
+    seeds from ``seed`` on: below ``HELD_OUT_SEED`` to train, above it to test."""
     height, width = INPUT_SIZE
     return np.stack([
         np.asarray(make_image(CLASSES[label], seed + i).resize((width, height)),
@@ -152,7 +154,7 @@ def agreement(classifier: Classifier, count: int) -> tuple[int, int, float, floa
     """(same top-1, images, fp32 accuracy, share of images whose fp32 top two scores are
     within 0.1) of bf16 against fp32 on held-out images."""
     truth = [i % len(CLASSES) for i in range(count)]
-    pixels = held_out_pixels(truth, HELD_OUT_SEED + 30_000)
+    pixels = shape_pixels(truth, HELD_OUT_SEED + 30_000)
     exact = InferenceEngine(classifier, 2, FP32).predict(pixels)
     fast = InferenceEngine(classifier, 1, BF16).predict(pixels)
     same = sum(a[0].label == b[0].label for a, b in zip(exact, fast, strict=True))
