@@ -166,7 +166,7 @@ def main() -> None:
         queued = wait_for_backlog(stack, args.images)
         stack.wait_for_results(RESULTS, 1, timeout=300, poll=0.25)
         cpu_first = stack.cpu_seconds()
-        stack.wait_for_results(RESULTS, args.images, timeout=60 + 3 * args.images)
+        stack.wait_until_drained(timeout=60 + 3 * args.images)
         cpu_last = stack.cpu_seconds()
         results = stack.results(RESULTS)
         plain_after = plain_rate(256)

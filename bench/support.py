@@ -69,6 +69,19 @@ class BenchStack:
                                    f"{timeout:g}s\n{self.stack.diagnostics()}")
             time.sleep(poll)
 
+    def wait_until_drained(self, timeout: float, poll: float = 0.5) -> None:
+        """Wait until the queue holds no message, waiting or in flight: every image has
+        been answered (a worker deletes a message only once its result is stored) or
+        sent to the dead-letter queue. One cheap SQS call per poll, so watching a drain
+        costs the emulator next to nothing, where listing the results costs more with
+        every result (and, on two cores, slows the very drain being measured)."""
+        deadline = time.monotonic() + timeout
+        while self.queued():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the queue still holds messages after {timeout:g}s\n"
+                                   f"{self.stack.diagnostics()}")
+            time.sleep(poll)
+
     def results(self, prefix: str) -> list[dict[str, Any]]:
         return [json.loads(self.s3.get_object(Bucket=self.output_bucket, Key=key)["Body"].read())
                 for key in self.result_keys(prefix)]
