@@ -3,14 +3,19 @@
 ``read_prefix`` reads every result under a prefix (a job's) and remembers what it read
 by ETag, so a client polling a big job from a warm Lambda costs one LIST per 1,000
 results plus a GET per result that is new or changed since its last poll, not a GET
-per result every time.
+per result every time. ``wait_for`` waits for the results of given input keys the same
+way: listed, not fetched blindly, and never mistaking the result of an earlier upload
+of the same name for the one awaited.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -42,6 +47,49 @@ class ResultStore:
 
     def keys(self, prefix: str) -> list[str]:
         return [key for key, _ in self._list(prefix)]
+
+    def etags(self, keys: Iterable[str]) -> dict[str, str]:
+        """The ETag of each of ``keys`` that exists now (one LIST per 1,000 objects under
+        their common prefix): what ``wait_for`` must not take for a new result."""
+        wanted = set(keys)
+        return {key: etag for key, etag in self._list(_common_prefix(wanted))
+                if key in wanted} if wanted else {}
+
+    def wait_for(self, keys: Iterable[str], timeout: float, poll: float = 1.0,
+                 earlier: Mapping[str, str] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep,
+                 ) -> tuple[list[dict[str, Any]], set[str]]:
+        """Wait up to ``timeout`` seconds for a result at each of ``keys``; returns the
+        results found (in key order) and the keys still without one.
+
+        A result whose ETag is in ``earlier`` (from ``etags`` before the upload) is the
+        answer to an earlier upload of the same name, so it is not taken. Each poll costs
+        whichever is fewer: one LIST per 1,000 objects under the keys' common prefix, or
+        a GET per key still awaited; a GET only follows the LIST for a key it shows new."""
+        earlier = dict(earlier or {})
+        waiting = set(keys)
+        found: dict[str, dict[str, Any]] = {}
+        prefix = _common_prefix(waiting)
+        listing_pages = 1  # LIST calls the last listing took; learnt on the first
+        deadline = clock() + timeout
+        while waiting:
+            if listing_pages < len(waiting):
+                listed = self._list(prefix)
+                listing_pages = 1 + len(listed) // 1000
+                candidates = [key for key, etag in listed
+                              if key in waiting and earlier.get(key) != etag]
+            else:
+                candidates = sorted(waiting)
+            for key in candidates:
+                got = self._get(key)
+                if got is not None and earlier.get(key) != got[0]:
+                    found[key] = got[1]
+                    waiting.discard(key)
+            if not waiting or clock() >= deadline:
+                break
+            sleep(poll)
+        return [found[key] for key in sorted(found)], waiting
 
     def read_prefix(self, prefix: str, threads: int = 16) -> list[dict[str, Any]]:
         """Every JSON object under ``prefix``, in key order; unchanged ones from memory."""
@@ -85,3 +133,7 @@ class ResultStore:
             self._cache.move_to_end(key)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+
+
+def _common_prefix(keys: Iterable[str]) -> str:
+    return os.path.commonprefix(sorted(keys))

@@ -8,7 +8,6 @@ import io
 import json
 import mimetypes
 import sys
-import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,8 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def find_images(paths: Iterable[Path]) -> tuple[list[Any], list[tuple[Path, str]]]:
-    """Files named directly, and image files found under folders (sorted). Returns the
-    images and the (path, reason) of files that cannot be sent."""
+    """Files named directly, and image files found under folders (sorted; named by their
+    path inside the folder, so photos/a/x.jpg and photos/b/x.jpg stay apart). Returns
+    the images and the (path, reason) of files that cannot be sent."""
     from skyclass.api_client import LocalImage
 
     images, skipped = [], []
@@ -62,7 +62,8 @@ def find_images(paths: Iterable[Path]) -> tuple[list[Any], list[tuple[Path, str]
             if not content_type.startswith("image/"):
                 skipped.append((file, f"not an image file type ({content_type})"))
                 continue
-            images.append(LocalImage(file, file.name, content_type, file.stat().st_size))
+            name = file.relative_to(path).as_posix() if path.is_dir() else file.name
+            images.append(LocalImage(file, name, content_type, file.stat().st_size))
     return images, skipped
 
 
@@ -166,29 +167,32 @@ def _drop(args: argparse.Namespace) -> int:
     settings = Settings.from_env(input_bucket=args.bucket)
     aws = AwsClients(settings.region)
     resources = StageResources.resolve(settings, aws)
-    images, skipped = find_images(args.paths)
+    found, skipped = find_images(args.paths)
+    prefix = c.INCOMING_PREFIX + (args.prefix.strip("/") + "/" if args.prefix.strip("/") else "")
+    images, keys, first_with = [], [], {}
+    for image in found:
+        key = prefix + image.name
+        if key in first_with:  # the second upload would replace the first one's image
+            skipped.append((image.path, f"same name as {first_with[key]} in the drop folder"))
+            continue
+        first_with[key] = image.path
+        images.append(image)
+        keys.append(key)
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    prefix = c.INCOMING_PREFIX + (args.prefix.strip("/") + "/" if args.prefix.strip("/") else "")
-    keys = []
-    for image in images:
-        key = prefix + image.path.name
+    store = ResultStore(aws.s3, resources.output_bucket)
+    # Results already there answer earlier uploads of the same names, not these ones.
+    earlier = store.etags(result_key(key) for key in keys) if args.wait else {}
+    for image, key in zip(images, keys, strict=True):
         aws.s3.upload_file(str(image.path), resources.input_bucket, key,
                            ExtraArgs={"ContentType": image.content_type})
-        keys.append(key)
         print(f"s3://{resources.input_bucket}/{key}", file=sys.stderr)
     if not args.wait:
         return 0 if not skipped else 1
-    store = ResultStore(aws.s3, resources.output_bucket)
-    waiting = {result_key(k) for k in keys}
-    results = []
-    deadline = time.monotonic() + args.timeout
-    while waiting and time.monotonic() < deadline:
-        for key in sorted(waiting):
-            result = store.get(key)
-            if result is not None:
-                results.append(result)
-                waiting.discard(key)
-        time.sleep(0.5)
+    results, waiting = store.wait_for([result_key(key) for key in keys], timeout=args.timeout,
+                                      earlier=earlier)
     sys.stdout.write(render_results(results))
+    if waiting:
+        print(f"no result yet for {len(waiting)} of {len(keys)} images after {args.timeout:g} s "
+              f"(they stay queued; 'skyclass status' shows the backlog)", file=sys.stderr)
     return 1 if waiting or skipped or any(r["status"] != "done" for r in results) else 0

@@ -1,4 +1,5 @@
-"""ResultStore.read_prefix: a polled job costs a GET only for new or changed results."""
+"""ResultStore: a polled job costs a GET only for new or changed results; waiting for the
+results of uploads lists before it fetches and never takes an earlier upload's result."""
 
 from skyclass.results import ResultStore
 
@@ -42,3 +43,51 @@ def test_a_small_cache_still_returns_every_result(aws, stage):
     for i in range(5):
         store.put(f"results/job/{i}.json", {"i": i})
     assert [r["i"] for r in store.read_prefix("results/job/")] == [0, 1, 2, 3, 4]
+
+
+class Worker:
+    """Stands in for the fleet while ``wait_for`` sleeps: each sleep, writes the next
+    result of ``script`` (a list of (key, document))."""
+
+    def __init__(self, store, script):
+        self.store, self.script, self.now = store, list(script), 0.0
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+        if self.script:
+            self.store.put(*self.script.pop(0))
+
+
+def test_waiting_takes_new_results_only_and_gets_only_what_the_listing_shows(aws, stage):
+    # GIVEN an earlier answer for a.jpg, and three images uploaded again
+    s3 = CountingS3(aws.s3)
+    store = ResultStore(s3, stage.resources.output_bucket)
+    keys = [f"results/incoming/drop/{name}.json" for name in ("a.jpg", "b.jpg", "c.jpg",
+                                                                  "d.jpg")]
+    store.put(keys[0], {"name": "a.jpg", "status": "failed", "error": "the old answer"})
+    earlier = store.etags(keys)
+    assert list(earlier) == [keys[0]]
+    # WHEN the workers answer b, then a (anew), and c and d not in time
+    worker = Worker(store, [(keys[1], {"name": "b.jpg", "status": "done"}),
+                            (keys[0], {"name": "a.jpg", "status": "done"})])
+    results, waiting = store.wait_for(keys, timeout=10, poll=1, earlier=earlier,
+                                      clock=worker.clock, sleep=worker.sleep)
+    # THEN both new answers came back, not the old one; c and d are still awaited
+    assert [(r["name"], r["status"]) for r in results] == [("a.jpg", "done"), ("b.jpg", "done")]
+    assert waiting == {keys[2], keys[3]}
+    # AND each result was fetched once, when listed as new: 11 polls cost 2 GETs, not 40
+    assert s3.gets == 2
+
+
+def test_waiting_for_one_image_gets_it_instead_of_listing_its_folder(aws, stage):
+    s3 = CountingS3(aws.s3)
+    store = ResultStore(s3, stage.resources.output_bucket)
+    for i in range(3):
+        store.put(f"results/incoming/{i}.json", {"i": i})
+    worker = Worker(store, [("results/incoming/new.json", {"i": "new"})])
+    results, waiting = store.wait_for(["results/incoming/new.json"], timeout=5, poll=1,
+                                      clock=worker.clock, sleep=worker.sleep)
+    assert results == [{"i": "new"}] and not waiting and s3.gets == 2

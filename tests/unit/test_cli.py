@@ -29,6 +29,14 @@ def test_folders_are_searched_for_images_and_other_files_reported(tmp_path):
     assert [p.name for p, _ in skipped] == ["z.txt", "missing"]
 
 
+def test_images_in_subfolders_are_named_by_their_path_so_same_names_stay_apart(tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / "photos" / sub).mkdir(parents=True)
+        (tmp_path / "photos" / sub / "x.jpg").write_bytes(b"1")
+    images, _ = find_images([tmp_path / "photos", tmp_path / "photos" / "a" / "x.jpg"])
+    assert [i.name for i in images] == ["a/x.jpg", "b/x.jpg", "x.jpg"]
+
+
 def test_results_render_as_table_json_and_csv():
     results = [_result("b.jpg"), _result("a.jpg", status="failed", label=None, score=None,
                                          error="not an image")]
