@@ -29,7 +29,8 @@ def _run(stack: RunningStack, *args: str, timeout: float = 180,
 
 
 def _folder(root: Path, per_class: int, first: int) -> dict[str, str]:
-    """Held-out images in nested folders; returns file name -> true label."""
+    """Held-out images in nested folders under ``root/photos``; returns each one's path
+    inside that folder (its name in the results) -> true label."""
     truth = {}
     for label in CLASSES:
         folder = root / "photos" / label.split("_")[1]
@@ -37,7 +38,7 @@ def _folder(root: Path, per_class: int, first: int) -> dict[str, str]:
         for i in range(per_class):
             name = f"{label} {i}.jpg"
             (folder / name).write_bytes(image_bytes(label, HELD_OUT_SEED + first + i))
-            truth[name] = label
+            truth[f"{folder.name}/{name}"] = label
     return truth
 
 
