@@ -33,16 +33,6 @@ def work_queue(stack: BenchStack) -> WorkQueue:
     return WorkQueue(sqs, sqs.get_queue_url(QueueName="skyclass-local-work")["QueueUrl"])
 
 
-def wait_empty(queue: WorkQueue, timeout: float = 600.0) -> None:
-    """Until the queue has nothing visible or in flight, twice in a row."""
-    deadline, quiet = time.monotonic() + timeout, 0
-    while quiet < 2:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the queue did not empty in {timeout:g}s")
-        quiet = quiet + 1 if queue.depths().backlog == 0 else 0
-        time.sleep(0.5)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5000)
@@ -70,7 +60,7 @@ def main() -> None:
         while done < args.images:
             batch = min(args.step - done % args.step or args.step, args.images - done)
             queue.send([messages[(done + i) % OBJECTS] for i in range(batch)])
-            wait_empty(queue)
+            stack.wait_until_drained(timeout=600)
             done += batch
             if done % args.step == 0 or done == args.images:
                 rss.append((done, worker.memory_info().rss / 2**20))

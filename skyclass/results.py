@@ -52,8 +52,9 @@ class ResultStore:
         """The ETag of each of ``keys`` that exists now (one LIST per 1,000 objects under
         their common prefix): what ``wait_for`` must not take for a new result."""
         wanted = set(keys)
-        return {key: etag for key, etag in self._list(_common_prefix(wanted))
-                if key in wanted} if wanted else {}
+        if not wanted:
+            return {}
+        return {key: etag for key, etag in self._list(_common_prefix(wanted)) if key in wanted}
 
     def wait_for(self, keys: Iterable[str], timeout: float, poll: float = 1.0,
                  earlier: Mapping[str, str] | None = None,
@@ -67,7 +68,7 @@ class ResultStore:
         answer to an earlier upload of the same name, so it is not taken. Each poll costs
         whichever is fewer: one LIST per 1,000 objects under the keys' common prefix, or
         a GET per key still awaited; a GET only follows the LIST for a key it shows new."""
-        earlier = dict(earlier or {})
+        earlier = earlier or {}
         waiting = set(keys)
         found: dict[str, dict[str, Any]] = {}
         prefix = _common_prefix(waiting)
