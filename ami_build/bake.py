@@ -25,19 +25,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from skyclass import constants as c
-from skyclass.aws import AwsClients
-from skyclass.errors import SkyclassError
-from skyclass.provision import WORKER_AMI_NAME
-from skyclass.resources import StageResources, stage_tags
-from skyclass.results import ResultStore
+from skyclass.runtime import constants as c
+from skyclass.runtime.aws import AwsClients
+from skyclass.runtime.errors import SkyclassError
+from skyclass.runtime.names import (
+    ROLE_BUILDER,
+    ROLE_WORKER_AMI,
+    StageResources,
+    builder_name,
+    stage_tags,
+    tag_list,
+    worker_ami_name,
+)
+from skyclass.runtime.results import ResultStore
 
 log = logging.getLogger(__name__)
 
 BASE_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 SOURCES = ("skyclass", "ec2_worker", "ami_build", "pyproject.toml", "constraints.txt",
            "README.md")
-ROLE_BUILDER = "ami-builder"
 
 
 class BakeError(SkyclassError):
@@ -91,9 +97,8 @@ class AmiBaker:
                                   "Ebs": {"VolumeSize": 30, "VolumeType": "gp3",
                                           "Encrypted": True}}],
             MetadataOptions={"HttpTokens": "required"},
-            TagSpecifications=[{"ResourceType": "instance", "Tags": _tags(
-                {**stage_tags(stage), c.TAG_ROLE: ROLE_BUILDER,
-                 "Name": f"skyclass-{stage}-ami-builder"})}],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list(
+                {**stage_tags(stage), c.TAG_ROLE: ROLE_BUILDER, "Name": builder_name(stage)})}],
         )["Instances"][0]["InstanceId"]
         log.info("builder %s launched from %s; waiting for provision.sh", builder_id, base_ami)
         started = self._clock()
@@ -106,11 +111,11 @@ class AmiBaker:
             ec2 = self._aws.ec2
             ec2.stop_instances(InstanceIds=[builder_id])
             ec2.get_waiter("instance_stopped").wait(InstanceIds=[builder_id])
-            name = f"{WORKER_AMI_NAME.format(stage=stage)}-{bake_id}"
+            name = f"{worker_ami_name(stage)}-{bake_id}"
             ami_id = ec2.create_image(InstanceId=builder_id, Name=name,
                                       Description=f"skyclass worker for stage {stage}")["ImageId"]
-            ec2.create_tags(Resources=[ami_id], Tags=_tags(
-                {**stage_tags(stage), c.TAG_ROLE: "worker-ami"}))
+            ec2.create_tags(Resources=[ami_id], Tags=tag_list(
+                {**stage_tags(stage), c.TAG_ROLE: ROLE_WORKER_AMI}))
             ec2.get_waiter("image_available").wait(ImageIds=[ami_id])
             log.info("AMI %s (%s) ready; builder took %.0f s from launch to ready",
                      ami_id, name, boot_to_ready)
@@ -169,9 +174,6 @@ trap - ERR
 report ready
 """
 
-
-def _tags(tags: dict[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
 def status_document(status: str, seconds: int, log_tail: str = "") -> bytes:

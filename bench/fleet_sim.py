@@ -1,7 +1,7 @@
 """A simulated worker fleet: an SQS queue, a pool of EC2 instances that boot, work and
 stop, and a scaling policy acting on them, on a simulated clock in one-second steps.
 
-The policy under test is the real one: ``OurPolicy`` calls skyclass.fleet.policy's
+The policy under test is the real one: ``OurPolicy`` calls skyclass.runtime.fleet.policy's
 ``decide`` on the scheduled tick and its ``cold_start`` on each arrival, exactly as the
 scaling Lambda and the S3-event Lambda do. The student system's policy and a fixed
 fleet are the baselines. Everything is deterministic: the same trace gives the same
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from skyclass.fleet.policy import (
+from skyclass.runtime.fleet.policy import (
     PENDING,
     RUNNING,
     STOPPED,
@@ -39,8 +39,8 @@ from skyclass.fleet.policy import (
     cold_start,
     decide,
 )
-from skyclass.fleet.scaler import FINISHED_WINDOW
-from skyclass.settings import Settings
+from skyclass.runtime.fleet.scaler import FINISHED_WINDOW
+from skyclass.runtime.settings import Settings
 
 
 @dataclass(frozen=True)

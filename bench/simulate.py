@@ -30,7 +30,7 @@ from bench.fleet_sim import (
     percentile,
     simulate,
 )
-from skyclass.settings import Settings
+from skyclass.runtime.settings import Settings
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 BEGIN, END = "<!-- simulate:begin -->", "<!-- simulate:end -->"

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import psutil
 
-from skyclass.resources import queue_name
+from skyclass.runtime.names import queue_name
 from tests.support.stack_process import REPO_ROOT, StackProcess, start_stack
 
 READY_TIMEOUT = 180.0

@@ -1,7 +1,7 @@
 """The HTTP API of ARCHITECTURE.md as a Chalice blueprint.
 
-Each route parses the request, calls one method of the core (skyclass.jobs,
-skyclass.fleet.status) and turns the answer into a response; errors become JSON in
+Each route parses the request, calls one method of the core (skyclass.runtime.jobs,
+skyclass.runtime.fleet.status) and turns the answer into a response; errors become JSON in
 chalice_app/errors.py.
 """
 
@@ -17,11 +17,11 @@ from chalice_app import multipart
 from chalice_app.errors import json_errors
 from chalice_app.web import render_page
 from chalice_app.wiring import services
-from skyclass.errors import BadRequestError
-from skyclass.fleet.status import fleet_status
-from skyclass.input_policy import ALLOWED_TYPES, MAX_NAME_CHARS
-from skyclass.jobs import DONE, MAX_IMAGES_PER_JOB
-from skyclass.settings import Settings
+from skyclass.runtime.errors import BadRequestError
+from skyclass.runtime.fleet.status import fleet_status
+from skyclass.runtime.input_policy import ALLOWED_TYPES, MAX_NAME_CHARS
+from skyclass.runtime.jobs import DONE, MAX_IMAGES_PER_JOB
+from skyclass.runtime.settings import Settings
 
 bp = Blueprint(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from chalice import Response
 
-from skyclass.errors import (
+from skyclass.runtime.errors import (
     BadRequestError,
     ForbiddenError,
     ImageNotFoundError,

@@ -1,4 +1,4 @@
-"""The scaling Lambda: once a minute, one tick of the scaler (skyclass.fleet.scaler)."""
+"""The scaling Lambda: once a minute, one tick of the scaler (skyclass.runtime.fleet.scaler)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def scale(event: CloudWatchEvent) -> dict[str, Any]:
 
     Lambda handler ``chalice_app.scaling.scale``, called as Lambda calls it, with a
     scheduled event and a context (the local stack's timer calls it the same way, more
-    often: skyclass.local.lambda_host.Schedule).
+    often: skyclass.operations.local.lambda_host.Schedule).
     """
     return asdict(services().scaler.run_once())
 

@@ -12,15 +12,15 @@ import functools
 import time
 from dataclasses import dataclass
 
-from skyclass.aws import AwsClients
-from skyclass.fleet.pool import InstancePool
-from skyclass.fleet.scaler import Scaler
-from skyclass.ingest import Ingestor
-from skyclass.jobs import JobService
-from skyclass.queue import WorkQueue
-from skyclass.resources import StageResources
-from skyclass.results import ResultStore
-from skyclass.settings import Settings
+from skyclass.runtime.aws import AwsClients
+from skyclass.runtime.fleet.pool import InstancePool
+from skyclass.runtime.fleet.scaler import Scaler
+from skyclass.runtime.ingest import Ingestor
+from skyclass.runtime.jobs import JobService
+from skyclass.runtime.names import StageResources
+from skyclass.runtime.queue import WorkQueue
+from skyclass.runtime.results import ResultStore
+from skyclass.runtime.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,14 @@ from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
 from ec2_worker.engine import InferenceEngine, batch_size_for, has_gpu  # noqa: E402
 from ec2_worker.model import load_classifier  # noqa: E402
 from ec2_worker.worker import Worker  # noqa: E402
-from skyclass import constants  # noqa: E402
-from skyclass.aws import AwsClients  # noqa: E402
-from skyclass.errors import SkyclassError  # noqa: E402
-from skyclass.metrics import MetricsPublisher  # noqa: E402
-from skyclass.queue import WorkQueue  # noqa: E402
-from skyclass.resources import StageResources  # noqa: E402
-from skyclass.results import ResultStore  # noqa: E402
-from skyclass.settings import Settings  # noqa: E402
+from skyclass.runtime import constants  # noqa: E402
+from skyclass.runtime.aws import AwsClients  # noqa: E402
+from skyclass.runtime.errors import SkyclassError  # noqa: E402
+from skyclass.runtime.metrics import MetricsPublisher  # noqa: E402
+from skyclass.runtime.names import StageResources  # noqa: E402
+from skyclass.runtime.queue import WorkQueue  # noqa: E402
+from skyclass.runtime.results import ResultStore  # noqa: E402
+from skyclass.runtime.settings import Settings  # noqa: E402
 
 log = logging.getLogger("ec2_worker")
 

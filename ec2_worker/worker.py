@@ -51,12 +51,12 @@ from botocore.exceptions import ClientError
 from ec2_worker.decode import decode_image
 from ec2_worker.engine import InferenceEngine
 from ec2_worker.heartbeat import Heartbeat
-from skyclass.contracts import WorkMessage, done_result, failed_result, parse_input_key
-from skyclass.errors import InvalidImageError, InvalidMessageError
-from skyclass.metrics import MetricsPublisher
-from skyclass.queue import Received, WorkQueue
-from skyclass.results import ResultStore
-from skyclass.settings import Settings
+from skyclass.runtime.contracts import WorkMessage, done_result, failed_result, parse_input_key
+from skyclass.runtime.errors import InvalidImageError, InvalidMessageError
+from skyclass.runtime.metrics import MetricsPublisher
+from skyclass.runtime.queue import Received, WorkQueue
+from skyclass.runtime.results import ResultStore
+from skyclass.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Fixtures shared by every tier.
 
 Functional tests run against moto in-process (``mock_aws``) with a stage provisioned by
-the same ``skyclass.provision`` code the local stack and AWS use.
+the same ``skyclass.operations.provision.stage`` code the local stack and AWS use.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def settings():
-    from skyclass.settings import Settings
+    from skyclass.runtime.settings import Settings
 
     return Settings.from_env({}, max_workers=3)
 
@@ -37,7 +37,7 @@ def aws() -> Iterator[object]:
     """A fresh in-process emulator and a client factory bound to it."""
     from moto import mock_aws
 
-    from skyclass.aws import AwsClients
+    from skyclass.runtime.aws import AwsClients
 
     with mock_aws():
         yield AwsClients()
@@ -46,7 +46,7 @@ def aws() -> Iterator[object]:
 @pytest.fixture
 def stage(settings, aws):
     """A provisioned local stage: buckets, queues, S3-event queue, stand-in AMI, pool."""
-    from skyclass.provision import provision
+    from skyclass.operations.provision.stage import provision
 
     return provision(settings, aws, s3_events_to_queue=True, register_local_ami=True)
 

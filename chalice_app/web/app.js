@@ -16,7 +16,7 @@ const JOB_BYTES = 200 * 1024 * 1024;
 const JOB_POLL_MS = 1000;
 const FLEET_POLL_MS = 2000;
 const CHART_WINDOW_MS = 10 * 60 * 1000;
-const CHART_KEY = "skyclass.fleet-history";
+const CHART_KEY = "skyclass.runtime.fleet-history";
 
 const $ = (id) => document.getElementById(id);
 const form = $("form");

@@ -21,8 +21,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from skyclass.deploy.iam import StageArns, lambda_policies
-from skyclass.resources import StageResources
+from skyclass.operations.provision.iam import StageArns, lambda_policies
+from skyclass.runtime.names import StageResources
 from tests.support.chalice_project import chalice_project
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +38,7 @@ def emulator():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "skyclass.local.emulator", "--port", str(port)],
+        [sys.executable, "-m", "skyclass.operations.local.emulator", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -9,7 +9,7 @@ import signal
 import psutil
 import pytest
 
-from skyclass.local.runner import STOP_GRACE
+from skyclass.operations.local.runner import STOP_GRACE
 from tests.e2e.conftest import (
     RESULT_TIMEOUT,
     eventually,

@@ -3,7 +3,7 @@
 import pytest
 
 from chalice_app import wiring
-from skyclass import constants as c
+from skyclass.runtime import constants as c
 
 # Small limits, so the tests can cross them with small bodies.
 MAX_IMAGE_BYTES = 1000

@@ -18,10 +18,10 @@ from chalice.test import Client
 from app import app
 from chalice_app import wiring
 from chalice_app.events import on_s3_event
-from skyclass import constants as c
-from skyclass.contracts import Prediction, WorkMessage, done_result
-from skyclass.queue import WorkQueue
-from skyclass.results import ResultStore
+from skyclass.runtime import constants as c
+from skyclass.runtime.contracts import Prediction, WorkMessage, done_result
+from skyclass.runtime.queue import WorkQueue
+from skyclass.runtime.results import ResultStore
 from tests.conftest import REPO_ROOT
 from tests.functional.conftest import MAX_IMAGE_BYTES
 

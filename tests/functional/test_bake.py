@@ -7,7 +7,8 @@ import tarfile
 import pytest
 
 from ami_build.bake import AmiBaker, BakeError, pack_sources, status_document
-from skyclass.provision import find_worker_ami, pool_filters, provision
+from skyclass.operations.provision.stage import find_worker_ami, provision
+from skyclass.runtime.names import pool_filters
 from tests.conftest import REPO_ROOT
 
 
@@ -73,5 +74,5 @@ def test_the_source_bundle_holds_the_worker_and_its_provisioning():
     with tarfile.open(fileobj=io.BytesIO(pack_sources(REPO_ROOT))) as tar:
         names = set(tar.getnames())
     assert {"skyclass/ami_build/provision.sh", "skyclass/pyproject.toml",
-            "skyclass/constraints.txt", "skyclass/skyclass/contracts.py"} <= names
+            "skyclass/constraints.txt", "skyclass/skyclass/runtime/contracts.py"} <= names
     assert not any("__pycache__" in n for n in names)

@@ -10,13 +10,12 @@ import pytest
 from moto.s3.models import FakeBucket
 
 from ami_build.bake import AmiBaker
-from skyclass.deploy.chalice_project import lambda_environment
-from skyclass.deploy.deployer import bake_ami
-from skyclass.deploy.errors import DeployError
-from skyclass.local.emulator import count_requests_as_tls
-from skyclass.provision import pool_filters
-from skyclass.resources import StageResources, bucket_name
-from skyclass.settings import Settings
+from skyclass.operations.deploy.chalice_project import lambda_environment
+from skyclass.operations.deploy.deployer import bake_ami
+from skyclass.operations.deploy.errors import DeployError
+from skyclass.operations.local.emulator import count_requests_as_tls
+from skyclass.runtime.names import StageResources, bucket_name, pool_filters
+from skyclass.runtime.settings import Settings
 from tests.functional.test_bake import _builder
 from tests.support.chalice_project import chalice_project
 

@@ -14,16 +14,16 @@ from chalice.test import Client
 
 from app import app
 from chalice_app.scaling import scale
-from skyclass.cli.fleet import render_fleet
-from skyclass.contracts import WorkMessage
-from skyclass.fleet.pool import InstancePool
-from skyclass.ingest import Ingestor
-from skyclass.local.emulator import start_sets_launch_time
-from skyclass.local.lambda_host import scheduled_event
-from skyclass.metrics import MetricsPublisher
-from skyclass.provision import provision
-from skyclass.queue import WorkQueue
-from skyclass.results import ResultStore
+from skyclass.operations.cli.fleet import render_fleet
+from skyclass.operations.local.emulator import start_sets_launch_time
+from skyclass.operations.local.lambda_host import scheduled_event
+from skyclass.operations.provision.stage import provision
+from skyclass.runtime.contracts import WorkMessage
+from skyclass.runtime.fleet.pool import InstancePool
+from skyclass.runtime.ingest import Ingestor
+from skyclass.runtime.metrics import MetricsPublisher
+from skyclass.runtime.queue import WorkQueue
+from skyclass.runtime.results import ResultStore
 from tests.conftest import REPO_ROOT
 from tests.functional.test_ingest import PNG, queued, s3_notifications
 

@@ -12,12 +12,12 @@ from urllib.parse import quote
 
 from chalice_app import wiring
 from chalice_app.events import on_s3_event
-from skyclass import constants as c
-from skyclass.contracts import WorkMessage
-from skyclass.fleet.pool import InstancePool
-from skyclass.ingest import Ingestor
-from skyclass.queue import WorkQueue
-from skyclass.results import ResultStore
+from skyclass.runtime import constants as c
+from skyclass.runtime.contracts import WorkMessage
+from skyclass.runtime.fleet.pool import InstancePool
+from skyclass.runtime.ingest import Ingestor
+from skyclass.runtime.queue import WorkQueue
+from skyclass.runtime.results import ResultStore
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 

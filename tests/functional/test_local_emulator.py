@@ -12,7 +12,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from skyclass.local.emulator import look_up_services_once, main, read_queue_attributes_once
+from skyclass.operations.local.emulator import (
+    look_up_services_once,
+    main,
+    read_queue_attributes_once,
+)
 
 
 def _free_port() -> int:
@@ -22,10 +26,10 @@ def _free_port() -> int:
 
 
 def test_emulator_serves_aws_until_sigterm():
-    # GIVEN the emulator started as `python -m skyclass.local.emulator`
+    # GIVEN the emulator started as `python -m skyclass.operations.local.emulator`
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "skyclass.local.emulator", "--port", str(port)],
+        [sys.executable, "-m", "skyclass.operations.local.emulator", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from skyclass.local.lambda_host import S3EventBridge, Schedule
+from skyclass.operations.local.lambda_host import S3EventBridge, Schedule
 
 
 class RecordingHandler:

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from skyclass.local.runner import InstanceRunner, LocalWorkerSpawner
+from skyclass.operations.local.runner import InstanceRunner, LocalWorkerSpawner
 
 # A worker stand-in: says who it is, then runs until SIGTERM and says so on the way out.
 FAKE_WORKER = """
@@ -85,7 +85,7 @@ def test_crashing_worker_is_restarted_while_its_instance_runs(tmp_path):
 SUPERVISOR = """
 import sys, time
 from pathlib import Path
-from skyclass.local.runner import LocalWorkerSpawner
+from skyclass.operations.local.runner import LocalWorkerSpawner
 folder = Path(sys.argv[1])
 spawner = LocalWorkerSpawner({}, folder, cwd=folder,
                              argv=(sys.executable, "-c", "import time; time.sleep(60)"))

@@ -1,7 +1,7 @@
 """Worker metrics through the emulator's CloudWatch: published in few requests, read back
 as the per-worker throughput the scaler uses."""
 
-from skyclass.metrics import MetricsPublisher, read_throughput
+from skyclass.runtime.metrics import MetricsPublisher, read_throughput
 
 
 class FakeClock:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from ec2_worker.model import load_classifier
-from skyclass.errors import ModelUnavailableError
-from skyclass.settings import Settings
+from skyclass.runtime.errors import ModelUnavailableError
+from skyclass.runtime.settings import Settings
 
 
 def custom(model, labels=None) -> Settings:

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from skyclass.constants import INPUT_BUCKET
-from skyclass.deploy.chalice_project import write_stage
-from skyclass.deploy.iam import StageArns, lambda_policies
-from skyclass.resources import StageResources
+from skyclass.operations.deploy.chalice_project import write_stage
+from skyclass.operations.provision.iam import StageArns, lambda_policies
+from skyclass.runtime.constants import INPUT_BUCKET
+from skyclass.runtime.names import StageResources
 from tests.support.chalice_project import chalice_project
 
 # What the Lambda Python runtime provides besides the standard library.
@@ -136,6 +136,24 @@ def test_the_package_imports_every_handler_with_only_boto3_beside_it(package, tm
     assert not set(FORBIDDEN) & set(seen["loaded"])
     assert BUCKET in json.dumps(terraform["resource"]["aws_s3_bucket_notification"])
     assert (package / "chalice_app" / "web" / "index.html").is_file()
+
+
+def test_the_package_ships_the_runtime_layer_only(package):
+    # GIVEN the deployment zip chalice package built
+    with zipfile.ZipFile(package / "deployment.zip") as zipped:
+        names = zipped.namelist()
+    # THEN its Python code is the app, the Lambda side and the runtime layer (and the
+    # part of Chalice that Chalice adds itself), nothing else
+    code = {n for n in names if n.endswith(".py")}
+    assert code
+    outside = sorted(n for n in code if not n.startswith(
+        ("app.py", "chalice/", "chalice_app/", "skyclass/runtime/"))
+        and n != "skyclass/__init__.py")
+    assert outside == []
+    # AND none of the operations layer, the worker or the bake travels with it
+    assert not [n for n in names if n.startswith(
+        ("skyclass/operations/", "ec2_worker/", "ami_build/", "tests/", "bench/"))]
+    assert "skyclass/runtime/settings.py" in code
 
 
 def test_the_terraform_holds_the_handlers_the_schedule_and_the_s3_subscription(package):

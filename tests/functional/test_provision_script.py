@@ -40,7 +40,7 @@ def test_provision_sh_installs_a_runnable_worker_and_its_unit(tmp_path):
     # AND its venv runs the worker from the installed package, not from a checkout
     probe = subprocess.run(
         [str(prefix / "venv" / "bin" / "python"), "-c",
-         "import ec2_worker.worker, skyclass.settings; print(ec2_worker.__file__)"],
+         "import ec2_worker.worker, skyclass.runtime.settings; print(ec2_worker.__file__)"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip().startswith(str(prefix / "venv"))

@@ -1,8 +1,8 @@
 """A message that keeps failing lands in the dead-letter queue, is counted, and
 ``redrive`` sends it back unchanged after a fix."""
 
-from skyclass.contracts import WorkMessage, image_id_for, job_input_key, new_job_id
-from skyclass.queue import WorkQueue
+from skyclass.runtime.contracts import WorkMessage, image_id_for, job_input_key, new_job_id
+from skyclass.runtime.queue import WorkQueue
 
 
 def _message(bucket: str) -> WorkMessage:

@@ -1,7 +1,7 @@
 """ResultStore: a polled job costs a GET only for new or changed results; waiting for the
 results of uploads lists before it fetches and never takes an earlier upload's result."""
 
-from skyclass.results import ResultStore
+from skyclass.runtime.results import ResultStore
 
 
 class CountingS3:

@@ -13,14 +13,14 @@ from botocore.stub import Stubber
 
 from chalice_app import wiring
 from chalice_app.scaling import scale
-from skyclass import constants as c
-from skyclass.contracts import WorkMessage
-from skyclass.fleet.pool import InstancePool
-from skyclass.fleet.scaler import Scaler
-from skyclass.local.lambda_host import scheduled_event
-from skyclass.metrics import MetricsPublisher
-from skyclass.queue import WorkQueue
-from skyclass.results import ResultStore
+from skyclass.operations.local.lambda_host import scheduled_event
+from skyclass.runtime import constants as c
+from skyclass.runtime.contracts import WorkMessage
+from skyclass.runtime.fleet.pool import InstancePool
+from skyclass.runtime.fleet.scaler import Scaler
+from skyclass.runtime.metrics import MetricsPublisher
+from skyclass.runtime.queue import WorkQueue
+from skyclass.runtime.results import ResultStore
 
 
 class Clock:

@@ -9,8 +9,8 @@ import pytest
 from chalice.test import Client
 
 from app import app
-from skyclass.input_policy import ALLOWED_TYPES, MAX_NAME_CHARS
-from skyclass.jobs import MAX_IMAGES_PER_JOB
+from skyclass.runtime.input_policy import ALLOWED_TYPES, MAX_NAME_CHARS
+from skyclass.runtime.jobs import MAX_IMAGES_PER_JOB
 from tests.conftest import REPO_ROOT
 from tests.functional.conftest import MAX_IMAGE_BYTES
 

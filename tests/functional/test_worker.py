@@ -11,15 +11,15 @@ import time
 
 import pytest
 
-from skyclass.contracts import (
+from skyclass.runtime.contracts import (
     WorkMessage,
     image_id_for,
     job_input_key,
     new_job_id,
     parse_input_key,
 )
-from skyclass.queue import WorkQueue
-from skyclass.results import ResultStore
+from skyclass.runtime.queue import WorkQueue
+from skyclass.runtime.results import ResultStore
 from tests.conftest import REPO_ROOT
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
 

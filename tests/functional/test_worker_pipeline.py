@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from skyclass.metrics import ERRORS, NAMESPACE, MetricsPublisher, read_throughput
+from skyclass.runtime.metrics import ERRORS, NAMESPACE, MetricsPublisher, read_throughput
 from tests.functional.test_worker import World, a_job, engine  # noqa: F401  (fixture)
 
 

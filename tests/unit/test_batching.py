@@ -4,7 +4,7 @@ load. Against an in-memory queue with SQS's receive limits (10 per call)."""
 from __future__ import annotations
 
 from ec2_worker.worker import receive_batch
-from skyclass.queue import Received
+from skyclass.runtime.queue import Received
 
 
 class FakeQueue:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from skyclass.contracts import (
+from skyclass.runtime.contracts import (
     Prediction,
     WorkMessage,
     done_result,
@@ -16,7 +16,7 @@ from skyclass.contracts import (
     parse_input_key,
     result_key,
 )
-from skyclass.errors import InvalidMessageError
+from skyclass.runtime.errors import InvalidMessageError
 
 
 def _message(**overrides):

@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from skyclass.local.runner import InstanceRunner
+from skyclass.operations.local.runner import InstanceRunner
 
 _pids = itertools.count(1000)
 

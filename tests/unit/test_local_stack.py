@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from skyclass import constants as c
-from skyclass.local.lambda_host import scheduled_event
-from skyclass.local.stack import child_env, config_conflicts, emulator_env, stage_settings
+from skyclass.operations.local.lambda_host import scheduled_event
+from skyclass.operations.local.stack import (
+    child_env,
+    config_conflicts,
+    emulator_env,
+    stage_settings,
+)
+from skyclass.runtime import constants as c
 
 
 def test_local_defaults_are_snappy_but_the_environment_wins():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from skyclass.fleet.policy import InstanceView, Observation, Plan, cold_start, decide
-from skyclass.settings import Settings
+from skyclass.runtime.fleet.policy import InstanceView, Observation, Plan, cold_start, decide
+from skyclass.runtime.settings import Settings
 
 NOW = 10_000.0
 THROUGHPUT = 2.0  # images/s per worker: with a 60 s target, 120 images per worker

@@ -2,8 +2,8 @@
 
 import pytest
 
-from skyclass.errors import BadRequestError
-from skyclass.settings import Settings
+from skyclass.runtime.errors import BadRequestError
+from skyclass.runtime.settings import Settings
 
 
 def test_defaults_apply_without_environment():

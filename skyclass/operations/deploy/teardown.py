@@ -1,0 +1,236 @@
+"""``skyclass teardown``: delete everything a stage created, and nothing else.
+
+Chalice's part (Lambdas, their roles, the API, the schedule, the S3 subscription) goes
+with ``chalice delete``, from what ``chalice deploy`` recorded in this project. The rest
+is found by the stage's names and checked against its ``skyclass:stage`` tag before it is
+deleted: instances (workers and builders), the launch template, the security group,
+the worker role and instance profile, the stage's AMIs and their snapshots, the buckets
+(emptied first), the queues, the API key's parameter and the Lambdas' log groups. A
+resource with the right name but without the stage's tag is left alone and named in
+the report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from skyclass.operations.deploy.chalice_project import (
+    deployed_resources,
+    forget_stage,
+    refuse_local,
+    run_chalice,
+    stage_environment,
+)
+from skyclass.runtime import constants as c
+from skyclass.runtime.aws import AwsClients
+from skyclass.runtime.names import StageNames, is_tagged, stage_filter
+from skyclass.runtime.settings import Settings
+
+Report = Callable[[str], None]
+
+
+class Teardown:
+    def __init__(self, settings: Settings, aws: AwsClients, project_dir: Path, report: Report,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        refuse_local(settings.stage)
+        self._settings = settings
+        self._stage = settings.stage
+        self._aws = aws
+        self._project_dir = project_dir
+        self._report = report
+        self._sleep = sleep
+
+    def run(self) -> None:
+        account = self._aws.sts.get_caller_identity()["Account"]
+        names = StageNames.of(self._stage, account, self._settings.input_bucket,
+                              self._settings.output_bucket)
+        self._chalice_delete()
+        self._instances()
+        self._launch_template(names.launch_template)
+        self._security_group(names.security_group)
+        self._worker_role(names.worker_role)
+        self._images()
+        for bucket in names.buckets:
+            self._bucket(bucket)
+        for queue in names.queues:
+            self._queue(queue)
+        self._api_key(names.api_key_parameter)
+        self._log_groups(names.log_groups)
+        forget_stage(self._project_dir, self._stage)
+        self._report(f"stage {self._stage} removed; .chalice/config.json keeps only its name")
+
+    # ---- Chalice ------------------------------------------------------------------
+
+    def _chalice_delete(self) -> None:
+        if not deployed_resources(self._project_dir, self._stage):
+            self._report(f"no .chalice/deployed/{self._stage}.json here: no Lambdas or API "
+                         "recorded for this stage in this project")
+            return
+        environment = stage_environment(self._project_dir, self._stage)
+        run_chalice(self._project_dir, ["delete", "--stage", self._stage], environment)
+        self._report("deleted the Lambdas, their roles, the API, the schedule and the "
+                     "S3 subscription (chalice delete)")
+
+    # ---- EC2 ----------------------------------------------------------------------
+
+    def _instances(self) -> None:
+        ec2 = self._aws.ec2
+        ids = [
+            i["InstanceId"]
+            for r in ec2.describe_instances(Filters=[
+                stage_filter(self._stage),
+                {"Name": "instance-state-name",
+                 "Values": ["pending", "running", "stopping", "stopped", "shutting-down"]},
+            ])["Reservations"]
+            for i in r["Instances"]
+        ]
+        if ids:
+            ec2.terminate_instances(InstanceIds=ids)
+            ec2.get_waiter("instance_terminated").wait(InstanceIds=ids)
+            self._report(f"terminated {len(ids)} instance(s)")
+
+    def _launch_template(self, name: str) -> None:
+        ec2 = self._aws.ec2
+        for template in ec2.describe_launch_templates(Filters=[
+            {"Name": "launch-template-name", "Values": [name]},
+            stage_filter(self._stage),
+        ])["LaunchTemplates"]:
+            ec2.delete_launch_template(LaunchTemplateId=template["LaunchTemplateId"])
+            self._report(f"deleted launch template {template['LaunchTemplateId']}")
+
+    def _security_group(self, name: str) -> None:
+        ec2 = self._aws.ec2
+        for group in ec2.describe_security_groups(Filters=[
+            {"Name": "group-name", "Values": [name]},
+            stage_filter(self._stage),
+        ])["SecurityGroups"]:
+            # Network interfaces of just-terminated instances can hold it a little longer.
+            self._retry(lambda g=group: ec2.delete_security_group(GroupId=g["GroupId"]),
+                        "DependencyViolation")
+            self._report(f"deleted security group {group['GroupId']}")
+
+    def _images(self) -> None:
+        ec2 = self._aws.ec2
+        for image in ec2.describe_images(Owners=["self"], Filters=[
+            stage_filter(self._stage)
+        ])["Images"]:
+            ec2.deregister_image(ImageId=image["ImageId"])
+            snapshots = [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", [])
+                         if m.get("Ebs", {}).get("SnapshotId")]
+            for snapshot in snapshots:
+                ec2.delete_snapshot(SnapshotId=snapshot)
+            self._report(f"deregistered AMI {image['ImageId']} and deleted "
+                         f"{len(snapshots)} snapshot(s)")
+
+    # ---- IAM ----------------------------------------------------------------------
+
+    def _worker_role(self, name: str) -> None:
+        iam = self._aws.client("iam")
+        try:
+            tags = iam.list_role_tags(RoleName=name)["Tags"]
+        except ClientError as exc:
+            self._unless_missing(exc, "NoSuchEntity")
+            return
+        if not self._tagged(tags, f"role {name}"):
+            return
+        try:
+            iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=name)
+        except ClientError as exc:
+            self._unless_missing(exc, "NoSuchEntity")
+        try:
+            iam.delete_instance_profile(InstanceProfileName=name)
+        except ClientError as exc:
+            self._unless_missing(exc, "NoSuchEntity")
+        for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            iam.delete_role_policy(RoleName=name, PolicyName=policy)
+        iam.delete_role(RoleName=name)
+        self._report(f"deleted the worker role and instance profile {name}")
+
+    # ---- S3, SQS, logs ------------------------------------------------------------
+
+    def _bucket(self, bucket: str) -> None:
+        s3 = self._aws.s3
+        try:
+            tags = s3.get_bucket_tagging(Bucket=bucket)["TagSet"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "NoSuchTagSet":
+                tags = []
+            else:
+                self._unless_missing(exc, "NoSuchBucket")
+                return
+        if not self._tagged(tags, f"bucket {bucket}"):
+            return
+        emptied = 0
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                      for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            if doomed:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
+                emptied += len(doomed)
+        s3.delete_bucket(Bucket=bucket)
+        self._report(f"deleted bucket {bucket} ({emptied} object(s))")
+
+    def _queue(self, name: str) -> None:
+        sqs = self._aws.sqs
+        try:
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        except ClientError as exc:
+            self._unless_missing(exc, "AWS.SimpleQueueService.NonExistentQueue",
+                                 "QueueDoesNotExist")
+            return
+        tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+        if not self._tagged([{"Key": k, "Value": v} for k, v in tags.items()],
+                            f"queue {name}"):
+            return
+        sqs.delete_queue(QueueUrl=url)
+        self._report(f"deleted queue {name}")
+
+    def _api_key(self, name: str) -> None:
+        ssm = self._aws.client("ssm")
+        try:
+            tags = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)[
+                "TagList"]
+        except ClientError as exc:
+            self._unless_missing(exc, "InvalidResourceId", "ParameterNotFound")
+            return
+        if self._tagged(tags, f"parameter {name}"):
+            ssm.delete_parameter(Name=name)
+            self._report(f"deleted the API key parameter {name}")
+
+    def _log_groups(self, groups: tuple[str, ...]) -> None:
+        logs = self._aws.client("logs")
+        for group in groups:
+            try:
+                logs.delete_log_group(logGroupName=group)
+                self._report(f"deleted log group {group}")
+            except ClientError as exc:
+                self._unless_missing(exc, "ResourceNotFoundException")
+
+    # ---- helpers ------------------------------------------------------------------
+
+    def _tagged(self, tags: list[dict[str, str]], what: str) -> bool:
+        if is_tagged(tags, self._stage):
+            return True
+        self._report(f"left {what} alone: it is not tagged {c.TAG_STAGE}={self._stage}")
+        return False
+
+    def _retry(self, call: Callable[[], Any], code: str, attempts: int = 30) -> None:
+        for _ in range(attempts - 1):
+            try:
+                call()
+                return
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != code:
+                    raise
+                self._sleep(5.0)
+        call()
+
+    @staticmethod
+    def _unless_missing(exc: ClientError, *codes: str) -> None:
+        if exc.response["Error"]["Code"] not in codes:
+            raise exc

@@ -1,0 +1,284 @@
+"""The embedded AWS: moto's server (S3, SQS, EC2, CloudWatch, IAM, STS) on one port.
+
+Runs in the foreground until SIGINT or SIGTERM. Everything else reaches it through
+``AWS_ENDPOINT_URL``; its state lives in memory, so each start is a fresh account.
+Known emulator gaps are worked around by callers as ARCHITECTURE.md lists them
+(lower-case S3 filter rule names, the ``s3:TestEvent`` message, S3 → Lambda through
+the local bridge). Three gaps are closed here, so that ``skyclass deploy`` can be
+rehearsed against the emulator unchanged: API Gateway's import of the API Chalice
+writes (``ApiImportCompat``), bucket policies that refuse plain HTTP
+(``count_requests_as_tls``) and instance profiles on multi-instance launches
+(``profile_every_launched_instance``). Two costs are cut: SQS receives that rescanned the
+whole queue for every message (``read_queue_attributes_once``), and the lookup of the
+service a request is for, redone from the file system on every request
+(``look_up_services_once``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import json
+import logging
+import re
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterable
+from types import FrameType
+from typing import Any
+
+from skyclass.runtime.errors import SkyclassError
+
+DEFAULT_PORT = 4566
+
+
+class PortInUseError(SkyclassError):
+    """The emulator's port is taken, most likely by another running stack."""
+
+    code = "PortInUse"
+
+
+def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
+    """Serve the emulator on ``host:port`` until SIGINT or SIGTERM."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    # Checked here because werkzeug answers a taken port with sys.exit(1).
+    if not port_is_free(host, port):
+        raise PortInUseError(f"port {port} on {host} is already in use; pick another with --port")
+    count_requests_as_tls()
+    profile_every_launched_instance()
+    start_sets_launch_time()
+    read_queue_attributes_once()
+    look_up_services_once()
+    app = ApiImportCompat(DomainDispatcherApplication(create_backend_app))
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    # One line per request (the runner alone polls EC2 three times a second) would
+    # bury anything worth reading in the emulator's log.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    print(f"AWS emulator (moto) listening on http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+class ApiImportCompat:
+    """WSGI middleware that lets moto import the API definition ``chalice deploy`` sends.
+
+    moto 5's API Gateway import (``POST /restapis?mode=import``, and the
+    ``PUT /restapis/{id}`` of a redeploy) has two gaps that AWS does not: it requires
+    ``info.description`` (Chalice writes none) and it refuses Swagger 2.0 (what Chalice
+    writes) in favour of OpenAPI 3. moto reads only ``paths``, their responses and the
+    ``x-amazon-apigateway-integration`` blocks, which both versions spell alike, so this
+    adds an empty description where it is missing and relabels a Swagger 2.0 document
+    as OpenAPI 3.0. Every other request passes through untouched.
+    """
+
+    _PATH = re.compile(r"^/restapis(/[^/]+)?/?$")
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        if self._is_api_import(environ):
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length)
+            body = patch_api_definition(body)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        return self._app(environ, start_response)
+
+    def _is_api_import(self, environ: dict[str, Any]) -> bool:
+        # The credential scope names the service; a path-style S3 request for a
+        # bucket called "restapis" must pass through.
+        return (environ.get("REQUEST_METHOD") in ("POST", "PUT")
+                and "/apigateway/" in environ.get("HTTP_AUTHORIZATION", "")
+                and bool(self._PATH.match(environ.get("PATH_INFO", ""))))
+
+
+def patch_api_definition(body: bytes) -> bytes:
+    """The API definition with what moto's import needs (see ``ApiImportCompat``);
+    anything that is not a JSON API definition comes back unchanged."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(doc, dict) or not isinstance(doc.get("info"), dict):
+        return body
+    doc["info"].setdefault("description", "")
+    if "swagger" in doc:
+        del doc["swagger"]
+        doc["openapi"] = "3.0.1"
+    return json.dumps(doc).encode()
+
+
+def count_requests_as_tls() -> None:
+    """Let requests to the emulator pass a bucket policy's TLS-only rule.
+
+    A deployed stage's buckets deny requests without TLS (``aws:SecureTransport`` false).
+    moto evaluates no ``Bool`` condition, so it applies such a Deny to every request,
+    and the emulator only speaks plain HTTP on loopback anyway. It stands in for AWS's
+    HTTPS endpoints, so its requests count as TLS: that Deny is left out when moto
+    decides an object request. Every other statement is evaluated as moto does.
+    """
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    def get_permission(bucket: FakeBucket, action: str, resource: str) -> Any:
+        if bucket.policy is None:
+            return PermissionResult.NEUTRAL
+        policy = json.loads(bucket.policy)
+        statements = policy.get("Statement", [])
+        if isinstance(statements, dict):
+            statements = [statements]
+        policy["Statement"] = [s for s in statements if not _denies_plain_http(s)]
+        return IAMPolicy(json.dumps(policy)).is_action_permitted(action, resource)
+
+    FakeBucket.get_permission = get_permission
+
+
+def profile_every_launched_instance() -> None:
+    """Give every instance of a ``RunInstances`` call its ``IamInstanceProfile``.
+
+    moto associates the profile with the first instance of the launch only; AWS with
+    each of them, and the worker pool is launched ``max_workers`` at a time.
+    """
+    from moto.ec2.responses.instances import InstanceResponse
+
+    launch = InstanceResponse.run_instances
+
+    def run_instances(response: InstanceResponse) -> Any:
+        result = launch(response)
+        arn = response._get_param("IamInstanceProfile.Arn")
+        name = response._get_param("IamInstanceProfile.Name")
+        if arn or name:
+            for instance in result.result.instances[1:]:
+                response.ec2_backend.associate_iam_instance_profile(
+                    instance_id=instance.id, iam_instance_profile_name=name,
+                    iam_instance_profile_arn=arn)
+        return result
+
+    InstanceResponse.run_instances = run_instances
+
+
+def _denies_plain_http(statement: dict[str, Any]) -> bool:
+    condition = statement.get("Condition", {})
+    return (statement.get("Effect") == "Deny"
+            and condition == {"Bool": {"aws:SecureTransport": "false"}})
+
+
+def start_sets_launch_time() -> None:
+    """EC2 sets an instance's ``LaunchTime`` each time it starts; moto 5 keeps the first.
+    The scaler's grace and boot time and ``GET /fleet``'s uptime count from it, so a
+    start from stopped sets it, as on AWS."""
+    from moto.core.utils import utcnow
+    from moto.ec2.models.instances import Instance
+
+    start = Instance.start
+
+    def start_now(self: Instance) -> Any:
+        previous = start(self)
+        if previous.name != "running":
+            self.launch_time = utcnow()
+        return previous
+
+    Instance.start = start_now
+
+
+def read_queue_attributes_once() -> None:
+    """Make moto's SQS receive cost O(backlog), not O(backlog²).
+
+    moto builds a queue's whole attribute dict, which counts the visible, in-flight
+    and delayed messages by scanning the queue three times, for every attribute asked
+    for (three times over in ``GetQueueAttributes``) and, through its retention check,
+    for every message a ``ReceiveMessage`` hands out. With a few hundred messages queued
+    that made receives the emulator's largest cost, taking CPU from the worker it
+    serves. Here ``GetQueueAttributes`` builds the dict once, and the retention check
+    reads the one attribute it needs; answers are the same as moto's.
+    """
+    from moto.core.utils import unix_time
+    from moto.sqs.exceptions import InvalidAttributeName
+    from moto.sqs.models import Message, SQSBackend
+
+    def get_queue_attributes(self: SQSBackend, queue_name: str,
+                             attribute_names: list[str]) -> dict[str, Any]:
+        queue = self.get_queue(queue_name)
+        if not attribute_names:
+            return {}
+        valid = {"All", *queue.BASE_ATTRIBUTES, *queue.FIFO_ATTRIBUTES,
+                 *queue.KMS_ATTRIBUTES}
+        invalid = next((name for name in attribute_names if name not in valid), None)
+        if invalid is not None:
+            raise InvalidAttributeName(invalid)
+        attributes = queue.attributes
+        if "All" in attribute_names:
+            return attributes
+        return {name: attributes[name] for name in attribute_names
+                if attributes.get(name) is not None}
+
+    def retained(self: SQSBackend, queue_name: str, message: Message) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return retention + message.sent_timestamp / 1000 > unix_time()
+
+    SQSBackend.get_queue_attributes = get_queue_attributes
+    SQSBackend.is_message_valid_based_on_retention_period = retained
+
+
+def look_up_services_once() -> None:
+    """Work out once, not on every request, which moto service a host name means.
+
+    For each request moto lists its own package directory (some 150 ``listdir`` and
+    ``isdir`` calls) and then tries every service's URL patterns on the host: 15% of
+    the emulator's CPU while a worker drains a backlog. Both depend only on the
+    installed moto and the host name, so the list is read once and each host's answer
+    kept.
+    """
+    from moto import backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+    DomainDispatcherApplication.get_backend_for_host = functools.lru_cache(maxsize=1024)(
+        DomainDispatcherApplication.get_backend_for_host)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the embedded AWS emulator (moto).")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        serve(args.port, args.host)
+    except PortInUseError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

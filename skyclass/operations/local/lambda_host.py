@@ -1,0 +1,224 @@
+"""The local stand-in for the Lambda service's event sources (its own process).
+
+On AWS, S3 invokes the ``on_s3_event`` Lambda for each new input object and
+EventBridge invokes the ``scale`` Lambda on a schedule. The emulator can deliver S3
+notifications only to SQS (its Lambda needs Docker), so locally (ARCHITECTURE.md,
+"Local mode"):
+
+* ``S3EventBridge`` long-polls the S3-notification queue that provisioning created and
+  calls the same Chalice handler with the same event shape, one record per call. A
+  notification is deleted only after the handler returned; if the handler raised, the
+  message reappears after its visibility timeout and is retried, at most
+  ``MAX_ATTEMPTS`` times in all, as Lambda retries an asynchronous invocation.
+* ``Schedule`` calls the scaling handler every ``SKYCLASS_SCALE_PERIOD`` seconds with
+  an EventBridge "Scheduled Event".
+
+Both take the handler as an argument, so they are tested without Chalice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+log = logging.getLogger("skyclass.operations.local.lambda_host")
+
+Handler = Callable[[dict[str, Any], Any], Any]
+ContextFactory = Callable[[str], Any]
+
+# Lambda's asynchronous invocation: one try and two retries.
+MAX_ATTEMPTS = 3
+RETRY_AFTER_SECONDS = 5
+CONCURRENCY = 8  # concurrent "invocations" of the S3 handler, as Lambda would run
+LAMBDA_TIMEOUT_MS = 60_000
+LAMBDA_MEMORY_MB = 512
+
+
+def lambda_context(function_name: str) -> Any:
+    """A context object with the attributes and methods Lambda's runtime provides."""
+    from chalice.local import LambdaContext
+
+    return LambdaContext(function_name, LAMBDA_MEMORY_MB, max_runtime_ms=LAMBDA_TIMEOUT_MS)
+
+
+class S3EventBridge:
+    """Turns S3 notifications waiting in SQS into invocations of the S3 event handler."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        handler: Handler,
+        *,
+        function_name: str = "on_s3_event",
+        context_factory: ContextFactory = lambda_context,
+        wait_seconds: int = 1,
+        max_attempts: int = MAX_ATTEMPTS,
+        retry_after: int = RETRY_AFTER_SECONDS,
+        concurrency: int = CONCURRENCY,
+    ):
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._handler = handler
+        self._function_name = function_name
+        self._context_factory = context_factory
+        self._wait_seconds = wait_seconds
+        self._max_attempts = max_attempts
+        self._retry_after = retry_after
+        # Lambda runs one invocation per S3 event, many at once; so does the bridge.
+        self._invocations = ThreadPoolExecutor(max_workers=concurrency,
+                                               thread_name_prefix=function_name)
+
+    def poll_once(self) -> int:
+        """Receive up to ten notifications and deliver them; returns how many arrived."""
+        messages = self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=self._wait_seconds,
+            VisibilityTimeout=self._retry_after,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
+        list(self._invocations.map(self._deliver, messages))
+        return len(messages)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # the emulator may be going down; retry, don't die
+                log.exception("could not poll the S3 notification queue")
+                stop.wait(1.0)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        try:
+            records = json.loads(message["Body"]).get("Records")
+        except (ValueError, AttributeError):
+            log.warning("dropping a notification that is not an S3 event: %.200s", message["Body"])
+            self._delete(message)
+            return
+        if not records:  # e.g. the s3:TestEvent sent when notifications are configured
+            self._delete(message)
+            return
+        try:
+            for record in records:
+                self._handler({"Records": [record]}, self._context_factory(self._function_name))
+        except Exception:
+            attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            if attempt >= self._max_attempts:
+                log.exception("%s failed %d times; dropping the event", self._function_name,
+                              attempt)
+                self._delete(message)
+            else:
+                log.exception(
+                    "%s failed (attempt %d of %d); retrying in %ds",
+                    self._function_name, attempt, self._max_attempts, self._retry_after,
+                )
+            return
+        self._delete(message)
+
+    def _delete(self, message: dict[str, Any]) -> None:
+        self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def scheduled_event(
+    rule_name: str, now: datetime, region: str = "us-east-1", account: str = "123456789012"
+) -> dict[str, Any]:
+    """The event EventBridge sends to a Lambda on a schedule."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account,
+        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:{account}:rule/{rule_name}"],
+        "detail": {},
+    }
+
+
+class Schedule:
+    """Calls a handler every ``period`` seconds, as an EventBridge rule would."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        period: float,
+        *,
+        function_name: str = "scale",
+        region: str = "us-east-1",
+        context_factory: ContextFactory = lambda_context,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self._handler = handler
+        self._period = period
+        self._function_name = function_name
+        self._region = region
+        self._context_factory = context_factory
+        self._now = now
+
+    def fire(self) -> None:
+        event = scheduled_event(f"skyclass-{self._function_name}", self._now(), self._region)
+        try:
+            self._handler(event, self._context_factory(self._function_name))
+        except Exception:  # a failed run is logged; the next tick runs again, as on AWS
+            log.exception("%s failed", self._function_name)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self._period):
+            self.fire()
+
+
+def main() -> int:
+    """Run the bridge and the schedule for the stage in the environment until SIGTERM."""
+    from chalice_app.events import on_s3_event
+    from chalice_app.scaling import scale
+    from skyclass.runtime.aws import AwsClients
+    from skyclass.runtime.names import s3_events_queue_name
+    from skyclass.runtime.settings import Settings
+
+    logging.basicConfig(
+        stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
+    settings = Settings.from_env()
+    aws = AwsClients(settings.region)
+    events_url = aws.sqs.get_queue_url(QueueName=s3_events_queue_name(settings.stage))["QueueUrl"]
+    bridge = S3EventBridge(aws.sqs, events_url, on_s3_event)
+    schedule = Schedule(scale, settings.scale_period, region=settings.region)
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    threads = [
+        threading.Thread(target=bridge.run, args=(stop,), name="s3-events", daemon=True),
+        threading.Thread(target=schedule.run, args=(stop,), name="schedule", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    log.info(
+        "delivering S3 events from %s; calling scale every %gs", events_url, settings.scale_period
+    )
+    while not stop.wait(0.5):
+        pass
+    deadline = time.monotonic() + 5
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""The local stand-in for EC2 + systemd: one worker process per running instance.
+
+On AWS a worker instance boots the baked AMI and systemd starts ``ec2_worker`` with
+``Restart=always``. Locally the scaler starts and stops the emulator's instances just
+the same, and this runner watches their states (ARCHITECTURE.md, "Local mode"):
+
+* ``running`` → start a worker process, once the simulated boot delay has passed since
+  the runner first saw the instance running;
+* a worker that exits while its instance is still running is restarted after a short
+  pause, as systemd would; the pause doubles with each crash in a row (up to
+  ``MAX_RESTART_DELAY``), so a worker that cannot start does not flood the console;
+* ``stopping``/``stopped``/``terminated``/gone → SIGTERM (the worker finishes its
+  batch), then SIGKILL after a grace period, as EC2's stop does.
+
+The decisions (``InstanceRunner.reconcile``) take the instance states and a spawner as
+arguments, so they are tested with fakes; ``PopenWorker`` and ``LocalWorkerSpawner``
+are the real processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from skyclass.runtime import constants as c
+from skyclass.runtime.names import pool_filters
+
+log = logging.getLogger(__name__)
+
+RUNNING = "running"
+POLL_PERIOD = 0.3
+STOP_GRACE = 15.0
+RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 30.0
+# A worker that ran this long before exiting was healthy: its restart pause starts over.
+HEALTHY_RUN = 60.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+class WorkerProcess(Protocol):
+    """What the runner needs of a worker process (``PopenWorker`` or a test fake)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+Spawner = Callable[[str], WorkerProcess]
+InstanceStates = Callable[[], Mapping[str, str]]
+
+
+@dataclass
+class _Instance:
+    """What the runner remembers about one instance between polls."""
+
+    running_since: float | None = None
+    process: WorkerProcess | None = None
+    started_at: float = 0.0
+    restart_at: float = 0.0
+    crashes: int = 0
+    term_sent_at: float | None = None
+
+
+class InstanceRunner:
+    """Keeps exactly one worker process per running instance, and none for the others."""
+
+    def __init__(
+        self,
+        instance_states: InstanceStates,
+        spawn: Spawner,
+        *,
+        boot_delay: float = 0.0,
+        stop_grace: float = STOP_GRACE,
+        restart_delay: float = RESTART_DELAY,
+        clock: Callable[[], float] = time.monotonic,
+        report: Callable[[str], None] = log.info,
+        last_words: Callable[[str], str] = lambda instance_id: "",
+    ):
+        """``last_words(instance_id)``: what a worker that exited last said (the end of
+        its log), shown with the exit so a person sees why without opening the log."""
+        self._instance_states = instance_states
+        self._spawn = spawn
+        self._boot_delay = boot_delay
+        self._stop_grace = stop_grace
+        self._restart_delay = restart_delay
+        self._clock = clock
+        self._report = report
+        self._last_words = last_words
+        self._instances: dict[str, _Instance] = {}
+
+    def workers(self) -> dict[str, WorkerProcess]:
+        """The live worker process of each instance that has one."""
+        return {i: s.process for i, s in self._instances.items() if s.process is not None}
+
+    def reconcile(self) -> None:
+        """One pass: read the instance states and start, restart or stop workers."""
+        states = self._instance_states()
+        now = self._clock()
+        for instance_id in sorted(set(states) | set(self._instances)):
+            state = states.get(instance_id)
+            slot = self._instances.setdefault(instance_id, _Instance())
+            self._reap(instance_id, slot, state, now)
+            if state == RUNNING:
+                self._keep_running(instance_id, slot, now)
+            else:
+                self._keep_stopped(instance_id, slot, state, now)
+                if state is None and slot.process is None:
+                    del self._instances[instance_id]
+
+    def tick(self) -> None:
+        """``reconcile``, with an emulator hiccup reported and left to the next tick."""
+        try:
+            self.reconcile()
+        except Exception as exc:  # the next tick retries; the stack keeps running
+            self._report(f"could not reconcile the worker instances: {exc}")
+
+    def shutdown(self, grace: float | None = None, poll: float = 0.1) -> None:
+        """Stop every worker as the stack goes down: SIGTERM, then SIGKILL after
+        ``grace`` seconds."""
+        grace = self._stop_grace if grace is None else grace
+        workers = self.workers()
+        for instance_id, process in workers.items():
+            if process.poll() is None:
+                self._report(f"stopping worker {instance_id} (pid {process.pid})")
+                process.terminate()
+        deadline = self._clock() + grace
+        while any(p.poll() is None for p in workers.values()) and self._clock() < deadline:
+            time.sleep(poll)
+        for instance_id, process in workers.items():
+            if process.poll() is None:
+                self._report(f"worker {instance_id} ignored SIGTERM for {grace:.0f}s; killing it")
+                process.kill()
+        self._instances.clear()
+
+    # ---- decisions for one instance ----------------------------------------------
+
+    def _reap(self, instance_id: str, slot: _Instance, state: str | None, now: float) -> None:
+        if slot.process is None:
+            return
+        code = slot.process.poll()
+        if code is None:
+            return
+        if state == RUNNING and slot.term_sent_at is None:
+            slot.crashes = 1 if now - slot.started_at >= HEALTHY_RUN else slot.crashes + 1
+            delay = min(self._restart_delay * 2 ** (slot.crashes - 1), MAX_RESTART_DELAY)
+            slot.restart_at = now + delay
+            words = self._last_words(instance_id)
+            self._report(
+                f"worker {instance_id} exited with code {code} while its instance runs; "
+                f"restarting in {delay:g}s" + (f"\n    its last words: {words}" if words else "")
+            )
+        else:
+            self._report(f"worker {instance_id} stopped (exit code {code})")
+        slot.process = None
+        slot.term_sent_at = None
+
+    def _keep_running(self, instance_id: str, slot: _Instance, now: float) -> None:
+        if slot.running_since is None:
+            slot.running_since = now
+            if self._boot_delay > 0:
+                self._report(
+                    f"instance {instance_id} is running; its worker starts after a "
+                    f"{self._boot_delay:g}s simulated boot"
+                )
+        booted = now >= slot.running_since + self._boot_delay
+        if slot.process is None and booted and now >= slot.restart_at:
+            slot.process = self._spawn(instance_id)
+            slot.started_at = now
+            self._report(f"worker {instance_id} started (pid {slot.process.pid})")
+
+    def _keep_stopped(
+        self, instance_id: str, slot: _Instance, state: str | None, now: float
+    ) -> None:
+        slot.running_since = None
+        slot.restart_at = 0.0
+        slot.crashes = 0
+        if slot.process is None:
+            return
+        if slot.term_sent_at is None:
+            slot.term_sent_at = now
+            self._report(f"instance {instance_id} is {state or 'gone'}: SIGTERM to its worker")
+            slot.process.terminate()
+        elif now - slot.term_sent_at >= self._stop_grace:
+            self._report(f"worker {instance_id} outlived SIGTERM by {self._stop_grace:g}s: SIGKILL")
+            slot.process.kill()
+
+
+# ---- the emulator's instances and real processes -------------------------------------
+
+def pool_states(ec2: Any, stage: str) -> InstanceStates:
+    """Read the stage's worker instances and their states from EC2 (the emulator)."""
+
+    def states() -> dict[str, str]:
+        pages = ec2.get_paginator("describe_instances").paginate(Filters=pool_filters(stage))
+        return {
+            instance["InstanceId"]: instance["State"]["Name"]
+            for page in pages
+            for reservation in page["Reservations"]
+            for instance in reservation["Instances"]
+        }
+
+    return states
+
+
+class PopenWorker:
+    """A worker process in its own process group, so signals reach all of it and a
+    Ctrl-C in the terminal reaches only the supervisor, which stops workers in order."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log_file:
+            log_file.write(f"--- started {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+            log_file.flush()
+            self._popen = subprocess.Popen(
+                argv,
+                env=dict(env),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(),
+            )
+        self.pid = self._popen.pid
+
+    def poll(self) -> int | None:
+        return self._popen.poll()
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+        self._popen.wait()
+
+    def _signal(self, signum: int) -> None:
+        signal_group(self._popen.pid, signum)
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has Linux send the child SIGTERM when the process that
+    started it dies, so children do not outlive a supervisor killed with SIGKILL (an
+    orderly stop never relies on it). The kernel ties this to the starting *thread*:
+    start children from the main thread. Elsewhere than Linux: None (no such guard)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def signal_group(pid: int, signum: int) -> None:
+    """Signal the process group led by ``pid``; one that is already gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+class LocalWorkerSpawner:
+    """Starts ``ec2_worker`` from this checkout as an instance's systemd unit would,
+    with the stage's settings and the instance id as the worker id."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_dir: Path,
+        cwd: Path,
+        argv: tuple[str, ...] = (sys.executable, "-m", "ec2_worker"),
+    ):
+        self._env = dict(env)
+        self._log_dir = log_dir
+        self._cwd = cwd
+        self._argv = list(argv)
+
+    def log_path(self, instance_id: str) -> Path:
+        return self._log_dir / f"worker-{instance_id}.log"
+
+    def last_words(self, instance_id: str) -> str:
+        """The last line of the worker's log."""
+        try:
+            with self.log_path(instance_id).open("rb") as log_file:
+                log_file.seek(0, os.SEEK_END)
+                log_file.seek(max(0, log_file.tell() - 4096))
+                lines = log_file.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+    def __call__(self, instance_id: str) -> PopenWorker:
+        env = {**self._env, c.WORKER_ID: instance_id}
+        return PopenWorker(self._argv, env, self.log_path(instance_id), self._cwd)

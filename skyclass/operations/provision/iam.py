@@ -1,0 +1,184 @@
+"""Least-privilege IAM policy documents for a stage, built from its exact resource names.
+
+Every Lambda gets its own role (Chalice gives each function one when ``autogen_policy``
+is off) and the worker instances get the instance profile's role. Each statement names
+this stage's buckets (down to the key prefixes of ARCHITECTURE.md's S3 layout), its
+queues and its own log group, in this region and account. Two kinds of action cannot be
+scoped by resource: ``ec2:DescribeInstances`` and CloudWatch's metric calls accept only
+``"*"`` (AWS offers no resource-level permission for them); the metric write is then
+held to skyclass's namespace by a condition. Starting and stopping instances is allowed
+only on instances tagged as this stage's workers (``aws:ResourceTag`` conditions).
+
+Pure: no AWS calls; ``bootstrap`` writes the documents for Chalice and IAM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from skyclass.runtime import constants as c
+from skyclass.runtime.metrics import NAMESPACE
+from skyclass.runtime.names import (
+    API_FUNCTION,
+    EVENTS_FUNCTION,
+    SCALE_FUNCTION,
+    StageResources,
+    api_key_parameter_name,
+    lambda_function_name,
+    queue_name_of,
+)
+
+# The only actions granted on "*": AWS has no resource-level permissions for them.
+UNSCOPABLE_ACTIONS = frozenset(
+    {"ec2:DescribeInstances", "cloudwatch:GetMetricData", "cloudwatch:PutMetricData"}
+)
+
+Statement = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StageArns:
+    """ARNs of one stage's resources in one account and region."""
+
+    stage: str
+    region: str
+    account: str
+    input_bucket: str
+    output_bucket: str
+    queue: str
+    dlq: str
+
+    @classmethod
+    def of(cls, resources: StageResources, region: str, account: str) -> StageArns:
+        return cls(
+            stage=resources.stage, region=region, account=account,
+            input_bucket=resources.input_bucket, output_bucket=resources.output_bucket,
+            queue=queue_name_of(resources.queue_url), dlq=queue_name_of(resources.dlq_url),
+        )
+
+    def objects(self, bucket: str, *prefixes: str) -> list[str]:
+        return [f"arn:aws:s3:::{bucket}/{prefix}*" for prefix in prefixes]
+
+    def queue_arn(self, name: str) -> str:
+        return f"arn:aws:sqs:{self.region}:{self.account}:{name}"
+
+    def instances(self) -> str:
+        return f"arn:aws:ec2:{self.region}:{self.account}:instance/*"
+
+    def parameter(self, name: str) -> str:
+        return f"arn:aws:ssm:{self.region}:{self.account}:parameter/{name.lstrip('/')}"
+
+    def log_group(self, function_name: str) -> str:
+        return (f"arn:aws:logs:{self.region}:{self.account}:log-group:"
+                f"/aws/lambda/{function_name}:*")
+
+
+def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
+    """One policy document per Lambda function, keyed by Chalice's function name."""
+    jobs, incoming, results = c.JOBS_PREFIX, c.INCOMING_PREFIX, c.RESULTS_PREFIX
+    fleet = c.FLEET_DECISION_KEY.rsplit("/", 1)[0] + "/"
+    statements: dict[str, list[Statement]] = {
+        API_FUNCTION: [
+            _allow("UploadImages", ["s3:PutObject"], arns.objects(arns.input_bucket, jobs)),
+            _allow("WriteManifests", ["s3:PutObject"], arns.objects(arns.output_bucket, jobs)),
+            _allow("ReadManifestsResultsAndFleet", ["s3:GetObject"],
+                   arns.objects(arns.output_bucket, jobs, results, fleet)),
+            _allow("ListResults", ["s3:ListBucket"], [f"arn:aws:s3:::{arns.output_bucket}"],
+                   {"StringLike": {"s3:prefix": [f"{results}*"]}}),
+            _allow("QueueDepths", ["sqs:GetQueueAttributes"],
+                   [arns.queue_arn(arns.queue), arns.queue_arn(arns.dlq)]),
+            _see_instances(),
+            # A SecureString under SSM's AWS-managed key: ssm:GetParameter suffices.
+            _allow("ReadApiKey", ["ssm:GetParameter"],
+                   [arns.parameter(api_key_parameter_name(arns.stage))]),
+        ],
+        EVENTS_FUNCTION: [
+            _allow("ReadNewImages", ["s3:GetObject"],
+                   arns.objects(arns.input_bucket, jobs, incoming)),
+            _allow("FailBadImages", ["s3:PutObject"],
+                   arns.objects(arns.output_bucket, results)),
+            _allow("EnqueueWork", ["sqs:SendMessage"], [arns.queue_arn(arns.queue)]),
+            _see_instances(),
+            _start_stop(arns, ["ec2:StartInstances"]),
+        ],
+        SCALE_FUNCTION: [
+            _allow("QueueDepths", ["sqs:GetQueueAttributes"],
+                   [arns.queue_arn(arns.queue), arns.queue_arn(arns.dlq)]),
+            _allow("RecordDecisions", ["s3:GetObject", "s3:PutObject"],
+                   arns.objects(arns.output_bucket, fleet)),
+            _see_instances(),
+            _start_stop(arns, ["ec2:StartInstances", "ec2:StopInstances"]),
+            _allow("ReadThroughput", ["cloudwatch:GetMetricData"], ["*"]),
+        ],
+    }
+    return {
+        function: _document([
+            _allow("OwnLogs", ["logs:CreateLogGroup", "logs:CreateLogStream",
+                               "logs:PutLogEvents"],
+                   [arns.log_group(lambda_function_name(arns.stage, function))]),
+            *function_statements,
+        ])
+        for function, function_statements in statements.items()
+    }
+
+
+def worker_policy(arns: StageArns) -> dict[str, Any]:
+    """The worker instances' role: consume the work queue, read inputs, write results."""
+    return _document([
+        _allow("ConsumeWork",
+               ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes"],
+               [arns.queue_arn(arns.queue)]),
+        _allow("ReadImages", ["s3:GetObject"],
+               arns.objects(arns.input_bucket, c.JOBS_PREFIX, c.INCOMING_PREFIX)),
+        _allow("WriteResults", ["s3:PutObject"],
+               arns.objects(arns.output_bucket, c.RESULTS_PREFIX)),
+        _allow("PublishMetrics", ["cloudwatch:PutMetricData"], ["*"],
+               {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}),
+    ])
+
+
+EC2_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                   "Action": "sts:AssumeRole"}],
+}
+
+
+def tls_only_bucket_policy(bucket: str) -> dict[str, Any]:
+    """Refuse every request to the bucket that does not come over TLS."""
+    return _document([{
+        "Sid": "DenyPlainHttp",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }])
+
+
+def _see_instances() -> Statement:
+    return _allow("SeeWorkers", ["ec2:DescribeInstances"], ["*"])
+
+
+def _start_stop(arns: StageArns, actions: list[str]) -> Statement:
+    return _allow("StartStopOnlyThisStagesWorkers", actions, [arns.instances()], {
+        "StringEquals": {
+            f"aws:ResourceTag/{c.TAG_STAGE}": arns.stage,
+            f"aws:ResourceTag/{c.TAG_ROLE}": c.ROLE_WORKER,
+        }
+    })
+
+
+def _allow(sid: str, actions: list[str], resources: list[str],
+           condition: dict[str, Any] | None = None) -> Statement:
+    statement: Statement = {"Sid": sid, "Effect": "Allow", "Action": actions,
+                            "Resource": resources}
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def _document(statements: list[Statement]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": statements}

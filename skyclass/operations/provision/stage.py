@@ -1,0 +1,335 @@
+"""Provisioning: one idempotent function that creates a stage's resources, the same code
+for AWS and for the local emulator (ARCHITECTURE.md, "Local mode").
+
+It makes the input and output buckets (private, encrypted, TLS only, CORS for browser
+uploads, old inputs expiring), the work queue with its dead-letter queue and redrive,
+optionally the S3-notification queue the local bridge reads, and the pool of stopped
+worker instances from the stage's AMI. On AWS the pool launches from a launch template
+with the worker instance profile and a closed security group
+(skyclass.operations.provision.workers); locally the runner stands in for EC2, so plain
+instances do. Running it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from skyclass.operations.provision.iam import tls_only_bucket_policy
+from skyclass.operations.provision.workers import (
+    WorkerLaunch,
+    ensure_worker_launch,
+    retry_while_iam_settles,
+)
+from skyclass.runtime import constants as c
+from skyclass.runtime.aws import AwsClients
+from skyclass.runtime.names import (
+    ROLE_WORKER_AMI,
+    StageResources,
+    bucket_name,
+    dlq_name,
+    pool_filters,
+    queue_name,
+    s3_events_queue_name,
+    stage_tags,
+    tag_list,
+    worker_ami_name,
+    worker_tags,
+)
+from skyclass.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Inputs are only needed until classified (results live in the output bucket).
+INPUT_RETENTION_DAYS = 14
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    resources: StageResources
+    ami_id: str | None
+    worker_instance_ids: list[str]
+    s3_events_queue_url: str | None
+    launch: WorkerLaunch | None = None
+
+
+def provision(
+    settings: Settings,
+    aws: AwsClients,
+    *,
+    s3_events_to_queue: bool = False,
+    register_local_ami: bool = False,
+    cors_origins: tuple[str, ...] = ("*",),
+    aws_stage: bool = False,
+) -> Provisioned:
+    """Create whatever of the stage is missing and return its names.
+
+    ``s3_events_to_queue``: deliver the input bucket's ObjectCreated events to an SQS
+    queue (the local bridge reads it; on AWS, ``chalice deploy`` subscribes the Lambda).
+    ``register_local_ami``: register a stand-in worker AMI if the stage has none (the
+    emulator cannot run a bake; the local runner runs the worker from this checkout).
+    ``aws_stage``: provision as for a deployed stage (``skyclass bootstrap``): buckets
+    refuse plain HTTP, and the pool launches from the stage's launch template with the
+    worker instance profile and security group. The local stack leaves it off: its
+    emulator only speaks plain HTTP, and its runner stands in for the instances.
+    """
+    stage = settings.stage
+    account = aws.sts.get_caller_identity()["Account"]
+    tags = stage_tags(stage)
+    input_bucket = settings.input_bucket or bucket_name(stage, "input", account)
+    output_bucket = settings.output_bucket or bucket_name(stage, "output", account)
+    for bucket in (input_bucket, output_bucket):
+        _ensure_bucket(aws, bucket, settings.region, tags, tls_only=aws_stage)
+    _put_cors(aws, input_bucket, cors_origins)
+    _expire_old_inputs(aws, input_bucket)
+
+    dlq_url = settings.dlq_url or _ensure_queue(
+        aws, dlq_name(stage), {"MessageRetentionPeriod": str(14 * 24 * 3600)}, tags
+    )
+    dlq_arn = _queue_arn(aws, dlq_url)
+    queue_url = settings.queue_url or _ensure_queue(
+        aws,
+        queue_name(stage),
+        {
+            "VisibilityTimeout": str(settings.visibility_timeout),
+            "MessageRetentionPeriod": str(4 * 24 * 3600),
+            "ReceiveMessageWaitTimeSeconds": "20",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.max_receives)}
+            ),
+        },
+        tags,
+    )
+
+    events_url = None
+    if s3_events_to_queue:
+        events_url = _ensure_queue(aws, s3_events_queue_name(stage), {}, tags)
+        _notify_queue(aws, input_bucket, events_url)
+
+    ami_id = find_worker_ami(aws, stage)
+    if ami_id is None and register_local_ami:
+        ami_id = _register_stand_in_ami(aws, stage)
+    resources = StageResources(stage, input_bucket, output_bucket, queue_url, dlq_url)
+    launch = None
+    if ami_id and aws_stage:
+        launch = ensure_worker_launch(aws, settings, resources, account, ami_id)
+    instance_ids = _ensure_pool(aws, settings, ami_id, launch) if ami_id else []
+
+    return Provisioned(
+        resources=resources,
+        ami_id=ami_id,
+        worker_instance_ids=instance_ids,
+        s3_events_queue_url=events_url,
+        launch=launch,
+    )
+
+
+# ---- buckets ---------------------------------------------------------------------
+
+def _ensure_bucket(
+    aws: AwsClients, bucket: str, region: str, tags: dict[str, str], *, tls_only: bool
+) -> None:
+    s3 = aws.s3
+    try:
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        if region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        s3.create_bucket(**kwargs)
+        log.info("created bucket %s", bucket)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
+            raise
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    if tls_only:
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_bucket_policy(bucket)))
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tag_list(tags)})
+
+
+def _expire_old_inputs(aws: AwsClients, bucket: str) -> None:
+    aws.s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "expire-old-inputs",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "Expiration": {"Days": INPUT_RETENTION_DAYS},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                }
+            ]
+        },
+    )
+
+
+def _put_cors(aws: AwsClients, bucket: str, origins: tuple[str, ...]) -> None:
+    aws.s3.put_bucket_cors(
+        Bucket=bucket,
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedMethods": ["POST", "PUT"],
+                    "AllowedOrigins": list(origins),
+                    "AllowedHeaders": ["*"],
+                    "MaxAgeSeconds": 3600,
+                }
+            ]
+        },
+    )
+
+
+def _notify_queue(aws: AwsClients, bucket: str, queue_url: str) -> None:
+    queue_arn = _queue_arn(aws, queue_url)
+    aws.sqs.set_queue_attributes(
+        QueueUrl=queue_url,
+        Attributes={
+            "Policy": json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "s3.amazonaws.com"},
+                            "Action": "sqs:SendMessage",
+                            "Resource": queue_arn,
+                            "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
+                        }
+                    ],
+                }
+            )
+        },
+    )
+    # moto wants lower-case filter rule names; AWS accepts either.
+    aws.s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "Id": f"skyclass-{prefix.rstrip('/')}",
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+                }
+                for prefix in (c.JOBS_PREFIX, c.INCOMING_PREFIX)
+            ]
+        },
+    )
+
+
+# ---- queues ----------------------------------------------------------------------
+
+def _ensure_queue(
+    aws: AwsClients, name: str, attributes: dict[str, str], tags: dict[str, str]
+) -> str:
+    sqs = aws.sqs
+    try:
+        url = sqs.create_queue(QueueName=name, Attributes=attributes, tags=tags)["QueueUrl"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("QueueAlreadyExists", "QueueNameExists"):
+            raise
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        if attributes:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    return url
+
+
+def _queue_arn(aws: AwsClients, url: str) -> str:
+    return aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+
+
+# ---- worker AMI and pool ---------------------------------------------------------
+
+def find_worker_ami(aws: AwsClients, stage: str) -> str | None:
+    # Baked images are named ``skyclass-{stage}-worker-{timestamp}``; the newest wins.
+    name = worker_ami_name(stage)
+    images = aws.ec2.describe_images(
+        Owners=["self"], Filters=[{"Name": "name", "Values": [name, f"{name}-*"]}]
+    )["Images"]
+    available = [i for i in images if i.get("State") == "available"]
+    if not available:
+        return None
+    return max(available, key=lambda i: i.get("CreationDate", ""))["ImageId"]
+
+
+def _register_stand_in_ami(aws: AwsClients, stage: str) -> str:
+    ami_id = aws.ec2.register_image(
+        Name=worker_ami_name(stage),
+        Description="skyclass worker (local stand-in: the runner starts ec2_worker locally)",
+        Architecture="x86_64",
+        RootDeviceName="/dev/xvda",
+        VirtualizationType="hvm",
+    )["ImageId"]
+    aws.ec2.create_tags(
+        Resources=[ami_id], Tags=tag_list({**stage_tags(stage), c.TAG_ROLE: ROLE_WORKER_AMI})
+    )
+    return ami_id
+
+
+def _ensure_pool(
+    aws: AwsClients, settings: Settings, ami_id: str, launch: WorkerLaunch | None
+) -> list[str]:
+    """Keep ``max_workers`` worker instances in the pool; new ones are stopped at once,
+    so an idle pool costs only its EBS volumes. With a launch template, stopped
+    instances of an older AMI are replaced (a re-bake reaches the pool)."""
+    ec2 = aws.ec2
+    existing = [
+        i
+        for r in ec2.describe_instances(Filters=pool_filters(settings.stage))["Reservations"]
+        for i in r["Instances"]
+    ]
+    if launch is not None:
+        stale = [i["InstanceId"] for i in existing
+                 if i["ImageId"] != ami_id and i["State"]["Name"] == "stopped"]
+        if stale:
+            ec2.terminate_instances(InstanceIds=stale)
+            log.info("replacing %d stopped worker(s) of an older AMI", len(stale))
+            existing = [i for i in existing if i["InstanceId"] not in stale]
+    ids = [i["InstanceId"] for i in existing]
+    missing = settings.max_workers - len(ids)
+    if missing <= 0:
+        return ids
+    if launch is None:
+        created = ec2.run_instances(
+            ImageId=ami_id,
+            InstanceType=settings.instance_type,
+            MinCount=missing,
+            MaxCount=missing,
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": tag_list(worker_tags(settings.stage))}
+            ],
+        )["Instances"]
+    else:
+        created = retry_while_iam_settles(lambda: ec2.run_instances(
+            LaunchTemplate={"LaunchTemplateId": launch.launch_template_id,
+                            "Version": "$Default"},
+            IamInstanceProfile={"Arn": launch.instance_profile_arn},
+            MinCount=missing,
+            MaxCount=missing,
+        ))["Instances"]
+    new_ids = [i["InstanceId"] for i in created]
+    # EC2 refuses to stop an instance that is still pending.
+    ec2.get_waiter("instance_running").wait(InstanceIds=new_ids)
+    ec2.stop_instances(InstanceIds=new_ids)
+    log.info("added %d stopped worker instance(s) to the pool", len(new_ids))
+    return ids + new_ids
+

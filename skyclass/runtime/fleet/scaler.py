@@ -1,0 +1,141 @@
+"""Scaler: one tick of the scheduled scaling Lambda (chalice_app/scaling.py).
+
+It reads the backlog, the fleet and the workers' measured throughput, asks the pure
+policy for a plan, applies it to EC2 and writes the decision to the output bucket, where
+the next tick finds the policy's state (a Lambda keeps none between invocations) and
+``GET /fleet`` shows the reason and the throughput used.
+
+An EC2 or SQS error is logged and recorded, never raised: the next tick simply tries
+again. A CloudWatch error only means the configured throughput is used this tick.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from skyclass.runtime import constants as c
+from skyclass.runtime.fleet.policy import Observation, Plan, decide
+from skyclass.runtime.fleet.pool import InstancePool
+from skyclass.runtime.metrics import read_throughput
+from skyclass.runtime.queue import WorkQueue
+from skyclass.runtime.results import ResultStore
+from skyclass.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MEASURED = "measured"
+DEFAULT = "default"
+# How far back the fleet's finished images count towards the arrival rate: long enough
+# for a few of the workers' 10 s metric flushes, short enough to follow a changing stream.
+FINISHED_WINDOW = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class ThroughputUsed:
+    """Images per second of one busy worker, and whether the workers measured it or it
+    is ``SKYCLASS_WORKER_THROUGHPUT`` (no metrics yet, or CloudWatch unreachable); and
+    images per second the fleet finished lately (0 without metrics)."""
+
+    per_worker: float
+    source: str
+    finished_rate: float = 0.0
+
+
+class Scaler:
+    def __init__(
+        self,
+        queue: WorkQueue,
+        pool: InstancePool,
+        store: ResultStore,
+        settings: Settings,
+        clock: Callable[[], float],
+        cloudwatch: Any = None,
+    ) -> None:
+        """``cloudwatch``: where the workers publish their metrics (skyclass.runtime.metrics);
+        without it the configured throughput is used."""
+        self._queue = queue
+        self._pool = pool
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+        self._cloudwatch = cloudwatch
+
+    def last_decision(self) -> dict[str, Any] | None:
+        return self._store.get(c.FLEET_DECISION_KEY)
+
+    def throughput(self, now: float) -> ThroughputUsed:
+        default = ThroughputUsed(self._settings.worker_throughput, DEFAULT)
+        if self._cloudwatch is None:
+            return default
+        at = datetime.fromtimestamp(now, UTC)
+        try:
+            per_worker = read_throughput(self._cloudwatch, self._settings.stage,
+                                         now=at).per_worker
+            lately = read_throughput(self._cloudwatch, self._settings.stage, now=at,
+                                     window=FINISHED_WINDOW)
+        except (ClientError, BotoCoreError):
+            log.warning("could not read the workers' metrics; using the default throughput",
+                        exc_info=True)
+            return default
+        finished_rate = lately.images / FINISHED_WINDOW.total_seconds()
+        if per_worker:
+            return ThroughputUsed(per_worker, MEASURED, finished_rate)
+        return ThroughputUsed(default.per_worker, DEFAULT, finished_rate)
+
+    def run_once(self) -> Plan:
+        now = self._clock()
+        previous = self.last_decision() or {}
+        last_busy_at = previous.get("last_busy_at")
+        recent = [(float(e[0]), int(e[1]), int(e[2])) for e in previous.get("recent") or []
+                  if len(e) == 3]
+        throughput = self.throughput(now)
+        depths = None
+        try:
+            depths = self._queue.depths()
+            plan = decide(
+                Observation(
+                    visible=depths.visible + depths.delayed,
+                    in_flight=depths.in_flight,
+                    instances=self._pool.instances(),
+                    per_worker=throughput.per_worker,
+                    now=now,
+                    finished_rate=throughput.finished_rate,
+                    recent=recent,
+                    last_busy_at=last_busy_at,
+                ),
+                self._settings,
+            )
+            self._pool.start(plan.start)
+            self._pool.stop(plan.stop)
+        except (ClientError, BotoCoreError) as exc:
+            log.exception("scaling tick failed; the next tick retries")
+            plan = Plan(reason=f"AWS error, nothing changed: {exc}", last_busy_at=last_busy_at,
+                        recent=recent)
+        if plan.start or plan.stop:
+            log.info("scaling: %s (start %s, stop %s)", plan.reason, plan.start, plan.stop)
+        backlog = depths.backlog if depths else None
+        self._store.put(c.FLEET_DECISION_KEY, _record(plan, backlog, throughput, now))
+        return plan
+
+
+def _record(plan: Plan, backlog: int | None, throughput: ThroughputUsed,
+            now: float) -> dict[str, Any]:
+    return {
+        "at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
+        "backlog": backlog,
+        "desired": plan.desired,
+        "reason": plan.reason,
+        "started": plan.start,
+        "stopped": plan.stop,
+        "throughput": {"per_worker": round(throughput.per_worker, 3),
+                       "source": throughput.source,
+                       "finished_per_s": round(throughput.finished_rate, 3)},
+        "last_busy_at": plan.last_busy_at,
+        "recent": [list(entry) for entry in plan.recent],
+    }

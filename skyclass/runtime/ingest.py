@@ -1,0 +1,167 @@
+"""Ingest: an image landed in the input bucket; queue it for a worker, or fail it now.
+
+Called by the S3-event Lambda (chalice_app/events.py) and, locally, by the bridge that
+replays the emulator's S3 notifications through the same handler. For each record it
+finds the image (job upload or drop folder), applies the input policy to what is
+actually in S3 (size from a HEAD, format from a small ranged GET) and either sends one
+WorkMessage or writes a ``failed`` result at once, so every image ends with exactly one
+result and a bad one never reaches the queue. If no worker is up, it starts one
+straight away instead of waiting for the next scaling tick (a cold start costs a boot).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, unquote_plus
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from skyclass.runtime import constants as c
+from skyclass.runtime import input_policy
+from skyclass.runtime.contracts import WorkMessage, failed_result, parse_input_key
+from skyclass.runtime.errors import InvalidMessageError, SkyclassError
+from skyclass.runtime.fleet.policy import cold_start
+from skyclass.runtime.fleet.pool import InstancePool
+from skyclass.runtime.names import StageResources
+from skyclass.runtime.queue import WorkQueue
+from skyclass.runtime.results import ResultStore
+from skyclass.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INGEST_WORKER = "ingest"
+FLEET_CHECK_MEMO_S = 10.0
+_REJECTED = "rejected"
+_IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    queued: int = 0
+    rejected: int = 0
+    ignored: int = 0
+    started: tuple[str, ...] = ()
+
+
+class Ingestor:
+    def __init__(
+        self,
+        s3: Any,
+        queue: WorkQueue,
+        pool: InstancePool,
+        store: ResultStore,
+        resources: StageResources,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._s3 = s3
+        self._queue = queue
+        self._pool = pool
+        self._store = store
+        self._resources = resources
+        self._settings = settings
+        self._clock = clock
+        self._fleet_checked_until = float("-inf")
+
+    def handle_event(self, event: dict[str, Any]) -> IngestReport:
+        """Handle one S3 notification (``{"Records": [...]}``). Messages without
+        records, such as the ``s3:TestEvent`` S3 sends when notifications are set up,
+        are ignored."""
+        messages: list[WorkMessage] = []
+        rejected = ignored = 0
+        for record in event.get("Records") or []:
+            outcome = self._handle_record(record)
+            if isinstance(outcome, WorkMessage):
+                messages.append(outcome)
+            elif outcome == _REJECTED:
+                rejected += 1
+            else:
+                ignored += 1
+        started: list[str] = []
+        if messages:
+            self._queue.send(messages)
+            started = self._cold_start()
+        return IngestReport(len(messages), rejected, ignored, tuple(started))
+
+    def _handle_record(self, record: dict[str, Any]) -> WorkMessage | str:
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            return _IGNORED
+        bucket = record["s3"]["bucket"]["name"]
+        # Keys in S3 events are URL-encoded, with '+' for a space.
+        key = unquote_plus(record["s3"]["object"]["key"])
+        if bucket != self._resources.input_bucket or key.rsplit("/", 1)[-1] in (
+            "", c.MANIFEST_NAME
+        ):
+            return _IGNORED
+        try:
+            job_id, image_id = parse_input_key(key)
+        except InvalidMessageError:
+            log.info("ignoring s3://%s/%s: not an input key", bucket, key)
+            return _IGNORED
+        try:
+            head = self._s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return _IGNORED  # deleted since; nothing left to classify
+            raise
+        message = WorkMessage(
+            bucket=bucket,
+            key=key,
+            job_id=job_id,
+            image_id=image_id,
+            name=_name(head, image_id),
+            size=int(head["ContentLength"]),
+            etag=head.get("ETag", "").strip('"'),
+        )
+        try:
+            self._check(message)
+        except SkyclassError as exc:
+            self._store.put(
+                message.result_key,
+                failed_result(message, exc.message, model=None, worker=INGEST_WORKER),
+            )
+            log.info("rejected %s: %s", message.source, exc.message)
+            return _REJECTED
+        return message
+
+    def _check(self, message: WorkMessage) -> None:
+        # Size first: it needs no GET, and an empty object has no byte range to read.
+        input_policy.check_size(message.size, self._settings.max_image_bytes)
+        head = self._s3.get_object(
+            Bucket=message.bucket,
+            Key=message.key,
+            Range=f"bytes=0-{input_policy.SNIFF_BYTES - 1}",
+        )["Body"].read()
+        input_policy.check_bytes(head, message.size, self._settings.max_image_bytes)
+
+    def _cold_start(self) -> list[str]:
+        """Start one stopped worker if none is pending or running. Best effort: if EC2
+        fails, the scaling tick within a minute starts one anyway.
+
+        A burst of uploads is one invocation per image; once this container has seen a
+        worker up (or started one), it does not ask EC2 again for FLEET_CHECK_MEMO_S, so
+        10,000 images cost a few DescribeInstances calls, not 10,000 (EC2 throttles).
+        A fleet that goes cold inside that window is the scaler's to restart."""
+        if self._clock() < self._fleet_checked_until:
+            return []
+        try:
+            start = cold_start(self._pool.instances(), self._settings)
+            self._pool.start(start)
+            if start:
+                log.info("cold start: started worker %s", start[0])
+            self._fleet_checked_until = self._clock() + FLEET_CHECK_MEMO_S
+            return start
+        except (ClientError, BotoCoreError):
+            log.exception("cold start failed; the scaler will start a worker")
+            return []
+
+
+def _name(head: dict[str, Any], image_id: str) -> str:
+    """The original file name from the upload's metadata (URL-encoded there, as S3
+    metadata is ASCII); for a drop-folder object, its path under ``incoming/``."""
+    meta = head.get("Metadata") or {}
+    return unquote(meta.get(c.META_NAME, "")) or image_id

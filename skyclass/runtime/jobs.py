@@ -1,0 +1,202 @@
+"""JobService: the API's side of a job (``POST /jobs``, ``GET /jobs/{id}``,
+``GET /images/{id}``, ``POST /classify``).
+
+A job is a manifest in the output bucket plus one input object per image under
+``jobs/{job_id}/{image_id}`` in the input bucket. Clients upload straight to S3 with
+presigned POSTs that S3 itself limits in size and content type; the S3 event then
+queues the work (skyclass.runtime.ingest). ``classify`` takes the same path for one image and
+waits, bounded, for its result. Image names are data: they live in the manifest and in
+object metadata (URL-encoded, since S3 metadata is ASCII), never in a key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from skyclass.runtime import constants as c
+from skyclass.runtime import contracts, input_policy
+from skyclass.runtime.errors import BadRequestError, ImageNotFoundError, JobNotFoundError
+from skyclass.runtime.names import StageResources
+from skyclass.runtime.results import ResultStore
+from skyclass.runtime.settings import Settings
+
+# A browser can pick thousands of files; one job's manifest and reply stay small enough.
+MAX_IMAGES_PER_JOB = 1000
+_FIRST_POLL_S = 0.05
+_MAX_POLL_S = 1.0
+
+PENDING = "pending"
+DONE = "done"
+
+
+class JobService:
+    def __init__(
+        self,
+        s3: Any,
+        store: ResultStore,
+        resources: StageResources,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._s3 = s3
+        self._store = store
+        self._resources = resources
+        self._settings = settings
+        self._clock = clock
+        self._sleep = sleep
+
+    # ---- POST /jobs ----------------------------------------------------------------
+
+    def create_job(self, images: object) -> dict[str, Any]:
+        """Validate the announced images, write the manifest, return one presigned
+        upload per image. Nothing is written if any image is refused."""
+        if not isinstance(images, list) or not images:
+            raise BadRequestError("'images' must be a non-empty list of {name, content_type, size}")
+        if len(images) > MAX_IMAGES_PER_JOB:
+            raise BadRequestError(
+                f"{len(images)} images in one job; split them into jobs of at most "
+                f"{MAX_IMAGES_PER_JOB}"
+            )
+        entries = []
+        for image in images:
+            if not isinstance(image, dict):
+                raise BadRequestError("each image must be an object {name, content_type, size}")
+            content_type = input_policy.check_declared(
+                image.get("name"), image.get("content_type"), image.get("size"),
+                self._settings.max_image_bytes,
+            )
+            entries.append((image["name"], content_type, image["size"]))
+
+        job_id = contracts.new_job_id()
+        manifest = self._write_manifest(job_id, entries)
+        uploads = [self._presigned_upload(item) for item in manifest["images"]]
+        return {"job_id": job_id, "uploads": uploads}
+
+    def _write_manifest(self, job_id: str, entries: list[tuple[str, str, int]]) -> dict[str, Any]:
+        images = []
+        for index, (name, content_type, size) in enumerate(entries):
+            image_id = contracts.image_id_for(job_id, index)
+            images.append({
+                "image_id": image_id,
+                "name": name,
+                "content_type": content_type,
+                "size": size,
+                "key": contracts.job_input_key(job_id, image_id),
+            })
+        manifest = {
+            "v": 1,
+            "job_id": job_id,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "images": images,
+        }
+        self._store.put(contracts.manifest_key(job_id), manifest)
+        return manifest
+
+    def _presigned_upload(self, image: dict[str, Any]) -> dict[str, Any]:
+        meta_name = quote(image["name"], safe="")
+        fields = {"Content-Type": image["content_type"], f"x-amz-meta-{c.META_NAME}": meta_name}
+        post = self._s3.generate_presigned_post(
+            Bucket=self._resources.input_bucket,
+            Key=image["key"],
+            Fields=fields,
+            Conditions=[
+                {"Content-Type": image["content_type"]},
+                {f"x-amz-meta-{c.META_NAME}": meta_name},
+                ["content-length-range", 1, image["size"]],
+            ],
+            ExpiresIn=self._settings.upload_expires,
+        )
+        return {
+            "image_id": image["image_id"],
+            "name": image["name"],
+            "url": post["url"],
+            "method": "POST",
+            "fields": post["fields"],
+        }
+
+    # ---- GET /jobs/{job_id}, GET /images/{image_id} --------------------------------
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        manifest = self._manifest(job_id)
+        if manifest is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        found = {
+            r["image_id"]: r
+            for r in self._store.read_prefix(contracts.job_results_prefix(job_id))
+        }
+        results = [
+            found.get(image["image_id"])
+            or {"image_id": image["image_id"], "name": image["name"], "status": PENDING}
+            for image in manifest["images"]
+        ]
+        counts = {status: sum(r["status"] == status for r in results)
+                  for status in ("done", "failed", PENDING)}
+        return {"job_id": job_id, "total": len(results), **counts, "results": results}
+
+    def get_image(self, image_id: str) -> tuple[str, dict[str, Any] | None]:
+        """(DONE, result) once the image has a result, ``done`` or ``failed``;
+        (PENDING, None) while its job is known but the result is not there yet."""
+        job_id = contracts.job_id_of_image(image_id)
+        if job_id is None:
+            raise ImageNotFoundError(f"no image {image_id!r}")
+        result = self._store.get(_result_key(job_id, image_id))
+        if result is not None:
+            return DONE, result
+        manifest = self._manifest(job_id)
+        if manifest is None or image_id not in {i["image_id"] for i in manifest["images"]}:
+            raise ImageNotFoundError(f"no image {image_id!r}")
+        return PENDING, None
+
+    def _manifest(self, job_id: str) -> dict[str, Any] | None:
+        if not contracts.is_job_id(job_id):
+            return None
+        return self._store.get(contracts.manifest_key(job_id))
+
+    # ---- POST /classify ------------------------------------------------------------
+
+    def classify(self, body: bytes, name: str) -> tuple[str, dict[str, Any]]:
+        """Store one image as a one-image job (the S3 event queues it like any other)
+        and wait up to ``classify_timeout`` for its result: (DONE, result), or
+        (PENDING, {"image_id", "status_url"}) where status_url is relative to the
+        request's URL, so it also resolves under API Gateway's stage prefix."""
+        input_policy.check_name(name)
+        fmt = input_policy.check_bytes(
+            body[: input_policy.SNIFF_BYTES], len(body), self._settings.max_image_bytes
+        )
+        # The bytes decide the type: a multipart part is often application/octet-stream.
+        actual = input_policy.content_type_of(fmt)
+        job_id = contracts.new_job_id()
+        image = self._write_manifest(job_id, [(name, actual, len(body))])["images"][0]
+        self._s3.put_object(
+            Bucket=self._resources.input_bucket,
+            Key=image["key"],
+            Body=body,
+            ContentType=actual,
+            Metadata={c.META_NAME: quote(name, safe="")},
+        )
+        result = self._wait_for(_result_key(job_id, image["image_id"]))
+        if result is not None:
+            return DONE, result
+        return PENDING, {"image_id": image["image_id"], "status_url": f"images/{image['image_id']}"}
+
+    def _wait_for(self, key: str) -> dict[str, Any] | None:
+        """Poll for ``key``: every 50 ms at first (a warm worker answers in well under a
+        second), backing off to 1 s, until the deadline."""
+        deadline = self._clock() + self._settings.classify_timeout
+        delay = _FIRST_POLL_S
+        while True:
+            result = self._store.get(key)
+            remaining = deadline - self._clock()
+            if result is not None or remaining <= 0:
+                return result
+            self._sleep(min(delay, remaining))
+            delay = min(delay * 1.5, _MAX_POLL_S)
+
+
+def _result_key(job_id: str, image_id: str) -> str:
+    return contracts.result_key(contracts.job_input_key(job_id, image_id))
