@@ -37,7 +37,7 @@ from skyclass.runtime.names import (
     tag_list,
     worker_ami_name,
 )
-from skyclass.runtime.results import ResultStore
+from skyclass.runtime.store import JsonStore
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class AmiBaker:
                  poll_interval: float = 10.0, timeout: float = 3600.0) -> None:
         self._aws = aws
         self._resources = resources
-        self._store = ResultStore(aws.s3, resources.output_bucket)
+        self._store = JsonStore(aws.s3, resources.output_bucket)
         self._clock = clock
         self._sleep = sleep
         self._poll = poll_interval

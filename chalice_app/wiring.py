@@ -19,8 +19,8 @@ from skyclass.runtime.ingest import Ingestor
 from skyclass.runtime.jobs import JobService
 from skyclass.runtime.names import StageResources
 from skyclass.runtime.queue import WorkQueue
-from skyclass.runtime.results import ResultStore
 from skyclass.runtime.settings import Settings
+from skyclass.runtime.store import JsonStore
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Services:
     resources: StageResources
     queue: WorkQueue
     pool: InstancePool
-    store: ResultStore
+    store: JsonStore
     jobs: JobService
     ingestor: Ingestor
     scaler: Scaler
@@ -37,13 +37,19 @@ class Services:
 
 
 @functools.cache
+def lambda_settings() -> Settings:
+    """The Lambda's settings, read from the environment once per container."""
+    return Settings.from_env()
+
+
+@functools.cache
 def services() -> Services:
-    settings = Settings.from_env()
+    settings = lambda_settings()
     aws = AwsClients(settings.region)
     resources = StageResources.resolve(settings, aws)
     queue = WorkQueue(aws.sqs, resources.queue_url, resources.dlq_url)
     pool = InstancePool(aws.ec2, settings.stage)
-    store = ResultStore(aws.s3, resources.output_bucket)
+    store = JsonStore(aws.s3, resources.output_bucket)
     return Services(
         settings=settings,
         resources=resources,
@@ -60,3 +66,4 @@ def services() -> Services:
 def reset() -> None:
     """Forget the objects built so far (tests: a new emulator, new settings)."""
     services.cache_clear()
+    lambda_settings.cache_clear()

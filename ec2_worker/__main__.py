@@ -26,14 +26,13 @@ from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
 from ec2_worker.engine import InferenceEngine, batch_size_for, has_gpu  # noqa: E402
 from ec2_worker.model import load_classifier  # noqa: E402
 from ec2_worker.worker import Worker  # noqa: E402
-from skyclass.runtime import constants  # noqa: E402
 from skyclass.runtime.aws import AwsClients  # noqa: E402
 from skyclass.runtime.errors import SkyclassError  # noqa: E402
 from skyclass.runtime.metrics import MetricsPublisher  # noqa: E402
 from skyclass.runtime.names import StageResources  # noqa: E402
 from skyclass.runtime.queue import WorkQueue  # noqa: E402
-from skyclass.runtime.results import ResultStore  # noqa: E402
 from skyclass.runtime.settings import Settings  # noqa: E402
+from skyclass.runtime.store import JsonStore  # noqa: E402
 
 log = logging.getLogger("ec2_worker")
 
@@ -59,12 +58,12 @@ def main() -> int:
 
     gpu = has_gpu()
     settings = settings.replace(batch_size=batch_size_for(
-        settings.batch_size, configured=bool(os.environ.get(constants.BATCH_SIZE)), gpu=gpu))
+        settings.batch_size, configured=settings.is_configured("batch_size"), gpu=gpu))
     engine = InferenceEngine(classifier, settings.top_k, settings.precision, gpu=gpu)
     engine.warm_up({1, settings.batch_size})
     worker = Worker(
         queue=WorkQueue(aws.sqs, resources.queue_url, resources.dlq_url),
-        results=ResultStore(aws.s3, resources.output_bucket),
+        results=JsonStore(aws.s3, resources.output_bucket),
         s3=aws.s3,
         engine=engine,
         settings=settings,

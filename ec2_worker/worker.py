@@ -51,12 +51,19 @@ from botocore.exceptions import ClientError
 from ec2_worker.decode import decode_image
 from ec2_worker.engine import InferenceEngine
 from ec2_worker.heartbeat import Heartbeat
-from skyclass.runtime.contracts import WorkMessage, done_result, failed_result, parse_input_key
+from skyclass.runtime.contracts import (
+    DONE,
+    FAILED,
+    WorkMessage,
+    done_result,
+    failed_result,
+    parse_input_key,
+)
 from skyclass.runtime.errors import InvalidImageError, InvalidMessageError
 from skyclass.runtime.metrics import MetricsPublisher
 from skyclass.runtime.queue import Received, WorkQueue
-from skyclass.runtime.results import ResultStore
 from skyclass.runtime.settings import Settings
+from skyclass.runtime.store import JsonStore, is_not_found
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +72,6 @@ ERROR_PAUSE_SECONDS = 5.0  # after a batch that failed as a whole (e.g. SQS unre
 HANDOFF_POLL_SECONDS = 0.2  # how often the pipeline's threads look at the stop flag
 _SQS_MAX_RECEIVE = 10
 _IO_THREADS = 8
-_GONE = ("NoSuchKey", "404", "NotFound")
 
 
 def retry_delay(receive_count: int) -> int:
@@ -115,7 +121,7 @@ class Worker:
         self,
         *,
         queue: WorkQueue,
-        results: ResultStore,
+        results: JsonStore,
         s3: Any,
         engine: InferenceEngine,
         settings: Settings,
@@ -241,7 +247,7 @@ class Worker:
         if self._metrics is not None:
             # Busy time counts each moment once, however many batches overlap in it.
             busy = settled - max(batch.received_at, self._last_settled)
-            failed = sum(1 for i in items if i.stored and i.result["status"] == "failed")
+            failed = sum(1 for i in items if i.stored and i.result["status"] == FAILED)
             retried = sum(1 for i in items if i.retry and not i.stored)
             try:
                 self._metrics.record_batch(
@@ -310,7 +316,7 @@ class Worker:
         try:
             response = self._s3.get_object(Bucket=message.bucket, Key=message.key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _GONE:
+            if is_not_found(exc):
                 raise _ObjectGone from exc
             raise
         limit = self._settings.max_image_bytes
@@ -381,7 +387,7 @@ class Worker:
                 [i.received for i in retry if retry_delay(i.received.receive_count) == delay],
                 delay,
             )
-        done = sum(1 for i in items if i.stored and i.result["status"] == "done")
+        done = sum(1 for i in items if i.stored and i.result["status"] == DONE)
         log.info("batch of %d: %d done, %d failed, %d to retry, %d released, %d unanswerable",
                  len(items), done, len(stored) - done, len(retry), len(released), left)
 

@@ -14,6 +14,13 @@ class SkyclassError(Exception):
         self.message = message
 
 
+class ConfigurationError(SkyclassError):
+    """A ``SKYCLASS_*`` setting cannot be used: the operator's to fix, so the API answers
+    500 and logs the message, which names the variable."""
+
+    code = "ConfigurationError"
+
+
 class BadRequestError(SkyclassError):
     code = "BadRequest"
 

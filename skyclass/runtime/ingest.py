@@ -28,8 +28,8 @@ from skyclass.runtime.fleet.policy import cold_start
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.names import StageResources
 from skyclass.runtime.queue import WorkQueue
-from skyclass.runtime.results import ResultStore
 from skyclass.runtime.settings import Settings
+from skyclass.runtime.store import JsonStore, is_not_found
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Ingestor:
         s3: Any,
         queue: WorkQueue,
         pool: InstancePool,
-        store: ResultStore,
+        store: JsonStore,
         resources: StageResources,
         settings: Settings,
         clock: Callable[[], float] = time.monotonic,
@@ -105,7 +105,7 @@ class Ingestor:
         try:
             head = self._s3.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if is_not_found(exc):
                 return _IGNORED  # deleted since; nothing left to classify
             raise
         message = WorkMessage(

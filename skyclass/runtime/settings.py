@@ -1,8 +1,10 @@
 """One typed settings object, read from the environment once per process.
 
 An explicit argument beats the environment variable, which beats the default:
-``Settings.from_env(max_workers=2)``. Resource names left unset are derived from the
-stage and the account (see ``skyclass.runtime.names``).
+``Settings.from_env(max_workers=2)``. Each process reads them once, where it builds its
+objects (chalice_app/wiring.py, ec2_worker/__main__.py, the CLI), and hands them on.
+Resource names left unset are derived from the stage and the account
+(``skyclass.runtime.names``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skyclass.runtime import constants as c
-from skyclass.runtime.errors import BadRequestError
+from skyclass.runtime.errors import ConfigurationError
 
 
 def _env(name: str, **extra: Any) -> dict[str, Any]:
@@ -68,45 +70,71 @@ class Settings:
     instance_type: str = field(default="c7i.large", metadata=_env(c.INSTANCE_TYPE))
     scale_period: float = field(default=60.0, metadata=_env(c.SCALE_PERIOD))
 
+    # Local mode (``skyclass up``): where the API and the emulator listen.
+    api_port: int = field(default=8000, metadata=_env(c.API_PORT))
+    aws_port: int = field(default=4566, metadata=_env(c.AWS_PORT))
+
+    # Which fields were given (by argument or variable) rather than defaulted: a worker
+    # picks its batch size for a GPU only if none was given, and a deployed stage's
+    # Lambdas get exactly the settings the operator chose.
+    configured: frozenset[str] = field(default=frozenset(), compare=False, repr=False,
+                                       metadata={"env": None})
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Raises ConfigurationError, naming the variable, for a value that cannot be
+        used: a bad setting is the operator's to fix, not the client's."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
+        for f in _setting_fields():
             if f.name in overrides and overrides[f.name] is not None:
                 values[f.name] = overrides[f.name]
                 continue
             raw = environ.get(f.metadata["env"])
             if raw not in (None, ""):
                 values[f.name] = _parse(f, raw)
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        unknown = set(overrides) - {f.name for f in _setting_fields()}
         if unknown:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
-        settings = cls(**values)
+        settings = cls(**values, configured=frozenset(values))
         settings.validate()
         return settings
 
     def validate(self) -> None:
         if not 0 <= self.min_workers <= self.max_workers:
-            raise BadRequestError(
-                f"need 0 <= min_workers ({self.min_workers}) <= max_workers ({self.max_workers})"
-            )
+            raise ConfigurationError(
+                f"need 0 <= {c.MIN_WORKERS} ({self.min_workers}) <= {c.MAX_WORKERS} "
+                f"({self.max_workers})")
         if self.top_k < 1:
-            raise BadRequestError(f"top_k must be at least 1, not {self.top_k}")
+            raise ConfigurationError(f"{c.TOP_K} must be at least 1, not {self.top_k}")
+        if self.batch_size < 1:
+            raise ConfigurationError(f"{c.BATCH_SIZE} must be at least 1, not {self.batch_size}")
         if self.precision not in ("fp32", "bf16"):
-            raise BadRequestError(f"precision must be fp32 or bf16, not {self.precision!r}")
+            raise ConfigurationError(
+                f"{c.PRECISION} must be fp32 or bf16, not {self.precision!r}")
 
-    def as_env(self) -> dict[str, str]:
-        """The settings as environment variables, to hand to a child process."""
+    def is_configured(self, name: str) -> bool:
+        """Whether field ``name`` was given rather than left at its default."""
+        return name in self.configured
+
+    def as_env(self, only_configured: bool = False) -> dict[str, str]:
+        """The settings as environment variables, to hand to a child process
+        (``only_configured``: just those given rather than defaulted)."""
         env = {}
-        for f in dataclasses.fields(self):
+        for f in _setting_fields():
             value = getattr(self, f.name)
-            if value is not None:
+            if value is not None and (not only_configured or self.is_configured(f.name)):
                 env[f.metadata["env"]] = str(value)
         return env
 
     def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``, which count as configured."""
+        return dataclasses.replace(self, **changes,
+                                   configured=self.configured | frozenset(changes))
+
+
+def _setting_fields() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(Settings) if f.metadata["env"]]
 
 
 def _parse(f: dataclasses.Field, raw: str) -> Any:
@@ -117,5 +145,5 @@ def _parse(f: dataclasses.Field, raw: str) -> Any:
         if kind.startswith("float"):
             return float(raw)
     except ValueError as exc:
-        raise BadRequestError(f"{f.metadata['env']}={raw!r} is not a number") from exc
+        raise ConfigurationError(f"{f.metadata['env']}={raw!r} is not a number") from exc
     return raw

@@ -23,7 +23,7 @@ from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.ingest import Ingestor
 from skyclass.runtime.metrics import MetricsPublisher
 from skyclass.runtime.queue import WorkQueue
-from skyclass.runtime.results import ResultStore
+from skyclass.runtime.store import JsonStore
 from tests.conftest import REPO_ROOT
 from tests.functional.test_ingest import PNG, queued, s3_notifications
 
@@ -108,7 +108,7 @@ def test_a_cold_start_ec2_refuses_still_queues_the_image(aws, stage, settings, e
         ]}]})
     stubber.add_client_error(error_on, "RequestLimitExceeded", "slow down")
     ingestor = Ingestor(aws.s3, WorkQueue(aws.sqs, r.queue_url, r.dlq_url),
-                        InstancePool(ec2, r.stage), ResultStore(aws.s3, r.output_bucket), r,
+                        InstancePool(ec2, r.stage), JsonStore(aws.s3, r.output_bucket), r,
                         settings)
     # GIVEN an image lands while EC2 refuses to start a worker
     aws.s3.put_object(Bucket=r.input_bucket, Key="incoming/cat.png", Body=PNG)

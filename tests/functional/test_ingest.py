@@ -17,7 +17,7 @@ from skyclass.runtime.contracts import WorkMessage
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.ingest import Ingestor
 from skyclass.runtime.queue import WorkQueue
-from skyclass.runtime.results import ResultStore
+from skyclass.runtime.store import JsonStore
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -60,7 +60,7 @@ def running(aws) -> list[str]:
 
 
 def result(aws, stage, key) -> dict | None:
-    return ResultStore(aws.s3, stage.resources.output_bucket).get(key)
+    return JsonStore(aws.s3, stage.resources.output_bucket).get(key)
 
 
 def test_a_job_upload_is_queued_and_a_cold_fleet_gets_one_worker(aws, stage, lambda_env):
@@ -156,7 +156,7 @@ def test_ingest_works_from_its_own_parts(aws, stage, settings):
     aws.s3.put_object(Bucket=r.input_bucket, Key="incoming/b.png", Body=PNG)
     ingestor = Ingestor(
         aws.s3, WorkQueue(aws.sqs, r.queue_url), InstancePool(aws.ec2, r.stage),
-        ResultStore(aws.s3, r.output_bucket), r, settings,
+        JsonStore(aws.s3, r.output_bucket), r, settings,
     )
 
     report = ingestor.handle_event(s3_notifications(aws, stage)[-1])
@@ -177,7 +177,7 @@ def test_a_burst_asks_ec2_once_then_trusts_the_answer_for_a_while(aws, stage, se
     clock = FakeClock()
     ingestor = Ingestor(
         aws.s3, WorkQueue(aws.sqs, r.queue_url), InstancePool(aws.ec2, r.stage),
-        ResultStore(aws.s3, r.output_bucket), r, settings, clock=clock,
+        JsonStore(aws.s3, r.output_bucket), r, settings, clock=clock,
     )
     for i in range(3):
         aws.s3.put_object(Bucket=r.input_bucket, Key=f"incoming/{i}.png", Body=PNG)

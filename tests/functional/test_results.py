@@ -1,7 +1,7 @@
-"""ResultStore: a polled job costs a GET only for new or changed results; waiting for the
+"""JsonStore: a polled job costs a GET only for new or changed results; waiting for the
 results of uploads lists before it fetches and never takes an earlier upload's result."""
 
-from skyclass.runtime.results import ResultStore
+from skyclass.runtime.store import JsonStore
 
 
 class CountingS3:
@@ -22,7 +22,7 @@ class CountingS3:
 def test_polling_reads_only_what_is_new_or_changed(aws, stage):
     bucket = stage.resources.output_bucket
     s3 = CountingS3(aws.s3)
-    store = ResultStore(s3, bucket)
+    store = JsonStore(s3, bucket)
     for i in range(3):
         store.put(f"results/job/{i}.json", {"i": i, "status": "done"})
     # WHEN a job is read twice with nothing new, then after one new and one rewritten result
@@ -39,7 +39,7 @@ def test_polling_reads_only_what_is_new_or_changed(aws, stage):
 
 
 def test_a_small_cache_still_returns_every_result(aws, stage):
-    store = ResultStore(aws.s3, stage.resources.output_bucket, cache_size=2)
+    store = JsonStore(aws.s3, stage.resources.output_bucket, cache_size=2)
     for i in range(5):
         store.put(f"results/job/{i}.json", {"i": i})
     assert [r["i"] for r in store.read_prefix("results/job/")] == [0, 1, 2, 3, 4]
@@ -64,7 +64,7 @@ class Worker:
 def test_waiting_takes_new_results_only_and_gets_only_what_the_listing_shows(aws, stage):
     # GIVEN an earlier answer for a.jpg, and three images uploaded again
     s3 = CountingS3(aws.s3)
-    store = ResultStore(s3, stage.resources.output_bucket)
+    store = JsonStore(s3, stage.resources.output_bucket)
     keys = [f"results/incoming/drop/{name}.json" for name in ("a.jpg", "b.jpg", "c.jpg",
                                                                   "d.jpg")]
     store.put(keys[0], {"name": "a.jpg", "status": "failed", "error": "the old answer"})
@@ -84,7 +84,7 @@ def test_waiting_takes_new_results_only_and_gets_only_what_the_listing_shows(aws
 
 def test_waiting_for_one_image_gets_it_instead_of_listing_its_folder(aws, stage):
     s3 = CountingS3(aws.s3)
-    store = ResultStore(s3, stage.resources.output_bucket)
+    store = JsonStore(s3, stage.resources.output_bucket)
     for i in range(3):
         store.put(f"results/incoming/{i}.json", {"i": i})
     worker = Worker(store, [("results/incoming/new.json", {"i": "new"})])

@@ -20,7 +20,7 @@ from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.fleet.scaler import Scaler
 from skyclass.runtime.metrics import MetricsPublisher
 from skyclass.runtime.queue import WorkQueue
-from skyclass.runtime.results import ResultStore
+from skyclass.runtime.store import JsonStore
 
 
 class Clock:
@@ -42,7 +42,7 @@ def clock() -> Clock:
 def parts(aws, stage, settings):
     r = stage.resources
     queue = WorkQueue(aws.sqs, r.queue_url, r.dlq_url)
-    return queue, InstancePool(aws.ec2, r.stage), ResultStore(aws.s3, r.output_bucket)
+    return queue, InstancePool(aws.ec2, r.stage), JsonStore(aws.s3, r.output_bucket)
 
 
 def enqueue(queue: WorkQueue, n: int) -> None:

@@ -19,7 +19,7 @@ from skyclass.runtime.contracts import (
     parse_input_key,
 )
 from skyclass.runtime.queue import WorkQueue
-from skyclass.runtime.results import ResultStore
+from skyclass.runtime.store import JsonStore
 from tests.conftest import REPO_ROOT
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
 
@@ -52,7 +52,7 @@ class World:
         self.settings = settings
         self.engine = engine
         self.queue = WorkQueue(aws.sqs, self.resources.queue_url, self.resources.dlq_url)
-        self.results = ResultStore(aws.s3, self.resources.output_bucket)
+        self.results = JsonStore(aws.s3, self.resources.output_bucket)
 
     def upload(self, key: str, data: bytes) -> WorkMessage:
         """Put ``data`` at ``key`` in the input bucket; the work message the S3 event

@@ -16,9 +16,9 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from skyclass.operations.cli import classify, deploy, fleet, local, redrive, web
+from skyclass.runtime.constants import API_URL
 
 # Each module registers its own subcommands (``register(subparsers)``); this one parses,
 # dispatches, and turns skyclass errors into one line and exit code 2.
@@ -54,15 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def env_default(name: str, default: Any, kind: type = str) -> Any:
-    """The value of environment variable ``name`` as ``kind``, or ``default``."""
-    raw = os.environ.get(name)
-    return kind(raw) if raw not in (None, "") else default
-
-
 def api_options() -> argparse.ArgumentParser:
     """The ``--api URL`` option, for commands that talk to the HTTP API."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--api", default=os.environ.get("SKYCLASS_API_URL", DEFAULT_API),
-                        help=f"API base URL (env SKYCLASS_API_URL, default {DEFAULT_API})")
+    parent.add_argument("--api", default=os.environ.get(API_URL) or DEFAULT_API,
+                        help=f"API base URL (env {API_URL}, default {DEFAULT_API})")
     return parent

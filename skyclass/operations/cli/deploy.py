@@ -9,20 +9,17 @@ import time
 from pathlib import Path
 
 from skyclass.operations.project import PROJECT_DIR
-from skyclass.runtime import constants as c
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from skyclass.operations.cli import env_default
-
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--stage", required=True, help="the stage, e.g. dev or prod")
     common.add_argument("--project-dir", type=Path, default=PROJECT_DIR,
                         help="the Chalice project (where app.py and .chalice/ are)")
     sizing = argparse.ArgumentParser(add_help=False)
-    sizing.add_argument("--max-workers", type=int, default=env_default(c.MAX_WORKERS, None, int),
+    sizing.add_argument("--max-workers", type=int, default=None,
                         help="worker pool size (env SKYCLASS_MAX_WORKERS, default 4)")
-    sizing.add_argument("--instance-type", default=env_default(c.INSTANCE_TYPE, None),
+    sizing.add_argument("--instance-type", default=None,
                         help="worker instance type (env SKYCLASS_INSTANCE_TYPE, "
                              "default c7i.large)")
 

@@ -1,4 +1,8 @@
-"""``skyclass up`` and ``skyclass emulator``: the local stack (skyclass/operations/local/)."""
+"""``skyclass up`` and ``skyclass emulator``: the local stack (skyclass/operations/local/).
+
+Options default to their ``SKYCLASS_*`` variables, then to the settings' defaults
+(skyclass.runtime.settings): an option given beats the variable, which beats the default.
+"""
 
 from __future__ import annotations
 
@@ -8,31 +12,34 @@ from skyclass.runtime import constants as c
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from skyclass.operations.cli import env_default
-
     up = subparsers.add_parser(
         "up", help="start the whole service locally on an embedded AWS emulator")
-    up.add_argument("--api-port", type=int, default=env_default(c.API_PORT, 8000, int))
-    up.add_argument("--aws-port", type=int, default=env_default(c.AWS_PORT, 4566, int))
-    up.add_argument("--max-workers", type=int, default=env_default(c.MAX_WORKERS, 4, int))
-    up.add_argument("--boot-delay", type=float, default=env_default(c.BOOT_DELAY, 0.0, float),
-                    help="simulated EC2 boot time in seconds")
+    up.add_argument("--api-port", type=int, help=f"the API's port (env {c.API_PORT}, 8000)")
+    up.add_argument("--aws-port", type=int, help=f"the emulator's port (env {c.AWS_PORT}, 4566)")
+    up.add_argument("--max-workers", type=int,
+                    help=f"worker instances in the pool (env {c.MAX_WORKERS})")
+    up.add_argument("--boot-delay", type=float,
+                    help=f"simulated EC2 boot time in seconds (env {c.BOOT_DELAY}, 0)")
     up.set_defaults(func=_up)
 
     emulator = subparsers.add_parser("emulator", help="run the embedded AWS emulator alone")
-    emulator.add_argument("--port", type=int, default=env_default(c.AWS_PORT, 4566, int))
+    emulator.add_argument("--port", type=int, help=f"its port (env {c.AWS_PORT}, 4566)")
     emulator.set_defaults(func=_emulator)
 
 
 def _up(args: argparse.Namespace) -> int:
     from skyclass.operations.local.stack import up
+    from skyclass.runtime.settings import Settings
 
-    return up(api_port=args.api_port, aws_port=args.aws_port,
-              max_workers=args.max_workers, boot_delay=args.boot_delay)
+    settings = Settings.from_env(api_port=args.api_port, aws_port=args.aws_port,
+                                 max_workers=args.max_workers, boot_delay=args.boot_delay)
+    return up(api_port=settings.api_port, aws_port=settings.aws_port,
+              max_workers=settings.max_workers, boot_delay=settings.boot_delay)
 
 
 def _emulator(args: argparse.Namespace) -> int:
     from skyclass.operations.local.emulator import serve
+    from skyclass.runtime.settings import Settings
 
-    serve(port=args.port)
+    serve(port=Settings.from_env(aws_port=args.port).aws_port)
     return 0

@@ -42,9 +42,8 @@ def lambda_environment(settings: Settings, resources: StageResources,
     size, and every setting the operator chose (by variable or option) over the
     default, so the Lambdas scale and validate as the operator configured."""
     env = settings.as_env()
-    defaults = Settings().as_env()
-    chosen = {name: value for name, value in env.items()
-              if defaults.get(name) != value and name not in NOT_FOR_LAMBDAS}
+    chosen = {name: value for name, value in settings.as_env(only_configured=True).items()
+              if name not in NOT_FOR_LAMBDAS}
     return {
         **chosen,
         c.STAGE: resources.stage,
@@ -104,15 +103,6 @@ def forget_stage(project_dir: Path, stage: str) -> None:
             stage_config.setdefault("lambda_functions", {})[function] = function_config
     stage_config["environment_variables"] = {c.STAGE: stage}
     config_path.write_text(json.dumps(config, indent=2) + "\n")
-
-
-def stage_environment(project_dir: Path, stage: str) -> dict[str, str]:
-    """The variables config.json gives the stage's Lambdas (global, then the stage's)."""
-    config = _read_config(project_dir / ".chalice" / "config.json")
-    return {
-        **config.get("environment_variables", {}),
-        **config.get("stages", {}).get(stage, {}).get("environment_variables", {}),
-    }
 
 
 def run_chalice(project_dir: Path, args: list[str], environment: Mapping[str, str]) -> str:

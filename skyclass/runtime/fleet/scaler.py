@@ -24,8 +24,8 @@ from skyclass.runtime.fleet.policy import Observation, Plan, decide
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.metrics import read_throughput
 from skyclass.runtime.queue import WorkQueue
-from skyclass.runtime.results import ResultStore
 from skyclass.runtime.settings import Settings
+from skyclass.runtime.store import JsonStore
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Scaler:
         self,
         queue: WorkQueue,
         pool: InstancePool,
-        store: ResultStore,
+        store: JsonStore,
         settings: Settings,
         clock: Callable[[], float],
         cloudwatch: Any = None,

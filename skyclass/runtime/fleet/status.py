@@ -16,11 +16,11 @@ from skyclass.runtime import constants as c
 from skyclass.runtime.fleet.policy import PENDING, RUNNING
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.queue import WorkQueue
-from skyclass.runtime.results import ResultStore
+from skyclass.runtime.store import JsonStore
 
 
 def fleet_status(
-    queue: WorkQueue, pool: InstancePool, store: ResultStore, now: float,
+    queue: WorkQueue, pool: InstancePool, store: JsonStore, now: float,
     boot_time: float | None = None,
 ) -> dict[str, Any]:
     """``boot_time``: mark instances younger than this ``booting`` (None: no marks)."""

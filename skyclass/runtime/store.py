@@ -1,4 +1,6 @@
-"""ResultStore: result objects in the output bucket, keyed by input key (one per image).
+"""JsonStore: the JSON documents skyclass keeps in a bucket (the output bucket): each
+image's result (keyed by its input key, so one per image), job manifests, the scaler's
+last decision and a bake's status.
 
 ``read_prefix`` reads every result under a prefix (a job's) and remembers what it read
 by ETag, so a client polling a big job from a warm Lambda costs one LIST per 1,000
@@ -21,10 +23,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-_NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+# What S3 answers for a key that does not exist (GET says NoSuchKey, HEAD a bare 404).
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
-class ResultStore:
+def is_not_found(exc: ClientError) -> bool:
+    """Whether an S3 error means the object is not there."""
+    return exc.response.get("Error", {}).get("Code") in NOT_FOUND_CODES
+
+
+class JsonStore:
     def __init__(self, s3: Any, bucket: str, cache_size: int = 50_000) -> None:
         self._s3 = s3
         self.bucket = bucket
@@ -119,7 +127,7 @@ class ResultStore:
         try:
             response = self._s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+            if is_not_found(exc):
                 return None
             raise
         return response["ETag"], json.loads(response["Body"].read())
