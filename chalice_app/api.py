@@ -13,15 +13,15 @@ from typing import Any
 
 from chalice import Blueprint, Chalice, Response
 
-from chalice_app import multipart
+from chalice_app import multipart, wiring
 from chalice_app.errors import json_errors
 from chalice_app.web import render_page
 from chalice_app.wiring import services
+from skyclass.runtime.contracts import PENDING
 from skyclass.runtime.errors import BadRequestError
 from skyclass.runtime.fleet.status import fleet_status
 from skyclass.runtime.input_policy import ALLOWED_TYPES, MAX_NAME_CHARS
-from skyclass.runtime.jobs import DONE, MAX_IMAGES_PER_JOB
-from skyclass.runtime.settings import Settings
+from skyclass.runtime.jobs import MAX_IMAGES_PER_JOB
 
 bp = Blueprint(__name__)
 
@@ -66,17 +66,20 @@ def classify() -> Response:
         name, body = multipart.first_file(body, content_type)
     else:
         name = (request.query_params or {}).get("name") or "upload"
-    status, answer = services().jobs.classify(body, name)
-    return Response(body=answer, status_code=200 if status == DONE else 202)
+    answer = services().jobs.classify(body, name)
+    if answer.result is not None:
+        return Response(body=answer.result, status_code=200)
+    return Response(body={"image_id": answer.image_id, "status_url": answer.status_url},
+                    status_code=202)
 
 
 @bp.route("/images/{image_id}", methods=["GET"])
 @json_errors
 def get_image(image_id: str) -> Response:
-    status, result = services().jobs.get_image(image_id)
-    if status == DONE:
+    result = services().jobs.get_image(image_id)
+    if result is not None:
         return Response(body=result, status_code=200)
-    return Response(body={"image_id": image_id, "status": status}, status_code=202)
+    return Response(body={"image_id": image_id, "status": PENDING}, status_code=202)
 
 
 @bp.route("/fleet", methods=["GET"])
@@ -90,7 +93,7 @@ def fleet() -> dict[str, Any]:
 @json_errors
 def index() -> Response:
     # Settings alone, not services(): serving the page makes no AWS call.
-    settings = Settings.from_env()
+    settings = wiring.lambda_settings()
     limits = {
         "max_image_bytes": settings.max_image_bytes,
         "types": list(ALLOWED_TYPES),

@@ -150,6 +150,14 @@ class Prediction:
     score: float
 
 
+# A result's status (ARCHITECTURE.md, "Result"), and what a job's view says of an image
+# that has no result yet.
+DONE = "done"
+FAILED = "failed"
+PENDING = "pending"
+RESULT_STATUSES = (DONE, FAILED)
+
+
 def done_result(
     message: WorkMessage,
     top: list[Prediction],
@@ -161,7 +169,7 @@ def done_result(
     best = top[0]
     return _result(
         message,
-        status="done",
+        status=DONE,
         label=best.label,
         score=round(float(best.score), 6),
         top=[
@@ -184,7 +192,7 @@ def failed_result(
 ) -> dict[str, Any]:
     return _result(
         message,
-        status="failed",
+        status=FAILED,
         label=None,
         score=None,
         top=[],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -21,23 +22,35 @@ from skyclass.runtime import constants as c
 from skyclass.runtime import contracts, input_policy
 from skyclass.runtime.errors import BadRequestError, ImageNotFoundError, JobNotFoundError
 from skyclass.runtime.names import StageResources
-from skyclass.runtime.results import ResultStore
 from skyclass.runtime.settings import Settings
+from skyclass.runtime.store import JsonStore
 
 # A browser can pick thousands of files; one job's manifest and reply stay small enough.
 MAX_IMAGES_PER_JOB = 1000
 _FIRST_POLL_S = 0.05
 _MAX_POLL_S = 1.0
 
-PENDING = "pending"
-DONE = "done"
+
+
+@dataclass(frozen=True)
+class Classified:
+    """What ``POST /classify`` answers: the image's result once it has one (``done`` or
+    ``failed``), else where to ask for it later."""
+
+    image_id: str
+    result: dict[str, Any] | None
+
+    @property
+    def status_url(self) -> str:
+        # Relative to the request's URL, so it resolves under API Gateway's stage prefix.
+        return f"images/{self.image_id}"
 
 
 class JobService:
     def __init__(
         self,
         s3: Any,
-        store: ResultStore,
+        store: JsonStore,
         resources: StageResources,
         settings: Settings,
         clock: Callable[[], float] = time.monotonic,
@@ -131,26 +144,27 @@ class JobService:
         }
         results = [
             found.get(image["image_id"])
-            or {"image_id": image["image_id"], "name": image["name"], "status": PENDING}
+            or {"image_id": image["image_id"], "name": image["name"],
+                "status": contracts.PENDING}
             for image in manifest["images"]
         ]
         counts = {status: sum(r["status"] == status for r in results)
-                  for status in ("done", "failed", PENDING)}
+                  for status in (*contracts.RESULT_STATUSES, contracts.PENDING)}
         return {"job_id": job_id, "total": len(results), **counts, "results": results}
 
-    def get_image(self, image_id: str) -> tuple[str, dict[str, Any] | None]:
-        """(DONE, result) once the image has a result, ``done`` or ``failed``;
-        (PENDING, None) while its job is known but the result is not there yet."""
+    def get_image(self, image_id: str) -> dict[str, Any] | None:
+        """The image's result once it has one (``done`` or ``failed``); None while its
+        job is known but the result is not there yet."""
         job_id = contracts.job_id_of_image(image_id)
         if job_id is None:
             raise ImageNotFoundError(f"no image {image_id!r}")
         result = self._store.get(_result_key(job_id, image_id))
         if result is not None:
-            return DONE, result
+            return result
         manifest = self._manifest(job_id)
         if manifest is None or image_id not in {i["image_id"] for i in manifest["images"]}:
             raise ImageNotFoundError(f"no image {image_id!r}")
-        return PENDING, None
+        return None
 
     def _manifest(self, job_id: str) -> dict[str, Any] | None:
         if not contracts.is_job_id(job_id):
@@ -159,11 +173,9 @@ class JobService:
 
     # ---- POST /classify ------------------------------------------------------------
 
-    def classify(self, body: bytes, name: str) -> tuple[str, dict[str, Any]]:
+    def classify(self, body: bytes, name: str) -> Classified:
         """Store one image as a one-image job (the S3 event queues it like any other)
-        and wait up to ``classify_timeout`` for its result: (DONE, result), or
-        (PENDING, {"image_id", "status_url"}) where status_url is relative to the
-        request's URL, so it also resolves under API Gateway's stage prefix."""
+        and wait up to ``classify_timeout`` for its result."""
         input_policy.check_name(name)
         fmt = input_policy.check_bytes(
             body[: input_policy.SNIFF_BYTES], len(body), self._settings.max_image_bytes
@@ -179,10 +191,8 @@ class JobService:
             ContentType=actual,
             Metadata={c.META_NAME: quote(name, safe="")},
         )
-        result = self._wait_for(_result_key(job_id, image["image_id"]))
-        if result is not None:
-            return DONE, result
-        return PENDING, {"image_id": image["image_id"], "status_url": f"images/{image['image_id']}"}
+        return Classified(image["image_id"],
+                          self._wait_for(_result_key(job_id, image["image_id"])))
 
     def _wait_for(self, key: str) -> dict[str, Any] | None:
         """Poll for ``key``: every 50 ms at first (a warm worker answers in well under a

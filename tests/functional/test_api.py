@@ -21,7 +21,7 @@ from chalice_app.events import on_s3_event
 from skyclass.runtime import constants as c
 from skyclass.runtime.contracts import Prediction, WorkMessage, done_result
 from skyclass.runtime.queue import WorkQueue
-from skyclass.runtime.results import ResultStore
+from skyclass.runtime.store import JsonStore
 from tests.conftest import REPO_ROOT
 from tests.functional.conftest import MAX_IMAGE_BYTES
 
@@ -45,7 +45,7 @@ class StandInWorker:
         self._aws = aws
         self._stage = stage
         self._queue = WorkQueue(aws.sqs, stage.resources.queue_url)
-        self._store = ResultStore(aws.s3, stage.resources.output_bucket)
+        self._store = JsonStore(aws.s3, stage.resources.output_bucket)
 
     def step(self) -> None:
         sqs, url = self._aws.sqs, self._stage.s3_events_queue_url
@@ -166,6 +166,18 @@ def test_a_body_that_is_not_json_is_a_bad_request(client):
     )
 
     assert_error(response, 400, "BadRequest")
+
+
+def test_a_bad_setting_is_the_operators_error_not_the_clients(client, monkeypatch, caplog):
+    # GIVEN a Lambda whose stage sets an unusable value
+    monkeypatch.setenv(c.TOP_K, "zero")
+    wiring.reset()
+    # WHEN a client asks for anything that needs the settings
+    response = client.http.get("/jobs/0123456789abcdef0123")
+    # THEN it is told 500, not 4xx, with the variable named, and the operator's log says so
+    assert_error(response, 500, "ConfigurationError")
+    assert c.TOP_K in response.json_body["Message"]
+    assert any(c.TOP_K in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
 
 
 @pytest.mark.parametrize("path", ["/jobs/0123456789abcdef0123", "/jobs/..%2Fetc"])

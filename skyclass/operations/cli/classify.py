@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from skyclass.runtime import constants as c
+from skyclass.runtime.contracts import DONE
 
 JOB_CHUNK = 500  # images per POST /jobs
 
@@ -110,7 +111,7 @@ def _classify(args: argparse.Namespace) -> int:
                       f"after {args.timeout:.0f} s", file=sys.stderr)
     text = render_results(results, top=args.top, as_json=args.json, as_csv=args.csv)
     _write(text, args.out)
-    failed = sum(r["status"] != "done" for r in results) + len(skipped)
+    failed = sum(r["status"] != DONE for r in results) + len(skipped)
     pending = len(images) - len(results)
     return 1 if failed or pending else 0
 
@@ -134,7 +135,7 @@ def render_results(results: list[dict[str, Any]], *, top: int = 1, as_json: bool
 
     table = Table("name", "label", "score", box=None, pad_edge=False)
     for r in results:
-        if r["status"] == "done":
+        if r["status"] == DONE:
             labels = ", ".join(f"{t['label']}" for t in r["top"][:top])
             table.add_row(r.get("name") or "", labels, f"{r['score']:.3f}")
         else:
@@ -161,8 +162,8 @@ def _drop(args: argparse.Namespace) -> int:
     from skyclass.runtime.aws import AwsClients
     from skyclass.runtime.contracts import result_key
     from skyclass.runtime.names import StageResources
-    from skyclass.runtime.results import ResultStore
     from skyclass.runtime.settings import Settings
+    from skyclass.runtime.store import JsonStore
 
     settings = Settings.from_env(input_bucket=args.bucket)
     aws = AwsClients(settings.region)
@@ -180,7 +181,7 @@ def _drop(args: argparse.Namespace) -> int:
         keys.append(key)
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    store = ResultStore(aws.s3, resources.output_bucket)
+    store = JsonStore(aws.s3, resources.output_bucket)
     # Results already there answer earlier uploads of the same names, not these ones.
     earlier = store.etags(result_key(key) for key in keys) if args.wait else {}
     for image, key in zip(images, keys, strict=True):
@@ -195,4 +196,4 @@ def _drop(args: argparse.Namespace) -> int:
     if waiting:
         print(f"no result yet for {len(waiting)} of {len(keys)} images after {args.timeout:g} s "
               f"(they stay queued; 'skyclass status' shows the backlog)", file=sys.stderr)
-    return 1 if waiting or skipped or any(r["status"] != "done" for r in results) else 0
+    return 1 if waiting or skipped or any(r["status"] != DONE for r in results) else 0
