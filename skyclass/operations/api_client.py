@@ -56,18 +56,14 @@ class SkyclassClient:
         return self._call("POST", "/jobs", json=body)
 
     def upload(self, upload: dict[str, Any], image: LocalImage) -> None:
-        """Send one image through its presigned upload, straight to S3."""
+        """Send one image through its presigned POST, straight to S3."""
         data = image.path.read_bytes()
-        if upload.get("method", "POST").upper() == "PUT":
-            response = self._http.put(upload["url"], data=data, timeout=self._timeout,
-                                      headers=upload.get("headers") or {})
-        else:
-            response = self._http.post(
-                upload["url"],
-                data=upload.get("fields") or {},
-                files={"file": (image.name, data, image.content_type)},
-                timeout=self._timeout,
-            )
+        response = self._http.post(
+            upload["url"],
+            data=upload.get("fields") or {},
+            files={"file": (image.name, data, image.content_type)},
+            timeout=self._timeout,
+        )
         if response.status_code >= 300:
             raise ApiError(response.status_code, "UploadFailed", response.text[:300])
 

@@ -24,8 +24,8 @@ from skyclass.operations.deploy.chalice_project import (
     forget_stage,
     refuse_local,
     run_chalice,
-    stage_environment,
 )
+from skyclass.operations.project import chalice_stage_env
 from skyclass.runtime import constants as c
 from skyclass.runtime.aws import AwsClients
 from skyclass.runtime.names import StageNames, is_tagged, stage_filter
@@ -71,7 +71,7 @@ class Teardown:
             self._report(f"no .chalice/deployed/{self._stage}.json here: no Lambdas or API "
                          "recorded for this stage in this project")
             return
-        environment = stage_environment(self._project_dir, self._stage)
+        environment = chalice_stage_env(self._project_dir, self._stage)
         run_chalice(self._project_dir, ["delete", "--stage", self._stage], environment)
         self._report("deleted the Lambdas, their roles, the API, the schedule and the "
                      "S3 subscription (chalice delete)")

@@ -19,12 +19,9 @@ are the real processes.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from skyclass.operations.local.processes import signal_group, spawn
 from skyclass.runtime import constants as c
 from skyclass.runtime.names import pool_filters
 
@@ -44,7 +42,6 @@ RESTART_DELAY = 1.0
 MAX_RESTART_DELAY = 30.0
 # A worker that ran this long before exiting was healthy: its restart pause starts over.
 HEALTHY_RUN = 60.0
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class WorkerProcess(Protocol):
@@ -224,17 +221,7 @@ class PopenWorker:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log_file:
             log_file.write(f"--- started {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-            log_file.flush()
-            self._popen = subprocess.Popen(
-                argv,
-                env=dict(env),
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent(),
-            )
+        self._popen = spawn(argv, env, cwd, log_path, append=True)
         self.pid = self._popen.pid
 
     def poll(self) -> int | None:
@@ -249,30 +236,6 @@ class PopenWorker:
 
     def _signal(self, signum: int) -> None:
         signal_group(self._popen.pid, signum)
-
-
-def die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that has Linux send the child SIGTERM when the process that
-    started it dies, so children do not outlive a supervisor killed with SIGKILL (an
-    orderly stop never relies on it). The kernel ties this to the starting *thread*:
-    start children from the main thread. Elsewhere than Linux: None (no such guard)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
-
-
-def signal_group(pid: int, signum: int) -> None:
-    """Signal the process group led by ``pid``; one that is already gone is fine."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signum)
 
 
 class LocalWorkerSpawner:

@@ -9,12 +9,11 @@ credentials and the provisioned names, so nothing in the product code knows it i
 local. Ctrl-C or SIGTERM stops workers first, then the other processes in the reverse
 order of their start, each in its own process group, SIGKILL for stragglers; on Linux
 a supervisor killed outright takes its children
-with it (``runner.die_with_parent``).
+with it (``processes.die_with_parent``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -28,15 +27,14 @@ from pathlib import Path
 from types import FrameType
 
 from skyclass.operations.local.emulator import port_is_free
+from skyclass.operations.local.processes import signal_group, spawn
 from skyclass.operations.local.runner import (
     POLL_PERIOD,
     InstanceRunner,
     LocalWorkerSpawner,
-    die_with_parent,
     pool_states,
-    signal_group,
 )
-from skyclass.operations.project import PROJECT_DIR
+from skyclass.operations.project import PROJECT_DIR, chalice_stage_env
 from skyclass.runtime import constants as c
 from skyclass.runtime.aws import AwsClients
 from skyclass.runtime.settings import Settings
@@ -76,7 +74,7 @@ def up(
         return 2
     finally:
         # A second Ctrl-C while stopping interrupts the orderly stop; the children
-        # then still go, with the supervisor (runner.die_with_parent).
+        # then still go, with the supervisor (processes.die_with_parent).
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         stack.stop()
@@ -204,17 +202,7 @@ class LocalStack:
 
     def _spawn(self, name: str, args: list[str], env: Mapping[str, str]) -> None:
         log_path = self._log_dir / f"{name}.log"
-        with log_path.open("wb") as log_file:
-            popen = subprocess.Popen(
-                [sys.executable, *args],
-                env=dict(env),
-                cwd=self._project_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent(),
-            )
+        popen = spawn([sys.executable, *args], env, self._project_dir, log_path)
         self._children.append(_Child(name, popen, log_path))
 
     def _wait_until(
@@ -246,7 +234,7 @@ class LocalStack:
 
     def _tick_runner(self) -> None:
         # In the main thread: workers are started from the thread their death-with-the-
-        # parent guard is tied to (see runner.die_with_parent).
+        # parent guard is tied to (see processes.die_with_parent).
         if self._runner is not None:
             self._runner.tick()
 
@@ -314,19 +302,6 @@ def child_env(
     """Every child's environment: the stage's configured variables, under this
     process's environment, under the settings with the provisioned names."""
     return {**config_env, **environ, **settings.as_env()}
-
-
-def chalice_stage_env(project_dir: Path, stage: str) -> dict[str, str]:
-    """The environment variables ``.chalice/config.json`` gives the stage's Lambdas
-    (global first, the stage's own over them)."""
-    path = project_dir / ".chalice" / "config.json"
-    if not path.is_file():
-        return {}
-    config = json.loads(path.read_text())
-    return {
-        **config.get("environment_variables", {}),
-        **config.get("stages", {}).get(stage, {}).get("environment_variables", {}),
-    }
 
 
 def config_conflicts(config_env: Mapping[str, str], env: Mapping[str, str]) -> list[str]:

@@ -186,7 +186,7 @@ def _put_cors(aws: AwsClients, bucket: str, origins: tuple[str, ...]) -> None:
         CORSConfiguration={
             "CORSRules": [
                 {
-                    "AllowedMethods": ["POST", "PUT"],
+                    "AllowedMethods": ["POST"],  # presigned POSTs only
                     "AllowedOrigins": list(origins),
                     "AllowedHeaders": ["*"],
                     "MaxAgeSeconds": 3600,
