@@ -84,8 +84,9 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             _allow("WriteManifests", ["s3:PutObject"], arns.objects(arns.output_bucket, jobs)),
             _allow("ReadManifestsResultsAndFleet", ["s3:GetObject"],
                    arns.objects(arns.output_bucket, jobs, results, fleet)),
-            _allow("ListResults", ["s3:ListBucket"], [f"arn:aws:s3:::{arns.output_bucket}"],
-                   {"StringLike": {"s3:prefix": [f"{results}*"]}}),
+            # Lists results; and, for a missing manifest, result or decision, S3 answers
+            # 404 only to a caller that may list the key's prefix (else 403).
+            _list("ListJobsResultsAndFleet", arns.output_bucket, jobs, results, fleet),
             _allow("QueueDepths", ["sqs:GetQueueAttributes"],
                    [arns.queue_arn(arns.queue), arns.queue_arn(arns.dlq)]),
             _see_instances(),
@@ -96,6 +97,8 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
         EVENTS_FUNCTION: [
             _allow("ReadNewImages", ["s3:GetObject"],
                    arns.objects(arns.input_bucket, jobs, incoming)),
+            # The HEAD of an input deleted since its event answers 404, not 403.
+            _list("ListNewImages", arns.input_bucket, jobs, incoming),
             _allow("FailBadImages", ["s3:PutObject"],
                    arns.objects(arns.output_bucket, results)),
             _allow("EnqueueWork", ["sqs:SendMessage"], [arns.queue_arn(arns.queue)]),
@@ -107,6 +110,8 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
                    [arns.queue_arn(arns.queue), arns.queue_arn(arns.dlq)]),
             _allow("RecordDecisions", ["s3:GetObject", "s3:PutObject"],
                    arns.objects(arns.output_bucket, fleet)),
+            # Before the first decision its key is missing: 404 (not 403) needs this.
+            _list("ListDecisions", arns.output_bucket, fleet),
             _see_instances(),
             _start_stop(arns, ["ec2:StartInstances", "ec2:StopInstances"]),
             _allow("ReadThroughput", ["cloudwatch:GetMetricData"], ["*"]),
@@ -132,6 +137,8 @@ def worker_policy(arns: StageArns) -> dict[str, Any]:
                [arns.queue_arn(arns.queue)]),
         _allow("ReadImages", ["s3:GetObject"],
                arns.objects(arns.input_bucket, c.JOBS_PREFIX, c.INCOMING_PREFIX)),
+        # An input deleted before its turn answers 404 ("gone"), not 403.
+        _list("ListImages", arns.input_bucket, c.JOBS_PREFIX, c.INCOMING_PREFIX),
         _allow("WriteResults", ["s3:PutObject"],
                arns.objects(arns.output_bucket, c.RESULTS_PREFIX)),
         _allow("PublishMetrics", ["cloudwatch:PutMetricData"], ["*"],
@@ -156,6 +163,14 @@ def tls_only_bucket_policy(bucket: str) -> dict[str, Any]:
         "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     }])
+
+
+def _list(sid: str, bucket: str, *prefixes: str) -> Statement:
+    """List ``bucket`` under ``prefixes`` only. Besides listing, this decides what S3
+    answers for a missing key: 404 to a caller that may list the key's prefix, 403 to
+    one that may not (S3 evaluates the permission with the key as ``s3:prefix``)."""
+    return _allow(sid, ["s3:ListBucket"], [f"arn:aws:s3:::{bucket}"],
+                  {"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}})
 
 
 def _see_instances() -> Statement:

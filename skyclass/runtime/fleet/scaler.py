@@ -7,6 +7,14 @@ the next tick finds the policy's state (a Lambda keeps none between invocations)
 
 An EC2 or SQS error is logged and recorded, never raised: the next tick simply tries
 again. A CloudWatch error only means the configured throughput is used this tick.
+
+Ticks may overlap: nothing reserves the function a single instance (a reservation fails
+on accounts with little Lambda concurrency; docs/deploy.md), and EventBridge delivers a
+scheduled event at least once. So a tick first claims the decision document with a
+conditional write on the version it read; of two ticks that read the same version,
+S3 lets exactly one write, and the other changes nothing. A decision that cannot be
+read or claimed (an S3 error) is logged, and the tick still decides, without the
+history: a fleet that is never stopped costs more than one that forgets its grace.
 """
 
 from __future__ import annotations
@@ -34,6 +42,18 @@ DEFAULT = "default"
 # How far back the fleet's finished images count towards the arrival rate: long enough
 # for a few of the workers' 10 s metric flushes, short enough to follow a changing stream.
 FINISHED_WINDOW = timedelta(minutes=2)
+
+
+ANOTHER_TICK = "another scaling tick is deciding; this one changed nothing"
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """The decision this tick found (empty before the first), and the ETag of its claim
+    on the document: the record replaces only that version (None: write regardless)."""
+
+    previous: dict[str, Any]
+    etag: str | None
 
 
 @dataclass(frozen=True)
@@ -66,9 +86,6 @@ class Scaler:
         self._clock = clock
         self._cloudwatch = cloudwatch
 
-    def last_decision(self) -> dict[str, Any] | None:
-        return self._store.get(c.FLEET_DECISION_KEY)
-
     def throughput(self, now: float) -> ThroughputUsed:
         default = ThroughputUsed(self._settings.worker_throughput, DEFAULT)
         if self._cloudwatch is None:
@@ -90,7 +107,11 @@ class Scaler:
 
     def run_once(self) -> Plan:
         now = self._clock()
-        previous = self.last_decision() or {}
+        claim = self._claim(now)
+        if claim is None:
+            log.info(ANOTHER_TICK)
+            return Plan(reason=ANOTHER_TICK)
+        previous = claim.previous
         last_busy_at = previous.get("last_busy_at")
         recent = [(float(e[0]), int(e[1]), int(e[2])) for e in previous.get("recent") or []
                   if len(e) == 3]
@@ -120,14 +141,36 @@ class Scaler:
         if plan.start or plan.stop:
             log.info("scaling: %s (start %s, stop %s)", plan.reason, plan.start, plan.stop)
         backlog = depths.backlog if depths else None
-        self._store.put(c.FLEET_DECISION_KEY, _record(plan, backlog, throughput, now))
+        self._record(_record(plan, backlog, throughput, now), claim)
         return plan
+
+    def _claim(self, now: float) -> _Claim | None:
+        """Take this tick (see the module's docstring); None if another tick has it."""
+        previous: dict[str, Any] = {}
+        try:
+            found = self._store.get_versioned(c.FLEET_DECISION_KEY)
+            etag, previous = found if found else (None, {})
+            claimed = self._store.replace(
+                c.FLEET_DECISION_KEY, {**previous, "tick_started_at": _iso(now)}, etag)
+        except (ClientError, BotoCoreError):
+            log.exception("could not read or claim the last decision; deciding without it")
+            return _Claim(previous, None)
+        return None if claimed is None else _Claim(previous, claimed)
+
+    def _record(self, document: dict[str, Any], claim: _Claim) -> None:
+        try:
+            if claim.etag is None:
+                self._store.put(c.FLEET_DECISION_KEY, document)
+            elif self._store.replace(c.FLEET_DECISION_KEY, document, claim.etag) is None:
+                log.warning("a later scaling tick claimed the decision; its record stands")
+        except (ClientError, BotoCoreError):
+            log.exception("could not record the decision; the next tick decides without it")
 
 
 def _record(plan: Plan, backlog: int | None, throughput: ThroughputUsed,
             now: float) -> dict[str, Any]:
     return {
-        "at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
+        "at": _iso(now),
         "backlog": backlog,
         "desired": plan.desired,
         "reason": plan.reason,
@@ -139,3 +182,7 @@ def _record(plan: Plan, backlog: int | None, throughput: ThroughputUsed,
         "last_busy_at": plan.last_busy_at,
         "recent": [list(entry) for entry in plan.recent],
     }
+
+
+def _iso(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
