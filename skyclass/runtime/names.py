@@ -99,6 +99,16 @@ def lambda_log_group(stage: str, function: str) -> str:
     return f"/aws/lambda/{lambda_function_name(stage, function)}"
 
 
+def lambda_role_name(stage: str, function: str) -> str:
+    """The role Chalice creates for a function with its own policy file."""
+    return f"{APP_NAME}-{stage}-{function}"
+
+
+def schedule_rule_name(stage: str) -> str:
+    """The EventBridge rule Chalice creates for the scaling Lambda's schedule."""
+    return f"{APP_NAME}-{stage}-{SCALE_FUNCTION}-event"
+
+
 def queue_name_of(queue_url: str) -> str:
     return queue_url.rstrip("/").rsplit("/", 1)[-1]
 

@@ -113,7 +113,12 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     ami_id = account.ec2.register_image(
         Name=f"skyclass-{STAGE}-worker-20260101T000000Z", Architecture="x86_64",
         RootDeviceName="/dev/xvda", VirtualizationType="hvm")["ImageId"]
-    account.ec2.create_tags(Resources=[ami_id], Tags=[
+    # ... tagged as the bake tags it: the image and its snapshot (the operator's policy
+    # lets teardown delete only what carries the stage's tag)
+    [image] = account.ec2.describe_images(ImageIds=[ami_id])["Images"]
+    snapshots = [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", [])
+                 if "SnapshotId" in m.get("Ebs", {})]
+    account.ec2.create_tags(Resources=[ami_id, *snapshots], Tags=[
         {"Key": "skyclass:stage", "Value": STAGE}, {"Key": "skyclass:role", "Value": "worker-ami"}])
     account.s3.create_bucket(Bucket="someone-elses-bucket")
     other = account.ec2.run_instances(
