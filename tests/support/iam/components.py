@@ -164,3 +164,21 @@ def policy_source(component: str) -> str:
     if component in OPERATOR:
         return f"operator_policy() in {where}"
     return f"lambda_policies()[{component!r}] in {where}"
+
+
+def without(component: str, action: str) -> Callable[[str, StageArns], dict[str, Any]]:
+    """skyclass's policies, but ``component``'s without ``action`` (for the tests that
+    show the check fails when a policy lacks one action)."""
+
+    def policies(who: str, arns: StageArns) -> dict[str, Any]:
+        document = generated_policy(who, arns)
+        if who != component and not (who in OPERATOR and component in OPERATOR):
+            return document
+        statements = []
+        for statement in document["Statement"]:
+            actions = [a for a in statement["Action"] if a != action]
+            if actions:
+                statements.append({**statement, "Action": actions})
+        return {**document, "Statement": statements}
+
+    return policies

@@ -48,10 +48,14 @@ from tests.support.iam.components import (
     inherit_in_threads,
     policy_of,
     policy_source,
+    without,
 )
 from tests.support.iam.evaluator import evaluate
 
 LOG_DIR_ENV = "SKYCLASS_IAM_LOG_DIR"
+# "COMPONENT:ACTION": judge against skyclass's policies less that one action (to see
+# what fails without it; tests/functional/test_iam_check.py).
+WITHOUT_ENV = "SKYCLASS_IAM_WITHOUT"
 ACCOUNT_ENV = "SKYCLASS_IAM_ACCOUNT"
 DEFAULT_ACCOUNT = "123456789012"  # moto's
 DENIED = "denied"
@@ -86,6 +90,8 @@ class Verdict:
     detail: str = ""
     # A GET/HEAD its caller may not list the prefix of: a missing key answers 403.
     masks_missing: bool = False
+    # For a GET/HEAD: the listing S3 checks before it says a key is missing.
+    listing: dict[str, Any] | None = None
     pid: int = field(default_factory=os.getpid)
     taken: bool = False  # a test that provoked it on purpose has taken it
 
@@ -192,6 +198,7 @@ class Judge:
     def __init__(self, log_dir: Path | None = None, account: str = DEFAULT_ACCOUNT,
                  enforce: bool = True) -> None:
         """``enforce``: answer a denied call as AWS would (else only record it)."""
+        without_action = os.environ.get(WITHOUT_ENV)
         self.verdicts: list[Verdict] = []
         # How many calls of each (component, service, operation) were judged.
         self.counts: dict[tuple[str, str, str], int] = {}
@@ -201,6 +208,9 @@ class Judge:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._policies: Callable[[str, Any], dict[str, Any]] | None = None
+        if without_action:
+            component, _, action = without_action.partition(":")
+            self._policies = without(component, action)
         self._last_stage: str | None = None
 
     # ---- what tests use ---------------------------------------------------------------
@@ -271,10 +281,11 @@ class Judge:
                               denied=[asdict(n) for n in denied])
             if not denied and service == "s3" and operation in ("GetObject", "HeadObject"):
                 listing = actions.listing_of_key(params["Bucket"], params["Key"])
+                verdict.listing = asdict(listing)
                 if not evaluate(policy, listing.action, listing.resource,
                                 listing.context).allowed:
                     verdict.masks_missing = True
-                    verdict.denied = [asdict(listing)]
+                    verdict.denied = [verdict.listing]
         return self._keep(verdict)
 
     def _stage_of(self, needs: list[Need]) -> Stage:
@@ -311,10 +322,17 @@ class Judge:
             rows = [[*key, n] for key, n in sorted(self.counts.items())]
             (self._log_dir / f"calls-{os.getpid()}.json").write_text(json.dumps(rows))
 
-    def missing_key_masked(self, verdict: Verdict) -> None:
-        """The emulator said 404 to a caller AWS would answer 403."""
+    def missing_key(self, verdict: Verdict) -> bool:
+        """The emulator said 404 to a GET or HEAD: AWS says so only to a caller that may
+        list the key (which then needed that permission); to another it says 403."""
+        if verdict.listing is None:
+            return False
+        if not verdict.masks_missing:
+            verdict.needs.append(verdict.listing)
+            return False
         verdict.outcome = MASKED_404
         self.log(verdict)
+        return self.enforce
 
     def log(self, verdict: Verdict) -> None:
         if self._log_dir is not None:
@@ -380,9 +398,8 @@ def _wrap_api_calls() -> None:
         try:
             return make_api_call(self, operation_name, api_params)
         except ClientError as exc:
-            if verdict is not None and verdict.masks_missing and _JUDGE.enforce and \
-                    exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
-                _JUDGE.missing_key_masked(verdict)
+            missing = exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey")
+            if verdict is not None and missing and _JUDGE.missing_key(verdict):
                 raise access_denied(self, operation_name, verdict) from None
             raise
 
