@@ -70,6 +70,23 @@ class _ChildFindings:
         return found
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many calls of each component the IAM judge saw, here and in child processes."""
+    import json
+    import shutil
+
+    counts: dict[str, int] = {}
+    rows = [[*key, n] for key, n in IAM.counts.items()]
+    for path in IAM_LOG_DIR.glob("calls-*.json"):
+        rows += json.loads(path.read_text())
+    for component, _service, _operation, n in rows:
+        counts[component] = counts.get(component, 0) + n
+    if counts:
+        terminalreporter.write_line("IAM judge: calls judged, by component: " + ", ".join(
+            f"{component} {n}" for component, n in sorted(counts.items())))
+    shutil.rmtree(IAM_LOG_DIR, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def iam_check(request: pytest.FixtureRequest) -> Iterator[Judge]:
     """Fail the test during which a component made a call its policy does not allow."""
