@@ -31,6 +31,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,6 +59,7 @@ LOG_DIR_ENV = "SKYCLASS_IAM_LOG_DIR"
 WITHOUT_ENV = "SKYCLASS_IAM_WITHOUT"
 ACCOUNT_ENV = "SKYCLASS_IAM_ACCOUNT"
 DEFAULT_ACCOUNT = "123456789012"  # moto's
+COUNTS_EVERY_S = 2.0
 DENIED = "denied"
 MASKED_404 = "404 answered as 403"
 UNMAPPED = "unmapped"
@@ -202,6 +204,7 @@ class Judge:
         self.verdicts: list[Verdict] = []
         # How many calls of each (component, service, operation) were judged.
         self.counts: dict[tuple[str, str, str], int] = {}
+        self._counts_written = 0.0
         self.enforce = enforce
         self._log_dir = log_dir
         self._account = account
@@ -314,12 +317,16 @@ class Judge:
                 + 1)
         if verdict.is_finding:
             self.log(verdict)
+        if time.monotonic() - self._counts_written > COUNTS_EVERY_S:
+            self.write_counts()  # now and then: a process ended by a signal runs no atexit
         return verdict
 
     def write_counts(self) -> None:
         """Append what this process judged to ``log_dir/calls-<pid>.json`` (at exit)."""
+        self._counts_written = time.monotonic()
         if self._log_dir is not None and self.counts:
-            rows = [[*key, n] for key, n in sorted(self.counts.items())]
+            with self._lock:
+                rows = [[*key, n] for key, n in sorted(self.counts.items())]
             (self._log_dir / f"calls-{os.getpid()}.json").write_text(json.dumps(rows))
 
     def missing_key(self, verdict: Verdict) -> bool:
