@@ -6,7 +6,10 @@
 #   ami_build/provision.sh --source . --prefix /opt/skyclass [--gpu auto|yes|no]
 #                          [--no-system] [--no-weights] [--systemd-dir DIR]
 #
-# On success it writes PREFIX/READY (the bake driver waits for it).
+# On success it writes PREFIX/READY and exits 0. The bake driver does not look for that
+# file: it waits for bake/<id>/status.json, which the builder's user data PUTs to a
+# presigned URL once this script has exited, "ready" or "failed" with the log's tail
+# (ami_build/bake.py, builder_user_data).
 set -euo pipefail
 
 source_dir=$(cd "$(dirname "$0")/.." && pwd)

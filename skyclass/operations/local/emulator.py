@@ -1,14 +1,18 @@
-"""The embedded AWS: moto's server (S3, SQS, EC2, CloudWatch, IAM, STS) on one port.
+"""The embedded AWS: moto's server on one port, for every service skyclass calls (S3,
+SQS, EC2, CloudWatch, IAM, STS, SSM, CloudWatch Logs; API Gateway and Lambda when
+``chalice deploy`` is rehearsed).
 
 Runs in the foreground until SIGINT or SIGTERM. Everything else reaches it through
 ``AWS_ENDPOINT_URL``; its state lives in memory, so each start is a fresh account.
 Known emulator gaps are worked around by callers as ARCHITECTURE.md lists them
 (lower-case S3 filter rule names, the ``s3:TestEvent`` message, S3 → Lambda through
-the local bridge). Three gaps are closed here, so that ``skyclass deploy`` can be
-rehearsed against the emulator unchanged: API Gateway's import of the API Chalice
-writes (``ApiImportCompat``), bucket policies that refuse plain HTTP
-(``count_requests_as_tls``) and instance profiles on multi-instance launches
-(``profile_every_launched_instance``). Two costs are cut: SQS receives that rescanned the
+the local bridge). Five gaps are closed here, by four patches, so that ``skyclass
+deploy`` and the fleet can be rehearsed against the emulator unchanged: API Gateway's
+import of the API Chalice writes, which moto refuses without a description and as
+Swagger 2.0 (``ApiImportCompat``, two gaps); bucket policies that refuse plain HTTP
+(``count_requests_as_tls``); instance profiles on multi-instance launches
+(``profile_every_launched_instance``); and the launch time of a restarted instance
+(``start_sets_launch_time``). Two costs are cut: SQS receives that rescanned the
 whole queue for every message (``read_queue_attributes_once``), and the lookup of the
 service a request is for, redone from the file system on every request
 (``look_up_services_once``).
