@@ -141,9 +141,10 @@ class ImageSteps:
             item.pixels = decode_image(
                 data, self._engine.classifier.input_size, self._settings.max_image_pixels)
         except InvalidImageError as exc:
-            item.timings["decode"] = _ms(self._clock() - start)
             item.outcome = self._failed(item, exc.message)
-            return
+        except Exception as exc:  # not the image's fault that we know of (e.g. memory)
+            log.exception("could not decode %s", item.message.source)
+            item.outcome = self._retry_or_give_up(item, f"could not decode the image ({exc})")
         item.timings["decode"] = _ms(self._clock() - start)
 
     def _retry_or_give_up(self, item: Item, reason: str) -> Outcome:

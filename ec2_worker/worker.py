@@ -102,8 +102,13 @@ class Worker:
         if not received:
             return None
         self._heartbeat.hold(received)
-        batch = Batch([self._steps.parse(r) for r in received], received_at=self._clock())
-        for_each(batch.pending(), self._steps.fetch_and_decode)
+        try:
+            batch = Batch([self._steps.parse(r) for r in received], received_at=self._clock())
+            for_each(batch.pending(), self._steps.fetch_and_decode)
+        except BaseException:
+            # Held messages would stay hidden for as long as this worker lives: let go.
+            self._heartbeat.let_go(received)
+            raise
         return batch
 
     def classify(self, batch: Batch) -> None:
