@@ -4,7 +4,9 @@ An explicit argument beats the environment variable, which beats the default:
 ``Settings.from_env(max_workers=2)``. Each process reads them once, where it builds its
 objects (chalice_app/wiring.py, ec2_worker/__main__.py, the CLI), and hands them on.
 Resource names left unset are derived from the stage and the account
-(``skyclass.runtime.names``).
+(``skyclass.runtime.names``). The region comes from the chain the AWS SDKs and Chalice
+use (``standard_region``), so every client, ``chalice`` itself and the resources they
+make land in one region.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def _env(name: str, **extra: Any) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Settings:
     stage: str = field(default="local", metadata=_env(c.STAGE))
-    region: str = field(default="us-east-1", metadata=_env(c.REGION))
+    # None when no region is found anywhere (AwsClients then says so plainly).
+    region: str | None = field(default=None, metadata=_env(c.REGION))
     input_bucket: str | None = field(default=None, metadata=_env(c.INPUT_BUCKET))
     output_bucket: str | None = field(default=None, metadata=_env(c.OUTPUT_BUCKET))
     queue_url: str | None = field(default=None, metadata=_env(c.QUEUE_URL))
@@ -96,7 +99,10 @@ class Settings:
         unknown = set(overrides) - {f.name for f in _setting_fields()}
         if unknown:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
-        settings = cls(**values, configured=frozenset(values))
+        configured = frozenset(values)
+        if "region" not in values:
+            values["region"] = standard_region(environ)
+        settings = cls(**values, configured=configured)
         settings.validate()
         return settings
 
@@ -131,6 +137,33 @@ class Settings:
         """A copy with ``changes``, which count as configured."""
         return dataclasses.replace(self, **changes,
                                    configured=self.configured | frozenset(changes))
+
+
+def standard_region(environ: Mapping[str, str]) -> str | None:
+    """The region as the AWS CLI, the SDKs and Chalice find it: ``AWS_REGION``, then
+    ``AWS_DEFAULT_REGION`` (the one botocore reads), then the ``region`` of the profile
+    (``AWS_PROFILE``, else ``default``) in the shared config file; None if none has one."""
+    for name in (c.REGION, c.DEFAULT_REGION):
+        if environ.get(name):
+            return environ[name]
+    return _profile_region(environ)
+
+
+def _profile_region(environ: Mapping[str, str]) -> str | None:
+    import botocore.session
+    from botocore.exceptions import ProfileNotFound
+
+    profile = environ.get(c.PROFILE) or environ.get(c.DEFAULT_PROFILE)
+    config_file = environ.get(c.CONFIG_FILE) or "~/.aws/config"
+    session = botocore.session.Session(profile=profile or "default")
+    session.set_config_variable("config_file", config_file)
+    try:
+        return session.get_scoped_config().get("region") or None
+    except ProfileNotFound as exc:
+        if not profile:
+            return None
+        raise ConfigurationError(
+            f"{c.PROFILE}={profile!r} names no profile in {config_file}") from exc
 
 
 def _setting_fields() -> list[dataclasses.Field]:

@@ -30,9 +30,11 @@ class Bootstrapped:
 
 def bootstrap(settings: Settings, aws: AwsClients, project_dir: Path) -> Bootstrapped:
     refuse_local(settings.stage)
+    # The stage lives where the clients are: the workers are told that region too.
+    settings = settings.replace(region=aws.region)
     provisioned = provision(settings, aws, aws_stage=True)
     account = aws.sts.get_caller_identity()["Account"]
-    arns = StageArns.of(provisioned.resources, settings.region, account)
+    arns = StageArns.of(provisioned.resources, aws.region, account)
     key_parameter = ensure_api_key(aws, settings.stage)
     environment = lambda_environment(settings, provisioned.resources, key_parameter)
     changed = write_stage(project_dir, settings.stage, environment, lambda_policies(arns))

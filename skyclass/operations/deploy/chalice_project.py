@@ -105,14 +105,22 @@ def forget_stage(project_dir: Path, stage: str) -> None:
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def run_chalice(project_dir: Path, args: list[str], environment: Mapping[str, str]) -> str:
+def chalice_env(environment: Mapping[str, str], region: str) -> dict[str, str]:
+    """The ``chalice`` process's environment: ours, the stage's variables, and the stage's
+    region where Chalice (botocore) looks for it, so the Lambdas, the API and the S3
+    subscription land where bootstrap put the rest, whatever the profile says."""
+    return {**os.environ, **environment, c.REGION: region, c.DEFAULT_REGION: region}
+
+
+def run_chalice(project_dir: Path, args: list[str], environment: Mapping[str, str],
+                region: str) -> str:
     """Run ``chalice ARGS`` in the project with the stage's variables exported (the S3
-    subscription is named at import time from ``SKYCLASS_INPUT_BUCKET``); returns its
-    output, or raises with the end of it."""
+    subscription is named at import time from ``SKYCLASS_INPUT_BUCKET``) in ``region``;
+    returns its output, or raises with the end of it."""
     done = subprocess.run(
         [sys.executable, "-c", "import sys; from chalice.cli import main; sys.exit(main())",
          *args],
-        cwd=project_dir, env={**os.environ, **environment},
+        cwd=project_dir, env=chalice_env(environment, region),
         capture_output=True, text=True,
     )
     output = done.stdout + done.stderr

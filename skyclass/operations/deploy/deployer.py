@@ -69,7 +69,7 @@ def deploy(settings: Settings, aws: AwsClients, project_dir: Path, report: Repor
            f"{len(p.worker_instance_ids)} worker instance(s)")
     report("chalice deploy (Lambdas, API, schedule, S3 subscription)")
     output = run_chalice(project_dir, ["deploy", "--stage", settings.stage],
-                         bootstrapped.environment)
+                         bootstrapped.environment, aws.region)
     for line in output.strip().splitlines():
         report(f"  {line}")
     url = api_url(project_dir, settings.stage)

@@ -194,7 +194,7 @@ def main() -> int:
     aws = AwsClients(settings.region)
     events_url = aws.sqs.get_queue_url(QueueName=s3_events_queue_name(settings.stage))["QueueUrl"]
     bridge = S3EventBridge(aws.sqs, events_url, on_s3_event)
-    schedule = Schedule(scale, settings.scale_period, region=settings.region)
+    schedule = Schedule(scale, settings.scale_period, region=aws.region)
 
     stop = threading.Event()
 

@@ -37,7 +37,7 @@ from skyclass.operations.local.runner import (
 from skyclass.operations.project import PROJECT_DIR, chalice_stage_env
 from skyclass.runtime import constants as c
 from skyclass.runtime.aws import AwsClients
-from skyclass.runtime.settings import Settings
+from skyclass.runtime.settings import Settings, standard_region
 
 STAGE = "local"
 
@@ -124,7 +124,8 @@ class LocalStack:
                 )
         self._log_dir.mkdir(parents=True, exist_ok=True)
         endpoint = f"http://{self._host}:{self._aws_port}"
-        aws_env = emulator_env(endpoint, region=os.environ.get(c.REGION) or "us-east-1")
+        # The emulator takes any region; the one the operator's chain names, if any.
+        aws_env = emulator_env(endpoint, region=standard_region(os.environ) or "us-east-1")
         os.environ.update(aws_env)
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)

@@ -83,7 +83,7 @@ def provision(
     input_bucket = settings.input_bucket or bucket_name(stage, "input", account)
     output_bucket = settings.output_bucket or bucket_name(stage, "output", account)
     for bucket in (input_bucket, output_bucket):
-        _ensure_bucket(aws, bucket, settings.region, tags, tls_only=aws_stage)
+        _ensure_bucket(aws, bucket, aws.region, tags, tls_only=aws_stage)
     _put_cors(aws, input_bucket, cors_origins)
     _expire_old_inputs(aws, input_bucket)
 

@@ -53,7 +53,7 @@ class WorkerLaunch:
 
 def ensure_worker_launch(aws: AwsClients, settings: Settings, resources: StageResources,
                          account: str, ami_id: str) -> WorkerLaunch:
-    profile_arn = ensure_instance_profile(aws, StageArns.of(resources, settings.region, account))
+    profile_arn = ensure_instance_profile(aws, StageArns.of(resources, aws.region, account))
     group_id = ensure_security_group(aws, settings.stage)
     template_id = ensure_launch_template(
         aws, settings, ami_id, profile_arn, group_id, worker_user_data(settings, resources))
