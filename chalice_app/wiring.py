@@ -16,8 +16,9 @@ from skyclass.runtime.aws import AwsClients
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.fleet.scaler import Scaler
 from skyclass.runtime.ingest import Ingestor
+from skyclass.runtime.ingest_failures import FailedIngestions
 from skyclass.runtime.jobs import JobService
-from skyclass.runtime.names import StageResources
+from skyclass.runtime.names import StageResources, ingest_failures_queue_name, queue_url_beside
 from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.settings import Settings
 from skyclass.runtime.store import JsonStore
@@ -34,6 +35,7 @@ class Services:
     ingestor: Ingestor
     scaler: Scaler
     aws: AwsClients
+    failed_ingestions: FailedIngestions
 
 
 @functools.cache
@@ -50,6 +52,9 @@ def services() -> Services:
     queue = WorkQueue(aws.sqs, resources.queue_url, resources.dlq_url)
     pool = InstancePool(aws.ec2, settings.stage)
     store = JsonStore(aws.s3, resources.output_bucket)
+    ingestor = Ingestor(aws.s3, queue, pool, store, resources, settings)
+    failures = WorkQueue(aws.sqs, queue_url_beside(
+        resources.queue_url, ingest_failures_queue_name(settings.stage)))
     return Services(
         settings=settings,
         resources=resources,
@@ -57,9 +62,10 @@ def services() -> Services:
         pool=pool,
         store=store,
         jobs=JobService(aws.s3, store, resources, settings),
-        ingestor=Ingestor(aws.s3, queue, pool, store, resources, settings),
+        ingestor=ingestor,
         scaler=Scaler(queue, pool, store, settings, clock=time.time, cloudwatch=aws.cloudwatch),
         aws=aws,
+        failed_ingestions=FailedIngestions(failures, ingestor, store, resources.input_bucket),
     )
 
 

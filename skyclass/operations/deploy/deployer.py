@@ -20,11 +20,18 @@ from skyclass.operations.deploy.errors import DeployError
 from skyclass.operations.waiting import Waiter
 from skyclass.runtime import constants as c
 from skyclass.runtime.aws import AwsClients
+from skyclass.runtime.names import (
+    EVENTS_FUNCTION,
+    ingest_failures_queue_name,
+    lambda_function_name,
+)
 from skyclass.runtime.settings import Settings
 
 Report = Callable[[str], None]
 # Builders for GPU workers install TensorFlow's CUDA build (instance families g*, p*).
 GPU_FAMILIES = ("g", "p")
+# Lambda's retries of a failed asynchronous invocation (its default, stated here).
+LAMBDA_ASYNC_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -72,10 +79,9 @@ def deploy(settings: Settings, aws: AwsClients, project_dir: Path, report: Repor
            f"{p.resources.output_bucket}; queue {p.resources.queue_url}; AMI {p.ami_id}; "
            f"{len(p.worker_instance_ids)} worker instance(s)")
     report("chalice deploy (Lambdas, API, schedule, S3 subscription)")
-    output = run_chalice(project_dir, ["deploy", "--stage", settings.stage],
-                         bootstrapped.environment, aws.region)
-    for line in output.strip().splitlines():
-        report(f"  {line}")
+    run_chalice(project_dir, ["deploy", "--stage", settings.stage],
+                bootstrapped.environment, aws.region, report)
+    keep_failed_s3_events(aws, settings.stage, report)
     url = api_url(project_dir, settings.stage)
     if url is None:
         raise DeployError("chalice deploy finished without recording the API's URL in "
@@ -85,3 +91,19 @@ def deploy(settings: Settings, aws: AwsClients, project_dir: Path, report: Repor
            f"aws ssm get-parameter --name {key} --with-decryption "
            f"--query Parameter.Value --output text")
     return Deployed(bootstrapped, bake, url)
+
+
+def keep_failed_s3_events(aws: AwsClients, stage: str, report: Report) -> None:
+    """Give the S3-event function its on-failure destination: the stage's ingest-failures
+    queue. S3 invokes it asynchronously; Lambda tries an event three times and, without
+    a destination, drops it (its image would stay pending for ever). Chalice's config
+    has no setting for it, so it is set after each ``chalice deploy``."""
+    queue_url = aws.sqs.get_queue_url(QueueName=ingest_failures_queue_name(stage))["QueueUrl"]
+    queue_arn = aws.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    function = lambda_function_name(stage, EVENTS_FUNCTION)
+    aws.client("lambda").put_function_event_invoke_config(
+        FunctionName=function, MaximumRetryAttempts=LAMBDA_ASYNC_RETRIES,
+        DestinationConfig={"OnFailure": {"Destination": queue_arn}})
+    report(f"{function}: S3 events that fail {LAMBDA_ASYNC_RETRIES + 1} tries go to "
+           f"{queue_arn}; the scaling tick retries them, then fails their images")

@@ -85,7 +85,7 @@ class Teardown:
             return
         environment = chalice_stage_env(self._project_dir, self._stage)
         run_chalice(self._project_dir, ["delete", "--stage", self._stage], environment,
-                    self._aws.region)
+                    self._aws.region, self._report)
         self._report("deleted the Lambdas, their roles, the API, the schedule and the "
                      "S3 subscription (chalice delete)")
 

@@ -25,8 +25,10 @@ from skyclass.runtime.names import (
     SCALE_FUNCTION,
     StageResources,
     api_key_parameter_name,
+    ingest_failures_queue_name,
     lambda_function_name,
     queue_name_of,
+    worker_log_group,
 )
 
 # The only actions granted on "*": AWS has no resource-level permissions for them.
@@ -73,6 +75,13 @@ class StageArns:
         return (f"arn:aws:logs:{self.region}:{self.account}:log-group:"
                 f"/aws/lambda/{function_name}:*")
 
+    def ingest_failures(self) -> str:
+        return self.queue_arn(ingest_failures_queue_name(self.stage))
+
+    def worker_logs(self) -> str:
+        return (f"arn:aws:logs:{self.region}:{self.account}:log-group:"
+                f"{worker_log_group(self.stage)}:*")
+
 
 def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
     """One policy document per Lambda function, keyed by Chalice's function name."""
@@ -101,6 +110,8 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             _allow("EnqueueWork", ["sqs:SendMessage"], [arns.queue_arn(arns.queue)]),
             _see_instances(),
             _start_stop(arns, ["ec2:StartInstances"]),
+            # Lambda sends the on-failure destination's records with the function's role.
+            _allow("RecordFailedInvocations", ["sqs:SendMessage"], [arns.ingest_failures()]),
         ],
         SCALE_FUNCTION: [
             _allow("QueueDepths", ["sqs:GetQueueAttributes"],
@@ -110,6 +121,19 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             _see_instances(),
             _start_stop(arns, ["ec2:StartInstances", "ec2:StopInstances"]),
             _allow("ReadThroughput", ["cloudwatch:GetMetricData"], ["*"]),
+            # Each tick retries failed S3-event invocations through the Ingestor, which
+            # needs what the S3-event function has, and fails images that stay stuck.
+            _allow("RetryFailedInvocations",
+                   ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+                   [arns.ingest_failures()]),
+            _allow("ReingestImages", ["s3:GetObject"],
+                   arns.objects(arns.input_bucket, jobs, incoming)),
+            _allow("RequeueImages", ["sqs:SendMessage"], [arns.queue_arn(arns.queue)]),
+            _allow("FailStuckImages", ["s3:GetObject", "s3:PutObject"],
+                   arns.objects(arns.output_bucket, results)),
+            # A missing result must answer 404, not 403, to the check before writing one.
+            _allow("ListResults", ["s3:ListBucket"], [f"arn:aws:s3:::{arns.output_bucket}"],
+                   {"StringLike": {"s3:prefix": [f"{results}*"]}}),
         ],
     }
     return {

@@ -36,6 +36,7 @@ from skyclass.runtime.names import (
     StageResources,
     bucket_name,
     dlq_name,
+    ingest_failures_queue_name,
     pool_filters,
     queue_name,
     s3_events_queue_name,
@@ -114,6 +115,10 @@ def provision(
         },
         tags,
     )
+
+    # S3-event invocations that failed every try wait here for the scaling tick.
+    _ensure_queue(aws, ingest_failures_queue_name(stage),
+                  {"MessageRetentionPeriod": str(14 * 24 * 3600)}, tags)
 
     events_url = None
     if s3_events_to_queue:
