@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ami_build.bake import AmiBaker, BakeResult
+from ami_build.bake import AmiBaker, BakeResult, refuse_where_nothing_boots
 from skyclass.operations.deploy.bootstrap import Bootstrapped, bootstrap
 from skyclass.operations.deploy.chalice_project import api_url, run_chalice
 from skyclass.operations.deploy.errors import DeployError
+from skyclass.operations.provision.stage import find_worker_ami
 from skyclass.operations.waiting import Waiter
 from skyclass.runtime import constants as c
 from skyclass.runtime.aws import AwsClients
@@ -45,6 +46,7 @@ def bake_ami(settings: Settings, aws: AwsClients, project_dir: Path, report: Rep
              baker: Callable[..., AmiBaker] = AmiBaker, base_ami: str | None = None,
              waiter: Waiter | None = None) -> BakeResult:
     """Bake a worker AMI for the stage and roll it into its launch template and pool."""
+    refuse_where_nothing_boots(aws.ec2.meta.endpoint_url, settings.stage)
     waiter = waiter or Waiter(report)
     first = bootstrap(settings, aws, project_dir, waiter=waiter)
     result = _bake(settings, aws, first, project_dir, baker, base_ami, waiter)
@@ -68,6 +70,9 @@ def _bake(settings: Settings, aws: AwsClients, bootstrapped: Bootstrapped, proje
 def deploy(settings: Settings, aws: AwsClients, project_dir: Path, report: Report,
            baker: Callable[..., AmiBaker] = AmiBaker, base_ami: str | None = None,
            waiter: Waiter | None = None) -> Deployed:
+    if find_worker_ami(aws, settings.stage) is None:
+        # Before anything is created: a stage that needs a bake where none can run.
+        refuse_where_nothing_boots(aws.ec2.meta.endpoint_url, settings.stage)
     waiter = waiter or Waiter(report)
     bootstrapped = bootstrap(settings, aws, project_dir, waiter=waiter)
     bake = None
