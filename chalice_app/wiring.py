@@ -9,6 +9,7 @@ Tests call ``reset()`` between emulators.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from dataclasses import dataclass
 
@@ -46,6 +47,10 @@ def lambda_settings() -> Settings:
 
 @functools.cache
 def services() -> Services:
+    # Lambda's Python runtime leaves the root logger at WARNING, and Chalice sets its
+    # app's logger ("skyclass", the parent of every skyclass.* logger) to ERROR: without
+    # this, the info lines (an image queued, a worker started) never reach CloudWatch.
+    logging.getLogger("skyclass").setLevel(logging.INFO)
     settings = lambda_settings()
     aws = AwsClients(settings.region)
     resources = StageResources.resolve(settings, aws)

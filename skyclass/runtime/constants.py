@@ -41,6 +41,7 @@ API_KEY = "SKYCLASS_API_KEY"
 # The CLI's API base URL (a client setting, not the service's).
 API_URL = "SKYCLASS_API_URL"
 API_KEY_PARAMETER = "SKYCLASS_API_KEY_PARAMETER"
+LOG_RETENTION_DAYS = "SKYCLASS_LOG_RETENTION_DAYS"
 
 # Tags (ARCHITECTURE.md, "Resource names").
 TAG_STAGE = "skyclass:stage"

@@ -20,6 +20,10 @@ from typing import Any
 from skyclass.runtime import constants as c
 from skyclass.runtime.errors import ConfigurationError
 
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy), in days.
+LOG_RETENTION_CHOICES = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
+                         1827, 2192, 2557, 2922, 3288, 3653)
+
 
 def _env(name: str, **extra: Any) -> dict[str, Any]:
     return {"env": name, **extra}
@@ -73,6 +77,9 @@ class Settings:
     instance_type: str = field(default="c7i.large", metadata=_env(c.INSTANCE_TYPE))
     scale_period: float = field(default=60.0, metadata=_env(c.SCALE_PERIOD))
 
+    # Days CloudWatch Logs keeps the stage's logs (its Lambdas' and its workers').
+    log_retention_days: int = field(default=30, metadata=_env(c.LOG_RETENTION_DAYS))
+
     # Local mode (``skyclass up``): where the API and the emulator listen.
     api_port: int = field(default=8000, metadata=_env(c.API_PORT))
     aws_port: int = field(default=4566, metadata=_env(c.AWS_PORT))
@@ -118,6 +125,10 @@ class Settings:
         if self.precision not in ("fp32", "bf16"):
             raise ConfigurationError(
                 f"{c.PRECISION} must be fp32 or bf16, not {self.precision!r}")
+        if self.log_retention_days not in LOG_RETENTION_CHOICES:
+            raise ConfigurationError(
+                f"{c.LOG_RETENTION_DAYS} must be one of CloudWatch Logs' retention periods "
+                f"{', '.join(map(str, LOG_RETENTION_CHOICES))}, not {self.log_retention_days}")
 
     def is_configured(self, name: str) -> bool:
         """Whether field ``name`` was given rather than left at its default."""

@@ -186,3 +186,30 @@ def test_bootstrap_writes_the_project_around_the_current_directory(tls_aws, tmp_
     monkeypatch.chdir(tmp_path)
     assert main(["bootstrap", "--stage", STAGE]) == 2
     assert "no skyclass project (app.py and .chalice/config.json)" in capsys.readouterr().err
+
+
+def test_the_stage_keeps_its_logs_as_long_as_it_says(tls_aws, tmp_path):
+    aws = tls_aws
+    project = chalice_project(tmp_path / "project")
+    _register_image(aws)
+    # WHEN a stage is bootstrapped to keep its logs 14 days
+    settings = Settings.from_env({"SKYCLASS_LOG_RETENTION_DAYS": "14"}, stage=STAGE,
+                                 max_workers=1)
+    bootstrap(settings, aws, project, waiter=fake_waiter(FakeClock(), []))
+    # THEN its workers' and its Lambdas' log groups keep them 14 days
+    groups = {g["logGroupName"]: g.get("retentionInDays")
+              for g in aws.client("logs").describe_log_groups()["logGroups"]}
+    assert groups == {f"/skyclass/{STAGE}/workers": 14, f"/aws/lambda/skyclass-{STAGE}": 14,
+                      f"/aws/lambda/skyclass-{STAGE}-on_s3_event": 14,
+                      f"/aws/lambda/skyclass-{STAGE}-scale": 14}
+    # AND the workers may write only their own stage's group
+    policy = aws.client("iam").get_role_policy(RoleName=f"skyclass-{STAGE}-worker",
+                                               PolicyName="skyclass-worker")["PolicyDocument"]
+    [ship] = [s for s in policy["Statement"] if s["Sid"] == "ShipLogs"]
+    assert ship["Resource"] == [f"arn:aws:logs:us-east-1:123456789012:log-group:"
+                                f"/skyclass/{STAGE}/workers:*"]
+
+
+def test_a_retention_cloudwatch_does_not_offer_is_refused_by_name():
+    with pytest.raises(Exception, match="SKYCLASS_LOG_RETENTION_DAYS must be one of"):
+        Settings.from_env({"SKYCLASS_LOG_RETENTION_DAYS": "10"})

@@ -46,6 +46,9 @@ def test_teardown_waits_while_aws_keeps_the_snapshot_in_use(tls_aws, tmp_path,  
     assert _stage_snapshots(aws) == []
     assert any("to be released by its deregistered AMI" in line for line in said)
     assert f"deregistered AMI {result.ami_id}" in said
+    # AND so is its workers' log group
+    assert aws.client("logs").describe_log_groups(
+        logGroupNamePrefix=f"/skyclass/{STAGE}/")["logGroups"] == []
 
 
 def test_a_teardown_that_gave_up_on_a_snapshot_is_finished_by_the_next(

@@ -160,6 +160,10 @@ def worker_policy(arns: StageArns) -> dict[str, Any]:
                arns.objects(arns.output_bucket, c.RESULTS_PREFIX)),
         _allow("PublishMetrics", ["cloudwatch:PutMetricData"], ["*"],
                {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}),
+        # The CloudWatch agent ships the worker's log to its instance's stream in the
+        # stage's workers group (bootstrap creates the group and sets its retention).
+        _allow("ShipLogs", ["logs:CreateLogStream", "logs:PutLogEvents",
+                            "logs:DescribeLogStreams"], [arns.worker_logs()]),
     ])
 
 

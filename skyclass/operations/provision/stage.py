@@ -32,11 +32,13 @@ from skyclass.operations.waiting import Waiter, error_code
 from skyclass.runtime import constants as c
 from skyclass.runtime.aws import AwsClients
 from skyclass.runtime.names import (
+    LAMBDA_FUNCTIONS,
     ROLE_WORKER_AMI,
     StageResources,
     bucket_name,
     dlq_name,
     ingest_failures_queue_name,
+    lambda_log_group,
     pool_filters,
     queue_name,
     s3_events_queue_name,
@@ -44,6 +46,7 @@ from skyclass.runtime.names import (
     stage_tags,
     tag_list,
     worker_ami_name,
+    worker_log_group,
     worker_tags,
 )
 from skyclass.runtime.settings import Settings
@@ -115,6 +118,14 @@ def provision(
         },
         tags,
     )
+
+    # The stage's logs, kept as long as it says: its Lambdas' (made here, before Lambda
+    # would make them to keep for ever; Chalice's log_retention_in_days misnames the API
+    # function's group) and its workers' (the CloudWatch agent's, one stream each).
+    # Locally the stack's log shipper writes into the same groups.
+    for group in (*(lambda_log_group(stage, f) for f in LAMBDA_FUNCTIONS),
+                  worker_log_group(stage)):
+        _ensure_log_group(aws, group, settings.log_retention_days, tags)
 
     # S3-event invocations that failed every try wait here for the scaling tick.
     _ensure_queue(aws, ingest_failures_queue_name(stage),
@@ -247,6 +258,20 @@ def _notify_queue(aws: AwsClients, bucket: str, queue_url: str) -> None:
             ]
         },
     )
+
+
+# ---- logs ------------------------------------------------------------------------
+
+def _ensure_log_group(aws: AwsClients, name: str, retention_days: int,
+                      tags: dict[str, str]) -> None:
+    logs = aws.client("logs")
+    try:
+        logs.create_log_group(logGroupName=name, tags=tags)
+        log.info("created log group %s", name)
+    except ClientError as exc:
+        if error_code(exc) != "ResourceAlreadyExistsException":
+            raise
+    logs.put_retention_policy(logGroupName=name, retentionInDays=retention_days)
 
 
 # ---- queues ----------------------------------------------------------------------
