@@ -18,6 +18,7 @@ from skyclass.operations.deploy.chalice_project import lambda_environment
 from skyclass.operations.deploy.deployer import bake_ami
 from skyclass.operations.deploy.errors import DeployError
 from skyclass.operations.local.emulator import count_requests_as_tls, tag_image_snapshots
+from skyclass.operations.provision.workers import NoDefaultVpcError
 from skyclass.runtime.names import StageResources, bucket_name, pool_filters
 from skyclass.runtime.settings import Settings
 from tests.functional.test_bake import Builder
@@ -213,3 +214,23 @@ def test_the_stage_keeps_its_logs_as_long_as_it_says(tls_aws, tmp_path):
 def test_a_retention_cloudwatch_does_not_offer_is_refused_by_name():
     with pytest.raises(Exception, match="SKYCLASS_LOG_RETENTION_DAYS must be one of"):
         Settings.from_env({"SKYCLASS_LOG_RETENTION_DAYS": "10"})
+
+
+def test_without_a_default_vpc_bootstrap_says_how_to_make_one(tls_aws, tmp_path):
+    aws = tls_aws
+    project = chalice_project(tmp_path / "project")
+    _register_image(aws)
+    # GIVEN an account whose default VPC was deleted
+    [vpc] = aws.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+    for subnet in aws.ec2.describe_subnets(Filters=[
+            {"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["Subnets"]:
+        aws.ec2.delete_subnet(SubnetId=subnet["SubnetId"])
+    for gateway in aws.ec2.describe_internet_gateways()["InternetGateways"]:
+        aws.ec2.detach_internet_gateway(InternetGatewayId=gateway["InternetGatewayId"],
+                                        VpcId=vpc["VpcId"])
+        aws.ec2.delete_internet_gateway(InternetGatewayId=gateway["InternetGatewayId"])
+    aws.ec2.delete_vpc(VpcId=vpc["VpcId"])
+    # WHEN the stage is bootstrapped THEN it says what is missing and how to make it
+    with pytest.raises(NoDefaultVpcError, match="aws ec2 create-default-vpc --region us-east-1"):
+        bootstrap(Settings.from_env({}, stage=STAGE, max_workers=1), aws, project,
+                  waiter=fake_waiter(FakeClock(), []))

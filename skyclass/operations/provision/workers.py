@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from skyclass.operations.provision.iam import EC2_TRUST, StageArns, worker_policy
 from skyclass.operations.waiting import error_code
 from skyclass.runtime.aws import AwsClients
+from skyclass.runtime.errors import SkyclassError
 from skyclass.runtime.names import (
     StageResources,
     launch_template_name,
@@ -44,6 +45,12 @@ ROOT_VOLUME_GIB = 30
 # EC2 tags every instance launched from a template with the template and its version.
 TEMPLATE_ID_TAG = "aws:ec2launchtemplate:id"
 TEMPLATE_VERSION_TAG = "aws:ec2launchtemplate:version"
+
+
+class NoDefaultVpcError(SkyclassError):
+    """The region has no default VPC for the workers."""
+
+    code = "NoDefaultVpc"
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,7 @@ def ensure_security_group(aws: AwsClients, stage: str) -> str:
     if found:
         group = found[0]
     else:
+        _require_default_vpc(aws)
         group_id = ec2.create_security_group(
             GroupName=name, Description=f"skyclass {stage} workers: no inbound",
             TagSpecifications=[{"ResourceType": "security-group",
@@ -135,6 +143,17 @@ def ensure_security_group(aws: AwsClients, stage: str) -> str:
         ec2.revoke_security_group_ingress(GroupId=group["GroupId"],
                                           IpPermissions=group["IpPermissions"])
     return group["GroupId"]
+
+
+def _require_default_vpc(aws: AwsClients) -> None:
+    """Workers go into the default VPC's public subnets (no NAT gateway to pay for); an
+    account can delete it, and then EC2 answers VPCIdNotSpecified deep in a launch."""
+    vpcs = aws.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+    if not vpcs:
+        raise NoDefaultVpcError(
+            f"no default VPC in {aws.region}: the workers need one (its public subnets reach "
+            "SQS and S3 without a NAT gateway). Create it with `aws ec2 create-default-vpc "
+            f"--region {aws.region}`, then run this again (docs/deploy.md, \"Default VPC\")")
 
 
 # ---- launch template --------------------------------------------------------------
