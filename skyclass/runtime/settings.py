@@ -161,20 +161,25 @@ def standard_region(environ: Mapping[str, str]) -> str | None:
 
 
 def _profile_region(environ: Mapping[str, str]) -> str | None:
-    import botocore.session
-    from botocore.exceptions import ProfileNotFound
+    # botocore's own reader of the shared files (a Session would cost ~30 ms a call).
+    from botocore.configloader import load_config
 
     profile = environ.get(c.PROFILE) or environ.get(c.DEFAULT_PROFILE)
     config_file = environ.get(c.CONFIG_FILE) or "~/.aws/config"
-    session = botocore.session.Session(profile=profile or "default")
-    session.set_config_variable("config_file", config_file)
+    profiles = _profiles(load_config, config_file)
+    if profile and profile not in profiles and profile not in _profiles(
+            load_config, environ.get(c.CREDENTIALS_FILE) or "~/.aws/credentials"):
+        raise ConfigurationError(f"{c.PROFILE}={profile!r} names no profile in {config_file}")
+    return profiles.get(profile or "default", {}).get("region") or None
+
+
+def _profiles(load_config: Any, path: str) -> dict[str, dict[str, Any]]:
+    from botocore.exceptions import ConfigNotFound
+
     try:
-        return session.get_scoped_config().get("region") or None
-    except ProfileNotFound as exc:
-        if not profile:
-            return None
-        raise ConfigurationError(
-            f"{c.PROFILE}={profile!r} names no profile in {config_file}") from exc
+        return load_config(path).get("profiles", {})
+    except ConfigNotFound:
+        return {}
 
 
 def _setting_fields() -> list[dataclasses.Field]:
