@@ -123,8 +123,7 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             _allow("ReadThroughput", ["cloudwatch:GetMetricData"], ["*"]),
             # Each tick retries failed S3-event invocations through the Ingestor, which
             # needs what the S3-event function has, and fails images that stay stuck.
-            _allow("RetryFailedInvocations",
-                   ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+            _allow("RetryFailedInvocations", ["sqs:ReceiveMessage", "sqs:DeleteMessage"],
                    [arns.ingest_failures()]),
             _allow("ReingestImages", ["s3:GetObject"],
                    arns.objects(arns.input_bucket, jobs, incoming)),
