@@ -26,12 +26,14 @@ from skyclass.runtime.names import (
     SCALE_FUNCTION,
     StageResources,
     api_key_parameter_name,
+    ingest_failures_queue_name,
     lambda_function_name,
     lambda_log_group,
     lambda_role_name,
     queue_name_of,
     s3_events_queue_name,
     schedule_rule_name,
+    worker_log_group,
     worker_role_name,
 )
 
@@ -106,6 +108,13 @@ class StageArns:
     def buckets(self) -> list[str]:
         return [f"arn:aws:s3:::{self.input_bucket}", f"arn:aws:s3:::{self.output_bucket}"]
 
+    def ingest_failures(self) -> str:
+        return self.queue_arn(ingest_failures_queue_name(self.stage))
+
+    def worker_logs(self) -> str:
+        return (f"arn:aws:logs:{self.region}:{self.account}:log-group:"
+                f"{worker_log_group(self.stage)}:*")
+
 
 def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
     """One policy document per Lambda function, keyed by Chalice's function name."""
@@ -137,17 +146,30 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             _allow("EnqueueWork", ["sqs:SendMessage"], [arns.queue_arn(arns.queue)]),
             _see_instances(),
             _start_stop(arns, ["ec2:StartInstances"]),
+            # Lambda sends the on-failure destination's records with the function's role.
+            _allow("RecordFailedInvocations", ["sqs:SendMessage"], [arns.ingest_failures()]),
         ],
         SCALE_FUNCTION: [
             _allow("QueueDepths", ["sqs:GetQueueAttributes"],
                    [arns.queue_arn(arns.queue), arns.queue_arn(arns.dlq)]),
             _allow("RecordDecisions", ["s3:GetObject", "s3:PutObject"],
                    arns.objects(arns.output_bucket, fleet)),
-            # Before the first decision its key is missing: 404 (not 403) needs this.
-            _list("ListDecisions", arns.output_bucket, fleet),
             _see_instances(),
             _start_stop(arns, ["ec2:StartInstances", "ec2:StopInstances"]),
             _allow("ReadThroughput", ["cloudwatch:GetMetricData"], ["*"]),
+            # Each tick retries failed S3-event invocations through the Ingestor, which
+            # needs what the S3-event function has, and fails images that stay stuck.
+            _allow("RetryFailedInvocations", ["sqs:ReceiveMessage", "sqs:DeleteMessage"],
+                   [arns.ingest_failures()]),
+            _allow("ReingestImages", ["s3:GetObject"],
+                   arns.objects(arns.input_bucket, jobs, incoming)),
+            _allow("RequeueImages", ["sqs:SendMessage"], [arns.queue_arn(arns.queue)]),
+            _allow("FailStuckImages", ["s3:GetObject", "s3:PutObject"],
+                   arns.objects(arns.output_bucket, results)),
+            # Missing keys must answer 404, not 403: the decision before the first tick,
+            # a result not written yet, an input deleted before it was retried.
+            _list("ListDecisionsAndResults", arns.output_bucket, fleet, results),
+            _list("ListRetriedImages", arns.input_bucket, jobs, incoming),
         ],
     }
     return {
@@ -176,6 +198,10 @@ def worker_policy(arns: StageArns) -> dict[str, Any]:
                arns.objects(arns.output_bucket, c.RESULTS_PREFIX)),
         _allow("PublishMetrics", ["cloudwatch:PutMetricData"], ["*"],
                {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}),
+        # The CloudWatch agent ships the worker's log to its instance's stream in the
+        # stage's workers group (bootstrap creates the group and sets its retention).
+        _allow("ShipLogs", ["logs:CreateLogStream", "logs:PutLogEvents",
+                            "logs:DescribeLogStreams"], [arns.worker_logs()]),
     ])
 
 

@@ -4,11 +4,13 @@ On AWS each component runs with its own role: the three Lambda functions, the wo
 instances, and the operator who runs bootstrap, deploy, bake and teardown (and, inside
 deploy and teardown, ``chalice deploy``/``chalice delete``). Here they share processes
 (the functional tier runs everything in pytest's; the local stack's Lambda host runs
-two functions), so a call is attributed by the code that makes it: the innermost frame
-of the calling stack that belongs to a component's module decides. A frame of the tests
-themselves or of the local stack's stand-ins for AWS services (the S3-event bridge, the
-instance runner) met first means the call is not a component's, and it is not judged:
-the test that seeds a result, or plays the AMI builder, is not the product. Threads
+two functions), so a call is attributed by the code that makes it: the outermost frame
+of the calling stack that belongs to a component's module decides (the scaling function
+that retries an S3 event through the ingest code is still the scaling function),
+counting only frames inside the first frame of the tests or of a local stand-in for an
+AWS service (the S3-event bridge, the Lambda host, the instance runner). A call with no
+component frame there is not a component's and is not judged: the test that seeds a
+result, or plays the AMI builder, is not the product. Threads
 started through a ThreadPoolExecutor inherit the submitter's component
 (``inherit_in_threads``), so a Lambda's parallel reads stay its own.
 
@@ -83,18 +85,19 @@ _inherited = threading.local()
 def component_of_stack(frame: Any = None) -> str | None:
     """The component whose code made the call now on the stack, or None."""
     frame = frame or sys._getframe(1)
+    found = None
     while frame is not None:
         filename = frame.f_code.co_filename
         if not filename.startswith(_SKIPPED):
+            if filename.startswith(NOT_A_COMPONENT):
+                break
             for marker, component in MARKERS:
                 if filename.startswith(marker):
-                    return component
+                    found = component
             if any(marker in filename for marker in CHALICE_MARKERS):
-                return CHALICE
-            if filename.startswith(NOT_A_COMPONENT):
-                return None
+                found = CHALICE
         frame = frame.f_back
-    return getattr(_inherited, "component", None)
+    return found or getattr(_inherited, "component", None)
 
 
 def inherit_in_threads() -> None:
