@@ -10,7 +10,6 @@ good and a vanished image, and the operator's bake-ami and teardown."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from app import app
 from chalice_app import wiring
 from skyclass.operations.deploy.deployer import bake_ami
 from skyclass.operations.deploy.teardown import Teardown
-from skyclass.operations.local.emulator import count_requests_as_tls
+from skyclass.operations.local.emulator import count_requests_as_tls, tag_image_snapshots
 from skyclass.operations.provision.iam import lambda_policies, operator_policy, worker_policy
 from skyclass.runtime import constants as c
 from skyclass.runtime import contracts
@@ -37,35 +36,51 @@ from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.settings import Settings
 from skyclass.runtime.store import JsonStore
 from tests.conftest import REPO_ROOT
-from tests.functional.test_bake import _builder
+from tests.functional.test_bake import Builder
 from tests.functional.test_ingest import deliver
 from tests.support.chalice_project import chalice_project
 from tests.support.iam.components import Stage, without
 from tests.support.iam.judge import LOG_DIR_ENV, WITHOUT_ENV, Judge
+from tests.support.lagging import FakeClock, fake_waiter
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 API_KEY = "the-stages-key"
 ARNS = Stage("dev", "us-east-1", "123456789012").arns()
-# Granted, but not used by the code these flows run, each for a reason.
+OPERATOR = "operator"
+# Granted, but not used by the code these flows run: (component, action), each for a
+# reason ("operator" stands for bootstrap, deploy, bake and teardown, one policy).
 NOT_IN_THESE_FLOWS = {
-    # The Lambda runtime, not skyclass's code, writes a function's logs.
-    "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-    # Chalice's deploy and delete, and teardown's chalice part: tests/e2e/test_deploy.py.
-    *(a for s in operator_policy(ARNS)["Statement"] for a in s["Action"]
+    # The Lambda runtime, not skyclass's code, writes a function's logs; the CloudWatch
+    # agent the workers' (ami_build/start-log-agent).
+    *((f, a) for f in ("api_handler", "on_s3_event", "scale", "worker")
+      for a in ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")),
+    # Chalice's deploy and delete, teardown's chalice part and the S3-event function's
+    # failure destination: tests/e2e/test_deploy.py.
+    *((OPERATOR, a) for s in operator_policy(ARNS)["Statement"] for a in s["Action"]
       if a.split(":")[0] in ("lambda", "events", "apigateway")),
-    "iam:GetRole", "s3:GetBucketNotification", "s3:PutBucketNotification",
-    # Teardown's chalice part; and what a bootstrap of a stage that has its worker launch
-    # already does (tests/e2e/test_deploy.py deploys twice).
-    "logs:DeleteLogGroup", "ec2:ModifyLaunchTemplate", "ec2:CreateLaunchTemplateVersion",
-    "ec2:DescribeLaunchTemplateVersions", "iam:GetInstanceProfile",
-    "ec2:RevokeSecurityGroupIngress", "sqs:SetQueueAttributes", "ec2:StartInstances",
+    (OPERATOR, "iam:GetRole"), (OPERATOR, "s3:GetBucketNotification"),
+    (OPERATOR, "s3:PutBucketNotification"),
+    # What a bootstrap of a stage whose worker launch exists already does, and teardown's
+    # search for snapshots by tag (tests/functional/test_deploy.py, test_teardown.py).
+    (OPERATOR, "ec2:ModifyLaunchTemplate"), (OPERATOR, "ec2:CreateLaunchTemplateVersion"),
+    (OPERATOR, "ec2:DescribeLaunchTemplateVersions"), (OPERATOR, "iam:GetInstanceProfile"),
+    (OPERATOR, "ec2:RevokeSecurityGroupIngress"), (OPERATOR, "sqs:SetQueueAttributes"),
+    (OPERATOR, "ec2:StartInstances"), (OPERATOR, "ec2:DescribeSnapshots"),
     # moto in-process lists an unversioned object without a version id; AWS (and the
     # emulator server) give "null", and teardown then deletes that version.
-    "s3:DeleteObjectVersion",
+    (OPERATOR, "s3:DeleteObjectVersion"),
     # The worker's retry paths (tests/functional/test_worker.py, test_redrive.py).
-    "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
-    # The builder's presigned PUT is the operator's s3:PutObject; its GET too.
+    ("worker", "sqs:ChangeMessageVisibility"), ("worker", "sqs:GetQueueAttributes"),
+    # The S3-event function's failure destination is written by Lambda with its role,
+    # and the scaler's retries of failed S3 events (tests/functional/test_ingest_failures.py).
+    ("on_s3_event", "sqs:SendMessage"),
+    *(("scale", a) for a in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage")),
 }
+
+
+def unused(component: str, granted: set[str], used: set[str]) -> set[str]:
+    return {a for a in granted - used if (component, a) not in NOT_IN_THESE_FLOWS}
+
 
 
 # ---- the flows -------------------------------------------------------------------------
@@ -115,44 +130,11 @@ def operator_flow(aws, tmp_path) -> None:
     """bake-ami (bootstrap, bake, bootstrap again), then teardown."""
     settings = Settings.from_env({}, stage="dev", max_workers=2)
     account = aws.sts.get_caller_identity()["Account"]
-    baker = functools.partial(
-        TaggingSnapshots, sleep=_builder(aws, bucket_name("dev", "output", account), "ready"),
-        poll_interval=0)
+    builder = Builder(aws, bucket_name("dev", "output", account), "ready")
     project = chalice_project(tmp_path / "project")
-    bake_ami(settings, aws, project, lambda line: None, baker=baker)
-    Teardown(settings, aws, project, lambda line: None, sleep=lambda s: None).run()
-
-
-def _taggings_snapshots():
-    from ami_build.bake import AmiBaker
-
-    class TaggingSnapshotsBaker(AmiBaker):
-        """The bake as the operator's policy needs it: the new image's snapshot carries
-        the stage's tag too (teardown may delete only what does). The stand-in tags it
-        after the bake, unjudged, until ami_build/bake.py tags image and snapshot in
-        CreateImage itself (issue 13, the bake's tagging)."""
-
-        def bake(self, *args, **kwargs):
-            result = super().bake(*args, **kwargs)
-            ec2 = self._aws.ec2
-            [image] = ec2.describe_images(ImageIds=[result.ami_id])["Images"]
-            snapshots = [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", [])
-                         if "SnapshotId" in m.get("Ebs", {})]
-            if snapshots:
-                _tag_unjudged(ec2, snapshots, self._resources.stage)
-            return result
-
-    return TaggingSnapshotsBaker
-
-
-def _tag_unjudged(ec2, resources, stage) -> None:
-    from tests.conftest import IAM
-
-    with IAM.unjudged():
-        ec2.create_tags(Resources=resources, Tags=[{"Key": c.TAG_STAGE, "Value": stage}])
-
-
-TaggingSnapshots = _taggings_snapshots()
+    bake_ami(settings, aws, project, lambda line: None, waiter=builder.waiter([]))
+    Teardown(settings, aws, project, lambda line: None,
+             waiter=fake_waiter(FakeClock(), [])).run()
 
 
 @pytest.fixture
@@ -170,8 +152,11 @@ def api_env(lambda_env, aws, monkeypatch):
 
 @pytest.fixture
 def tls_aws(aws, monkeypatch):
+    """The emulator as `skyclass emulator` runs it: requests count as TLS, and an image's
+    snapshot gets CreateImage's tags (teardown may delete only what carries them)."""
     monkeypatch.setattr(FakeBucket, "get_permission", FakeBucket.get_permission)
     count_requests_as_tls()
+    tag_image_snapshots(monkeypatch.setattr)
     return aws
 
 
@@ -203,16 +188,17 @@ def test_each_lambda_uses_exactly_what_its_policy_grants(api_env, stage, setting
     # needed by one of them (nothing granted for nothing)
     for function, document in policies.items():
         assert used.get(function), f"no call of {function} was judged"
-        assert _granted(document) - used[function] - NOT_IN_THESE_FLOWS == set(), function
+        assert unused(function, _granted(document), used[function]) == set(), function
 
 
 def test_the_operator_policy_covers_bake_ami_and_teardown(tls_aws, tmp_path, iam_check):
     mark = iam_check.mark()
     operator_flow(tls_aws, tmp_path)
     used = _used(iam_check, mark)
-    assert {"bootstrap", "bake", "teardown"} <= set(used)
+    # (bake-ami's bootstrap and bake are deploy's: the outermost component on the stack)
+    assert {"deploy", "teardown"} <= set(used) <= {"deploy", "bootstrap", "bake", "teardown"}
     everything = set().union(*used.values())
-    assert _granted(operator_policy(ARNS)) - everything - NOT_IN_THESE_FLOWS == set()
+    assert unused(OPERATOR, _granted(operator_policy(ARNS)), everything) == set()
 
 
 @pytest.mark.slow
@@ -242,7 +228,7 @@ def test_the_worker_uses_exactly_what_its_policy_grants(stage, settings, aws, ti
     gone = JsonStore(aws.s3, r.output_bucket).get("results/incoming/gone.png.json")
     assert gone["error"] == "the uploaded object is gone"
     used = _used(iam_check, mark)["worker"]
-    assert _granted(worker_policy(ARNS)) - used - NOT_IN_THESE_FLOWS == set()
+    assert unused("worker", _granted(worker_policy(ARNS)), used) == set()
 
 
 @pytest.mark.parametrize("component, action, flow", [
@@ -252,8 +238,9 @@ def test_the_worker_uses_exactly_what_its_policy_grants(stage, settings, aws, ti
     ("on_s3_event", "s3:ListBucket", "ingest"),
     ("scale", "s3:ListBucket", "scale"),
     ("scale", "ec2:StopInstances", "scale"),
-    ("bootstrap", "iam:PassRole", "operator"),
-    ("bake", "ec2:CreateImage", "operator"),
+    ("deploy", "iam:PassRole", "operator"),
+    ("deploy", "ec2:CreateImage", "operator"),
+    ("deploy", "logs:PutRetentionPolicy", "operator"),
     ("teardown", "s3:DeleteBucket", "operator"),
 ])
 def test_a_policy_without_one_action_it_needs_is_caught(

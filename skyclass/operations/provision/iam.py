@@ -41,7 +41,8 @@ from skyclass.runtime.names import (
 UNSCOPABLE_ACTIONS = frozenset(
     {"ec2:DescribeInstances", "cloudwatch:GetMetricData", "cloudwatch:PutMetricData",
      "ec2:DescribeImages", "ec2:DescribeLaunchTemplates",
-     "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeSecurityGroups"}
+     "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeSecurityGroups",
+     "ec2:DescribeSnapshots", "ec2:DescribeVpcs"}
 )
 # The AMI bake's base image: Amazon's public parameter (ami_build/bake.py).
 BASE_IMAGE_PARAMETERS = "/aws/service/ami-amazon-linux-latest/*"
@@ -220,7 +221,9 @@ def operator_policy(arns: StageArns) -> dict[str, Any]:
     tagged = {"StringEquals": {f"aws:RequestTag/{c.TAG_STAGE}": stage}}
     owned = {"StringEquals": {f"aws:ResourceTag/{c.TAG_STAGE}": stage}}
     queues = [arns.queue_arn(arns.queue), arns.queue_arn(arns.dlq),
-              arns.queue_arn(s3_events_queue_name(stage))]
+              arns.queue_arn(s3_events_queue_name(stage)), arns.ingest_failures()]
+    log_groups = [*(lambda_log_group(stage, f) for f in LAMBDA_FUNCTIONS),
+                  worker_log_group(stage)]
     worker_role = worker_role_name(stage)
     functions = [arns.function(lambda_function_name(stage, f)) for f in LAMBDA_FUNCTIONS]
     return _document([
@@ -244,7 +247,8 @@ def operator_policy(arns: StageArns) -> dict[str, Any]:
         # EC2: describes take no resource.
         _allow("SeeEc2",
                ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeLaunchTemplates",
-                "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeSecurityGroups"], ["*"]),
+                "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeSecurityGroups",
+                "ec2:DescribeSnapshots", "ec2:DescribeVpcs"], ["*"]),
         # EC2: what is created must carry the stage's tag, set in the creating call.
         _allow("LaunchOnlyTaggedInstances", ["ec2:RunInstances"], [arns.ec2("instance")],
                tagged),
@@ -303,6 +307,8 @@ def operator_policy(arns: StageArns) -> dict[str, Any]:
                 "lambda:GetPolicy", "lambda:ListTags", "lambda:TagResource",
                 "lambda:UntagResource", "lambda:PutFunctionConcurrency",
                 "lambda:DeleteFunctionConcurrency"], functions),
+        _allow("KeepFailedS3Events", ["lambda:PutFunctionEventInvokeConfig"],
+               [arns.function(lambda_function_name(stage, EVENTS_FUNCTION))]),
         _allow("ScalingSchedule",
                ["events:PutRule", "events:DescribeRule", "events:PutTargets",
                 "events:ListTargetsByRule", "events:RemoveTargets", "events:DeleteRule"],
@@ -318,8 +324,11 @@ def operator_policy(arns: StageArns) -> dict[str, Any]:
                 "ssm:DeleteParameter"], [arns.parameter(api_key_parameter_name(stage))]),
         _allow("BaseImage", ["ssm:GetParameter"],
                [f"arn:aws:ssm:{region}::parameter{BASE_IMAGE_PARAMETERS}"]),
-        _allow("LambdaLogGroups", ["logs:DeleteLogGroup"],
-               [arns.log_group_named(lambda_log_group(stage, f)) for f in LAMBDA_FUNCTIONS]),
+        # The Lambdas' and the workers' log groups, made with the stage's retention.
+        _allow("StageLogGroups",
+               ["logs:CreateLogGroup", "logs:TagResource", "logs:PutRetentionPolicy",
+                "logs:DeleteLogGroup"],
+               [arns.log_group_named(name) for name in log_groups]),
     ])
 
 

@@ -73,7 +73,13 @@ _STAGE_PATTERNS = [re.compile(p) for p in (
     r"^arn:aws:s3:::skyclass-(?P<stage>.+)-(?:input|output)-\d{12}(?:/|$)",
     r"^arn:aws:sqs:[^:]*:\d*:skyclass-(?P<stage>.+?)-(?:work|work-dlq|s3-events)$",
     r"^arn:aws:ssm:[^:]*:\d*:parameter/skyclass/(?P<stage>[^/]+)/",
-    r"^arn:aws:iam::\d*:(?:role|instance-profile)/skyclass-(?P<stage>.+)-worker$",
+    r"^arn:aws:iam::\d*:(?:role|instance-profile)/skyclass-(?P<stage>.+)"
+    r"-(?:worker|api_handler|on_s3_event|scale)$",
+    r"^arn:aws:logs:[^:]*:\d*:log-group:/aws/lambda/skyclass-(?P<stage>.+?)"
+    r"(?:-on_s3_event|-scale)?(?::\*)?$",
+    r"^arn:aws:logs:[^:]*:\d*:log-group:/skyclass/(?P<stage>[^/]+)/",
+    r"^arn:aws:lambda:[^:]*:\d*:function:skyclass-(?P<stage>.+?)(?:-on_s3_event|-scale)?$",
+    r"^arn:aws:events:[^:]*:\d*:rule/skyclass-(?P<stage>.+)-scale-event$",
 )]
 _STAGE_TAG = "skyclass:stage"
 
