@@ -166,9 +166,9 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     # lets teardown delete only what carries the stage's tag)
     [image] = _until(lambda: account.ec2.describe_images(ImageIds=[ami_id])["Images"],
                      "the new image")
-    snapshots = [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", [])
-                 if "SnapshotId" in m.get("Ebs", {})]
-    _until(lambda: account.ec2.create_tags(Resources=[ami_id, *snapshots], Tags=[
+    its_snapshots = [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", [])
+                     if "SnapshotId" in m.get("Ebs", {})]
+    _until(lambda: account.ec2.create_tags(Resources=[ami_id, *its_snapshots], Tags=[
         {"Key": "skyclass:stage", "Value": STAGE},
         {"Key": "skyclass:role", "Value": "worker-ami"}]), "tags on the new image")
     account.s3.create_bucket(Bucket="someone-elses-bucket",
