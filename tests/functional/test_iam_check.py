@@ -53,7 +53,8 @@ NOT_IN_THESE_FLOWS = {
     # The Lambda runtime, not skyclass's code, writes a function's logs; the CloudWatch
     # agent the workers' (ami_build/start-log-agent).
     *((f, a) for f in ("api_handler", "on_s3_event", "scale", "worker")
-      for a in ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")),
+      for a in ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+                "logs:DescribeLogStreams")),
     # Chalice's deploy and delete, teardown's chalice part and the S3-event function's
     # failure destination: tests/e2e/test_deploy.py.
     *((OPERATOR, a) for s in operator_policy(ARNS)["Statement"] for a in s["Action"]
