@@ -47,7 +47,7 @@ from ec2_worker.model import (  # noqa: E402
     custom_classifier,
     resnet50_classifier,
 )
-from tests.support.tiny_model import (  # noqa: E402
+from testbed.tiny_model import (  # noqa: E402
     CLASSES,
     HELD_OUT_SEED,
     INPUT_SIZE,

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from bench.support import TINY_MODEL_CACHE, model_env, running_stack
-from tests.support.stack_process import SKYCLASS
-from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes, train_tiny_model
+from testbed.stack_process import SKYCLASS
+from testbed.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes, train_tiny_model
 
 
 def main() -> None:

@@ -44,8 +44,8 @@ import numpy as np  # noqa: E402
 from bench.engine import plain_function  # noqa: E402
 from bench.support import model_env, randomise_constant_weights, running_stack  # noqa: E402
 from ec2_worker.engine import BF16, as_mixed_bfloat16  # noqa: E402
-from tests.support.stack_process import REPO_ROOT  # noqa: E402
-from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, make_image  # noqa: E402
+from testbed.stack_process import REPO_ROOT  # noqa: E402
+from testbed.tiny_model import CLASSES, HELD_OUT_SEED, make_image  # noqa: E402
 
 TIMING_MODEL = REPO_ROOT / ".skyclass" / "bench" / "resnet50_timing_only_v2"
 PREFIX = "incoming/bench-drain/"

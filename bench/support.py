@@ -16,7 +16,7 @@ import boto3
 import psutil
 
 from skyclass.runtime.names import queue_name
-from tests.support.stack_process import REPO_ROOT, StackProcess, start_stack
+from testbed.stack_process import REPO_ROOT, StackProcess, start_stack
 
 READY_TIMEOUT = 180.0
 # Where the benchmarks keep the tests' tiny model between runs (trained once).

@@ -23,8 +23,6 @@ os.environ.update(
     AWS_REGION="us-east-1",
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 # The IAM judge (tests/support/iam/judge.py): every AWS call a component makes, in this
 # process and in every process the tests start (the folder below on PYTHONPATH loads
 # it there), is judged against the policy skyclass generates for that component and
@@ -32,6 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # answered 403, fails with what to add (``iam_check``). SKYCLASS_IAM_ENFORCE=0 records
 # without refusing.
 from tests.support.iam.judge import LOG_DIR_ENV, Judge, install  # noqa: E402
+from tests.support.paths import REPO_ROOT  # noqa: E402
 
 IAM_LOG_DIR = Path(tempfile.mkdtemp(prefix="skyclass-iam-"))
 os.environ[LOG_DIR_ENV] = str(IAM_LOG_DIR)
@@ -137,17 +136,31 @@ def output_dir(request) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
-    """A small CNN trained once per session on generated shapes (tests/support/tiny_model.py)."""
-    from tests.support.tiny_model import train_tiny_model
+    """A small CNN trained once per session on generated pictures (testbed/tiny_model.py)."""
+    from testbed.tiny_model import train_tiny_model
 
     return train_tiny_model(tmp_path_factory.mktemp("tiny_model"))
 
 
 @pytest.fixture(scope="session")
 def local_stack(tiny_model, tmp_path_factory):
-    """The real local stack (``skyclass up`` as processes, tests/e2e/conftest.py), started
-    once per session and shared by the e2e and browser tiers."""
-    from tests.e2e.conftest import running_stack
+    """The real local stack (``skyclass up`` as processes, tests/support/stack.py),
+    started once per session and shared by the e2e and browser tiers."""
+    from tests.support.stack import IDLE_GRACE, VISIBILITY_TIMEOUT, running_stack, tiny_model_env
 
-    with running_stack(tiny_model, tmp_path_factory.mktemp("skyclass-local")) as stack:
+    env = {**tiny_model_env(tiny_model), "SKYCLASS_IDLE_GRACE": IDLE_GRACE,
+           "SKYCLASS_VISIBILITY_TIMEOUT": VISIBILITY_TIMEOUT}
+    with running_stack(tmp_path_factory.mktemp("skyclass-local"), env, max_workers=2,
+                       boot_delay=0.5) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def keyed_stack(tiny_model, tmp_path_factory):
+    """A second local stack, one whose API wants a key (``STACK_API_KEY``), shared by
+    the page's and the CLI's tests of the key."""
+    from tests.support.stack import STACK_API_KEY, running_stack, tiny_model_env
+
+    env = {**tiny_model_env(tiny_model), "SKYCLASS_API_KEY": STACK_API_KEY}
+    with running_stack(tmp_path_factory.mktemp("keyed-stack"), env, max_workers=1) as stack:
         yield stack

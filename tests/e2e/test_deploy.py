@@ -16,20 +16,18 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from skyclass.operations.provision.iam import StageArns, lambda_policies
-from skyclass.runtime.names import StageResources
+from testbed.waiting import eventually
 from tests.support.chalice_project import chalice_project
+from tests.support.iam.evaluator import evaluate
+from tests.support.processes import emulator_process
 
 pytestmark = pytest.mark.e2e
 
@@ -45,25 +43,8 @@ WAIT_SCALE = "0.02"
 
 @pytest.fixture
 def emulator():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "skyclass.operations.local.emulator", "--port", str(port),
-         "--eventual-consistency", str(LAG)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "the emulator did not start"
-            time.sleep(0.2)
-    yield endpoint
-    process.send_signal(signal.SIGTERM)
-    process.wait(10)
+    with emulator_process("--eventual-consistency", str(LAG)) as started:
+        yield started.endpoint
 
 
 class Account:
@@ -131,20 +112,36 @@ def _skyclass(endpoint: str, env: dict[str, str], *args: str,
 
 def _until(check, what: str, timeout: float = 30.0):
     """Retry ``check`` as a person would while the emulator catches up."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            answer = check()
-            if answer:
-                return answer
-        except ClientError:
-            pass
-        assert time.monotonic() < deadline, f"{what} within {timeout:g} s"
-        time.sleep(0.2)
+    return eventually(check, timeout, what, period=0.2, ignoring=(ClientError,))
 
 
 def _tags(items) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in items}
+
+
+def _instance(account: Account, instance: dict) -> tuple[str, dict[str, str]]:
+    """An instance's ARN, and its tags as the condition keys IAM evaluates."""
+    arn = f"arn:aws:ec2:{REGION}:{account.sts.get_caller_identity()['Account']}:instance/" \
+          f"{instance['InstanceId']}"
+    return arn, {f"aws:ResourceTag/{k}": v for k, v in _tags(instance.get("Tags", [])).items()}
+
+
+def _deployed_permissions(account: Account):
+    """``may(role, action, resource, context)``: whether the stage's deployed role (a
+    Lambda function's by its Chalice name, or ``worker``) is allowed it, by its inline
+    policy as IAM holds it (tests/support/iam/evaluator.py)."""
+    def document(role: str) -> dict:
+        name = f"skyclass-{STAGE}-{role}"
+        [policy] = account.iam.list_role_policies(RoleName=name)["PolicyNames"]
+        return account.iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+
+    documents: dict[str, dict] = {}
+
+    def may(role: str, action: str, resource: str, context: dict[str, str]) -> bool:
+        documents.setdefault(role, document(role))
+        return evaluate(documents[role], action, resource, context).allowed
+
+    return may
 
 
 def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_path):
@@ -171,6 +168,15 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     _until(lambda: account.ec2.create_tags(Resources=[ami_id, *its_snapshots], Tags=[
         {"Key": "skyclass:stage", "Value": STAGE},
         {"Key": "skyclass:role", "Value": "worker-ami"}]), "tags on the new image")
+    # ... an image named like the stage's but not tagged as it (newer than the stage's),
+    # and the snapshot it holds
+    theirs = account.ec2.register_image(
+        Name=f"skyclass-{STAGE}-worker-theirs", Architecture="x86_64",
+        RootDeviceName="/dev/xvda", VirtualizationType="hvm")["ImageId"]
+    [their_image] = _until(lambda: account.ec2.describe_images(ImageIds=[theirs])["Images"],
+                           "their image")
+    snapshots += [m["Ebs"]["SnapshotId"] for m in their_image.get("BlockDeviceMappings", [])
+                  if "SnapshotId" in m.get("Ebs", {})]
     account.s3.create_bucket(Bucket="someone-elses-bucket",
                              CreateBucketConfiguration={"LocationConstraint": REGION})
     other = _until(lambda: account.ec2.run_instances(
@@ -241,15 +247,6 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     group = account.ec2.describe_security_groups(GroupIds=data["SecurityGroupIds"])[
         "SecurityGroups"][0]
     assert group["IpPermissions"] == []
-    # AND the worker role may do only what a worker does, on this stage's resources
-    account_id = account.sts.get_caller_identity()["Account"]
-    resources = StageResources(STAGE, input_bucket, output_bucket,
-                               names["SKYCLASS_QUEUE_URL"], names["SKYCLASS_DLQ_URL"])
-    arns = StageArns.of(resources, REGION, account_id)
-    worker_policy = account.iam.get_role_policy(
-        RoleName=f"skyclass-{STAGE}-worker", PolicyName="skyclass-worker")["PolicyDocument"]
-    assert f"arn:aws:sqs:{REGION}:{account_id}:skyclass-{STAGE}-work" in json.dumps(
-        worker_policy)
     # AND the three Lambdas run with the stage's names and their own least-privilege roles
     functions = {f["FunctionName"]: f
                  for f in account.client("lambda").list_functions()["Functions"]}
@@ -264,12 +261,42 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     key = account.ssm.get_parameter(Name=key_parameter, WithDecryption=True)["Parameter"][
         "Value"]
     assert len(key) >= 32 and key not in (project / ".chalice" / "config.json").read_text()
-    expected_policies = lambda_policies(arns)
-    for chalice_name, document in expected_policies.items():
-        role = f"skyclass-{STAGE}-{chalice_name}"
-        [policy_name] = account.iam.list_role_policies(RoleName=role)["PolicyNames"]
-        assert account.iam.get_role_policy(RoleName=role, PolicyName=policy_name)[
-            "PolicyDocument"] == document
+    # AND each role's policy, as deployed, lets it do its part of the data flow
+    # (ARCHITECTURE.md) on this stage's resources as the account names them, and refuses
+    # the same on what is not the stage's; only the API may read the key
+    may = _deployed_permissions(account)
+    queue_arn = account.sqs.get_queue_attributes(
+        QueueUrl=names["SKYCLASS_QUEUE_URL"], AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"]
+    key_arn = account.ssm.get_parameter(Name=key_parameter)["Parameter"]["ARN"]
+    [their_worker] = [i for r in account.ec2.describe_instances(InstanceIds=[other])[
+        "Reservations"] for i in r["Instances"]]
+    ours, theirs = _instance(account, workers[0]), _instance(account, their_worker)
+    inp, out = f"arn:aws:s3:::{input_bucket}", f"arn:aws:s3:::{output_bucket}"
+    elsewhere = "arn:aws:s3:::someone-elses-bucket"
+    duties = {
+        "api_handler": [("s3:PutObject", f"{inp}/jobs/j/j-00000", {}),
+                        ("s3:PutObject", f"{out}/jobs/j/manifest.json", {}),
+                        ("s3:GetObject", f"{out}/results/j/j-00000.json", {}),
+                        ("ssm:GetParameter", key_arn, {})],
+        "on_s3_event": [("s3:GetObject", f"{inp}/incoming/cat.jpg", {}),
+                        ("s3:PutObject", f"{out}/results/incoming/cat.jpg.json", {}),
+                        ("sqs:SendMessage", queue_arn, {}), ("ec2:StartInstances", *ours)],
+        "scale": [("ec2:StartInstances", *ours), ("ec2:StopInstances", *ours),
+                  ("sqs:GetQueueAttributes", queue_arn, {})],
+        "worker": [("sqs:ReceiveMessage", queue_arn, {}), ("sqs:DeleteMessage", queue_arn, {}),
+                   ("s3:GetObject", f"{inp}/jobs/j/j-00000", {}),
+                   ("s3:PutObject", f"{out}/results/j/j-00000.json", {})],
+    }
+    refused = [("s3:GetObject", f"{elsewhere}/jobs/j/j-00000", {}),
+               ("s3:PutObject", f"{elsewhere}/results/j/j-00000.json", {}),
+               ("ec2:StartInstances", *theirs), ("ec2:StopInstances", *theirs)]
+    for role, allowed in duties.items():
+        assert [d for d in allowed if not may(role, *d)] == [], role
+        assert [d for d in refused if may(role, *d)] == [], role
+    assert {role for role in duties if may(role, "ec2:StopInstances", *ours)} == {"scale"}
+    assert {role for role in duties if may(role, "ssm:GetParameter", key_arn, {})} == {
+        "api_handler"}
     # AND the schedule calls the scaling Lambda every minute
     [rule] = account.events.list_rules()["Rules"]
     assert rule["ScheduleExpression"] == "rate(1 minute)"
@@ -312,11 +339,14 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
                      str(project))
     # THEN it waited for the AMI's snapshot to be released, and deleted it
     assert "to be released by its deregistered AMI" in torn.stdout
+    # AND it left the image that bears the stage's name without its tag, and said so
+    assert f"left AMI {theirs}" in torn.stdout
     # AND nothing of it is left, and what was not the stage's is untouched
     after = account.inventory()
     assert after == {
         "buckets": ["someone-elses-bucket"], "queues": [], "instances": [other],
-        "images": [], "snapshots": snapshots, "log_groups": [], "launch_templates": [],
+        "images": [theirs], "snapshots": sorted(snapshots), "log_groups": [],
+        "launch_templates": [],
         "security_groups": [], "roles": [], "instance_profiles": [], "functions": [],
         "apis": [], "rules": [], "parameters": [],
     }

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import RESULT_TIMEOUT, RunningStack, eventually, finished_job, submit_job
-from tests.support.tiny_model import HELD_OUT_SEED, image_bytes
+from testbed.tiny_model import HELD_OUT_SEED, image_bytes
+from tests.support.stack import RESULT_TIMEOUT, RunningStack, finished_job, submit_job
 
 pytestmark = pytest.mark.e2e
 
@@ -31,8 +31,8 @@ def test_logs_follow_one_image_from_upload_to_result(local_stack):
     # GIVEN an image uploaded through the API and classified by a worker
     job = submit_job(local_stack, [("trail.jpg", image_bytes("red_disc", HELD_OUT_SEED + 900))])
     image_id = job["uploads"][0]["image_id"]
-    eventually(lambda: finished_job(local_stack, job["job_id"]), RESULT_TIMEOUT,
-               "the image's result", local_stack)
+    local_stack.eventually(lambda: finished_job(local_stack, job["job_id"]), RESULT_TIMEOUT,
+                           "the image's result")
 
     # WHEN a person asks for its trail
     def trail():
@@ -43,7 +43,7 @@ def test_logs_follow_one_image_from_upload_to_result(local_stack):
 
     # THEN it shows, in order, the API announcing it, ingest queueing it, and the worker
     # that classified it, each line naming it (the stack ships its logs each second)
-    done = eventually(trail, 30, "the image's trail in `skyclass logs`", local_stack)
+    done = local_stack.eventually(trail, 30, "the image's trail in `skyclass logs`")
     lines = done.stdout.splitlines()
     assert all(image_id in line for line in lines), done.stdout
     components = [line.split()[1] for line in lines]

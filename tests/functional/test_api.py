@@ -13,26 +13,15 @@ from urllib.parse import urljoin
 
 import pytest
 import requests
-from chalice.test import Client
 
-from app import app
 from chalice_app import wiring
 from chalice_app.events import on_s3_event
 from skyclass.runtime import constants as c
 from skyclass.runtime.contracts import Prediction, WorkMessage, done_result
 from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.store import JsonStore
-from tests.conftest import REPO_ROOT
-from tests.functional.conftest import MAX_IMAGE_BYTES
-
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
-
-
-@pytest.fixture
-def client(lambda_env):
-    with Client(app, stage_name="local", project_dir=str(REPO_ROOT)) as test_client:
-        yield test_client
+from tests.support.api import MAX_IMAGE_BYTES, assert_error, post_json
+from tests.support.images import JPEG, PNG
 
 
 class StandInWorker:
@@ -63,19 +52,6 @@ class StandInWorker:
                             timings_ms={}),
             )
         self._queue.delete(received)
-
-
-def post_json(client, path, body):
-    return client.http.post(
-        path, headers={"Content-Type": "application/json"}, body=json.dumps(body).encode()
-    )
-
-
-def assert_error(response, status, code):
-    assert response.status_code == status
-    assert response.json_body["Code"] == code
-    assert response.json_body["Message"]
-    assert b"Traceback" not in response.body
 
 
 def test_health(client):

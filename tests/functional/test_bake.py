@@ -14,44 +14,14 @@ from ami_build.bake import (
     BakeError,
     pack_sources,
     refuse_where_nothing_boots,
-    status_document,
 )
 from skyclass.operations.local.emulator import tag_image_snapshots
 from skyclass.operations.provision.stage import find_worker_ami, provision
-from skyclass.operations.waiting import Waiter
 from skyclass.runtime.names import pool_filters
-from tests.conftest import REPO_ROOT
-from tests.support.lagging import FakeClock, lagging_emulator
-
-
-class Builder:
-    """Plays the builder instance: once the driver has launched it and waits, it writes
-    the status report. Its ``sleep`` is the driver's, and moves ``clock`` on."""
-
-    def __init__(self, aws, bucket, status, clock=None):
-        self._aws, self._bucket, self._status = aws, bucket, status
-        self.clock = clock or FakeClock()
-
-    def sleep(self, seconds):
-        self.clock.sleep(seconds)
-        assert _instances(self._aws, "ami-builder"), "the driver waits before it has a builder"
-        sources = [k["Key"] for k in self._aws.s3.list_objects_v2(
-            Bucket=self._bucket, Prefix="bake/").get("Contents", [])
-            if k["Key"].endswith("source.tar.gz")]
-        for key in sources:
-            self._aws.s3.put_object(Bucket=self._bucket,
-                                    Key=key.replace("source.tar.gz", "status.json"),
-                                    Body=status_document(self._status, 95, "provision.sh: ..."))
-
-    def waiter(self, said, sleep=None):
-        """A Waiter on the builder's clock that plays the builder when it sleeps."""
-        return Waiter(said.append, clock=self.clock, sleep=sleep or self.sleep)
-
-
-def _instances(aws, role):
-    return [i for r in aws.ec2.describe_instances(
-        Filters=[{"Name": "tag:skyclass:role", "Values": [role]}])["Reservations"]
-        for i in r["Instances"]]
+from tests.support.builder import Builder, instances_of_role
+from tests.support.clocks import FakeClock
+from tests.support.lagging import lagging_emulator
+from tests.support.paths import REPO_ROOT
 
 
 def _tags(resource):
@@ -82,7 +52,7 @@ def test_a_bake_leaves_a_tagged_ami_and_snapshot_and_no_builder(settings, aws, s
     snapshot = image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
     assert _tags(aws.ec2.describe_snapshots(SnapshotIds=[snapshot])["Snapshots"][0]) == {
         "skyclass:stage": "local", "skyclass:role": "worker-ami"}
-    assert [i["State"]["Name"] for i in _instances(aws, "ami-builder")] == ["terminated"]
+    assert [i["State"]["Name"] for i in instances_of_role(aws, "ami-builder")] == ["terminated"]
     assert "Contents" not in aws.s3.list_objects_v2(Bucket=bucket, Prefix="bake/")
     # AND provisioning now fills the pool from it, stopped
     second = provision(settings, aws)
@@ -98,7 +68,7 @@ def test_a_failed_provisioning_makes_no_ami_and_cleans_up(settings, aws, snapsho
     with pytest.raises(BakeError, match="provisioning failed"):
         baker.bake(REPO_ROOT)
     assert find_worker_ami(aws, settings.stage) is None
-    assert [i["State"]["Name"] for i in _instances(aws, "ami-builder")] == ["terminated"]
+    assert [i["State"]["Name"] for i in instances_of_role(aws, "ami-builder")] == ["terminated"]
 
 
 def test_a_bake_succeeds_while_new_images_and_their_tags_are_not_found(settings, aws,

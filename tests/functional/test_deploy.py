@@ -10,32 +10,21 @@ import json
 import time
 
 import pytest
-from moto.s3.models import FakeBucket
 
 from skyclass.operations.cli import main
 from skyclass.operations.deploy.bootstrap import bootstrap
 from skyclass.operations.deploy.chalice_project import lambda_environment
 from skyclass.operations.deploy.deployer import bake_ami
 from skyclass.operations.deploy.errors import DeployError
-from skyclass.operations.local.emulator import count_requests_as_tls, tag_image_snapshots
 from skyclass.operations.provision.workers import NoDefaultVpcError
 from skyclass.runtime.names import StageResources, bucket_name, pool_filters
 from skyclass.runtime.settings import Settings
-from tests.functional.test_bake import Builder
+from tests.support.builder import Builder
 from tests.support.chalice_project import chalice_project
-from tests.support.lagging import FakeClock, fake_waiter, lagging_emulator
+from tests.support.clocks import FakeClock
+from tests.support.lagging import fake_waiter, lagging_emulator
 
 STAGE = "dev"
-
-
-@pytest.fixture
-def tls_aws(aws, monkeypatch):
-    """The in-process emulator, with requests counted as TLS as `skyclass emulator` does
-    (a deployed stage's buckets refuse anything else)."""
-    monkeypatch.setattr(FakeBucket, "get_permission", FakeBucket.get_permission)
-    count_requests_as_tls()
-    tag_image_snapshots(monkeypatch.setattr)
-    return aws
 
 
 def _pool(aws):

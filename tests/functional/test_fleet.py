@@ -18,27 +18,20 @@ from skyclass.operations.cli.fleet import render_fleet
 from skyclass.operations.local.emulator import start_sets_launch_time
 from skyclass.operations.local.lambda_host import scheduled_event
 from skyclass.operations.provision.stage import provision
-from skyclass.runtime.contracts import WorkMessage
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.ingest import Ingestor
 from skyclass.runtime.metrics import MetricsPublisher
 from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.store import JsonStore
-from tests.conftest import REPO_ROOT
-from tests.functional.test_ingest import PNG, queued, s3_notifications
-
-
-def enqueue(queue_url: str, sqs, n: int) -> None:
-    WorkQueue(sqs, queue_url).send([
-        WorkMessage(bucket="in", key=f"incoming/{i}.png", job_id=None, image_id=f"{i}.png",
-                    name=f"{i}.png", size=10, etag="x")
-        for i in range(n)
-    ])
+from tests.support.images import PNG
+from tests.support.ingest import queued, s3_notifications
+from tests.support.messages import enqueue
+from tests.support.paths import REPO_ROOT
 
 
 def test_fleet_shows_backlog_instances_measured_throughput_and_the_decision(aws, lambda_env):
     # GIVEN three queued images and workers that measured 8 img/s
-    enqueue(lambda_env.queue_url, aws.sqs, 3)
+    enqueue(WorkQueue(aws.sqs, lambda_env.queue_url), 3)
     MetricsPublisher(aws.cloudwatch, lambda_env.stage, flush_every=0).record_batch(
         images=80, errors=0, seconds=10.0)
     # WHEN the scheduled Lambda ticks and a client asks for the fleet

@@ -17,13 +17,11 @@ import time
 
 import pytest
 from chalice.test import Client
-from moto.s3.models import FakeBucket
 
 from app import app
 from chalice_app import wiring
 from skyclass.operations.deploy.deployer import bake_ami
 from skyclass.operations.deploy.teardown import Teardown
-from skyclass.operations.local.emulator import count_requests_as_tls, tag_image_snapshots
 from skyclass.operations.provision.iam import lambda_policies, operator_policy, worker_policy
 from skyclass.runtime import constants as c
 from skyclass.runtime import contracts
@@ -35,13 +33,14 @@ from skyclass.runtime.names import bucket_name
 from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.settings import Settings
 from skyclass.runtime.store import JsonStore
-from tests.conftest import REPO_ROOT
-from tests.functional.test_bake import Builder
-from tests.functional.test_ingest import deliver
+from tests.support.builder import Builder
 from tests.support.chalice_project import chalice_project
+from tests.support.clocks import FakeClock
 from tests.support.iam.components import Stage, without
 from tests.support.iam.judge import LOG_DIR_ENV, WITHOUT_ENV, Judge
-from tests.support.lagging import FakeClock, fake_waiter
+from tests.support.ingest import deliver
+from tests.support.lagging import fake_waiter
+from tests.support.paths import REPO_ROOT
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 API_KEY = "the-stages-key"
@@ -151,16 +150,6 @@ def api_env(lambda_env, aws, monkeypatch):
     auth.expected_key.cache_clear()
 
 
-@pytest.fixture
-def tls_aws(aws, monkeypatch):
-    """The emulator as `skyclass emulator` runs it: requests count as TLS, and an image's
-    snapshot gets CreateImage's tags (teardown may delete only what carries them)."""
-    monkeypatch.setattr(FakeBucket, "get_permission", FakeBucket.get_permission)
-    count_requests_as_tls()
-    tag_image_snapshots(monkeypatch.setattr)
-    return aws
-
-
 # ---- the checks ------------------------------------------------------------------------
 
 def _used(iam: Judge, mark: int) -> dict[str, set[str]]:
@@ -208,7 +197,7 @@ def test_the_worker_uses_exactly_what_its_policy_grants(stage, settings, aws, ti
     from ec2_worker.engine import InferenceEngine
     from ec2_worker.model import custom_classifier
     from ec2_worker.worker import Worker
-    from tests.support.tiny_model import CLASSES, image_bytes
+    from testbed.tiny_model import CLASSES, image_bytes
 
     r = stage.resources
     queue = WorkQueue(aws.sqs, r.queue_url, r.dlq_url)

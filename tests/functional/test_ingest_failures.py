@@ -18,7 +18,8 @@ from skyclass.operations.local.lambda_host import S3EventBridge, lambda_context,
 from skyclass.runtime.ingest_failures import FailedIngestions
 from skyclass.runtime.names import ingest_failures_queue_name
 from skyclass.runtime.queue import WorkQueue
-from tests.functional.test_ingest import PNG, queued, result
+from tests.support.images import PNG
+from tests.support.ingest import queued, stored_result
 
 OUTAGE = "SQS is unreachable (simulated outage)"
 
@@ -67,7 +68,7 @@ def test_an_image_whose_s3_event_keeps_failing_ends_failed_not_pending(aws, stag
     _upload_through_a_failing_function(aws, stage)
     # THEN the event was not dropped: its record waits in the ingest-failures queue
     assert _waiting(aws, stage) == 1
-    assert result(aws, stage, "results/incoming/cat.png.json") is None
+    assert stored_result(aws, stage, "results/incoming/cat.png.json") is None
     # WHEN scaling ticks retry it while the outage lasts
     s = wiring.services()
     retry = FailedIngestions(WorkQueue(aws.sqs, _failures_url(aws, stage)), s.ingestor, s.store,
@@ -75,7 +76,7 @@ def test_an_image_whose_s3_event_keeps_failing_ends_failed_not_pending(aws, stag
     reports = [retry.run_once() for _ in range(3)]
     # THEN it waited two ticks, then answered the image failed with the reason
     assert [(r.waiting, r.failed) for r in reports] == [(1, 0), (1, 0), (0, 1)]
-    answer = result(aws, stage, "results/incoming/cat.png.json")
+    answer = stored_result(aws, stage, "results/incoming/cat.png.json")
     assert answer["status"] == "failed" and answer["image_id"] == "cat.png"
     assert "could not be queued for classification" in answer["error"]
     assert OUTAGE in answer["error"]

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import socket
-import subprocess
-import sys
-import time
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -17,38 +12,19 @@ from skyclass.operations.local.emulator import (
     main,
     read_queue_attributes_once,
 )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support.processes import emulator_process
 
 
 def test_emulator_serves_aws_until_sigterm():
     # GIVEN the emulator started as `python -m skyclass.operations.local.emulator`
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "skyclass.operations.local.emulator", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    try:
-        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                # WHEN a client creates a bucket through it
-                s3.create_bucket(Bucket="hello")
-                break
-            except Exception:
-                assert time.monotonic() < deadline, "the emulator did not answer"
-                time.sleep(0.2)
+    with emulator_process() as emulator:
+        # WHEN a client creates a bucket through it
+        s3 = emulator.client("s3")
+        s3.create_bucket(Bucket="hello")
         # THEN the bucket is there
         assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["hello"]
-    finally:
-        # AND SIGTERM stops it cleanly
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
+    # AND SIGTERM stops it cleanly
+    assert emulator.process.returncode == 0
 
 
 def test_emulator_refuses_a_taken_port(capsys):

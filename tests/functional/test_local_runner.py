@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from skyclass.operations.local.runner import InstanceRunner, LocalWorkerSpawner
+from testbed.waiting import eventually
 
 # A worker stand-in: says who it is, then runs until SIGTERM and says so on the way out.
 FAKE_WORKER = """
@@ -22,13 +22,6 @@ while True:
     time.sleep(0.05)
 """
 CRASHING_WORKER = "import sys; print('crash: no model here', flush=True); sys.exit(3)"
-
-
-def _eventually(check, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def _runner(
@@ -51,11 +44,12 @@ def test_running_instance_gets_a_worker_that_stops_cleanly(tmp_path):
     # WHEN the runner starts its worker
     runner.reconcile()
     worker = runner.workers()["i-1"]
-    _eventually(lambda: log.exists() and "worker i-1 queue http://q" in log.read_text())
+    eventually(lambda: log.exists() and "worker i-1 queue http://q" in log.read_text(), 10,
+               "the worker's first line")
     # AND the instance is stopped
     states["i-1"] = "stopped"
     runner.reconcile()
-    _eventually(lambda: worker.poll() is not None)
+    eventually(lambda: worker.poll() is not None, 10, "the worker's exit")
     runner.reconcile()
     # THEN the worker had its instance id and the stage's settings, finished on SIGTERM
     assert "finishing batch" in log.read_text()
@@ -69,11 +63,11 @@ def test_crashing_worker_is_restarted_while_its_instance_runs(tmp_path):
     reports: list[str] = []
     runner, log = _runner(states, CRASHING_WORKER, tmp_path, reports)
     # WHEN the runner keeps watching for a while
-    deadline = time.monotonic() + 10
-    while not log.exists() or log.read_text().count("crash") < 2:
-        assert time.monotonic() < deadline, "the worker was not restarted"
+    def restarted() -> bool:
         runner.reconcile()
-        time.sleep(0.05)
+        return log.exists() and log.read_text().count("crash") >= 2
+
+    eventually(restarted, 10, "the worker restarted", period=0.05)
     # THEN the worker was started again, each run logged to the same file
     assert log.read_text().count("--- started") >= 2
     # AND the console was told why, in the worker's own words
@@ -104,7 +98,7 @@ def test_a_worker_does_not_outlive_a_supervisor_killed_outright(tmp_path):
     supervisor.kill()
     supervisor.wait()
     # THEN the worker is gone too
-    _eventually(lambda: not _alive(worker))
+    eventually(lambda: not _alive(worker), 10, "the worker gone")
 
 
 def _alive(process: psutil.Process) -> bool:

@@ -2,18 +2,11 @@
 as the per-worker throughput the scaler uses."""
 
 from skyclass.runtime.metrics import MetricsPublisher, read_throughput
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
+from tests.support.clocks import FakeClock
 
 
 def test_published_batches_read_back_as_images_per_busy_second(aws):
-    clock = FakeClock()
+    clock = FakeClock(now=0.0)
     first = MetricsPublisher(aws.cloudwatch, "local", flush_every=10, clock=clock)
     second = MetricsPublisher(aws.cloudwatch, "local", flush_every=10, clock=clock)
     # GIVEN two workers that each classified 64 images in 4 busy seconds
@@ -22,7 +15,7 @@ def test_published_batches_read_back_as_images_per_busy_second(aws):
         publisher.record_batch(images=32, errors=1, seconds=2.0)
     # THEN nothing is sent before the flush period, and everything after it
     assert read_throughput(aws.cloudwatch, "local").images == 0
-    clock.now = 11.0
+    clock.advance(11.0)
     first.record_batch(images=0, errors=0, seconds=0.0)
     second.flush()
     throughput = read_throughput(aws.cloudwatch, "local")

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ami_build.bake import pack_sources
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 
 @pytest.mark.slow

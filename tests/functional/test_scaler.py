@@ -4,7 +4,6 @@ trouble is recorded, not raised, and the next tick acts."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import boto3
@@ -15,27 +14,20 @@ from chalice_app import wiring
 from chalice_app.scaling import scale
 from skyclass.operations.local.lambda_host import scheduled_event
 from skyclass.runtime import constants as c
-from skyclass.runtime.contracts import WorkMessage
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.fleet.scaler import Scaler
 from skyclass.runtime.metrics import MetricsPublisher
 from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.store import JsonStore
-
-
-class Clock:
-    """Wall time plus an offset the test moves forward (EC2 launch times are real)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+from tests.support.clocks import OffsetClock
+from tests.support.fleet import states
+from tests.support.messages import enqueue
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> OffsetClock:
+    """Wall time plus an offset the test moves forward (EC2 launch times are real)."""
+    return OffsetClock()
 
 
 @pytest.fixture
@@ -43,18 +35,6 @@ def parts(aws, stage, settings):
     r = stage.resources
     queue = WorkQueue(aws.sqs, r.queue_url, r.dlq_url)
     return queue, InstancePool(aws.ec2, r.stage), JsonStore(aws.s3, r.output_bucket)
-
-
-def enqueue(queue: WorkQueue, n: int) -> None:
-    queue.send([
-        WorkMessage(bucket="in", key=f"incoming/{i}.png", job_id=None, image_id=f"{i}.png",
-                    name=f"{i}.png", size=10, etag="x")
-        for i in range(n)
-    ])
-
-
-def states(pool: InstancePool) -> list[str]:
-    return sorted(i.state for i in pool.instances())
 
 
 def test_a_backlog_starts_workers_up_to_max_workers(parts, settings, clock):

@@ -14,8 +14,9 @@ from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.fleet.scaler import ANOTHER_TICK, Scaler
 from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.store import JsonStore
-from tests.conftest import REPO_ROOT
-from tests.functional.test_scaler import enqueue, states
+from tests.support.fleet import states
+from tests.support.messages import enqueue
+from tests.support.paths import REPO_ROOT
 
 
 @pytest.fixture

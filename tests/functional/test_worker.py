@@ -11,98 +11,10 @@ import time
 
 import pytest
 
-from skyclass.runtime.contracts import (
-    WorkMessage,
-    image_id_for,
-    job_input_key,
-    new_job_id,
-    parse_input_key,
-)
-from skyclass.runtime.queue import WorkQueue
-from skyclass.runtime.store import JsonStore
-from tests.conftest import REPO_ROOT
-from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
-
-WORKER_ID = "i-0123456789abcdef0"
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_model):
-    from ec2_worker.engine import InferenceEngine
-    from ec2_worker.model import custom_classifier
-
-    engine = InferenceEngine(
-        custom_classifier(tiny_model.model_path, str(tiny_model.labels_path)), top_k=5
-    )
-    engine.warm_up()
-    return engine
-
-
-@pytest.fixture
-def world(aws, stage, settings, engine):
-    return World(aws, stage, settings, engine)
-
-
-class World:
-    """The provisioned stage, seen from a worker: upload, enqueue, run, read results."""
-
-    def __init__(self, aws, stage, settings, engine):
-        self.aws = aws
-        self.resources = stage.resources
-        self.settings = settings
-        self.engine = engine
-        self.queue = WorkQueue(aws.sqs, self.resources.queue_url, self.resources.dlq_url)
-        self.results = JsonStore(aws.s3, self.resources.output_bucket)
-
-    def upload(self, key: str, data: bytes) -> WorkMessage:
-        """Put ``data`` at ``key`` in the input bucket; the work message the S3 event
-        handler would send for it."""
-        self.aws.s3.put_object(Bucket=self.resources.input_bucket, Key=key, Body=data)
-        return self.message(key, size=len(data))
-
-    def message(self, key: str, size: int = 1) -> WorkMessage:
-        job_id, image_id = parse_input_key(key)
-        return WorkMessage(
-            bucket=self.resources.input_bucket, key=key, job_id=job_id, image_id=image_id,
-            name=key.rsplit("/", 1)[-1], size=size, etag="etag",
-        )
-
-    def worker(self, metrics=None, **settings):
-        from ec2_worker.worker import Worker
-
-        return Worker(
-            queue=self.queue,
-            results=self.results,
-            s3=self.aws.s3,
-            engine=self.engine,
-            settings=self.settings.replace(**settings),
-            input_bucket=self.resources.input_bucket,
-            worker_id=WORKER_ID,
-            poll_seconds=0,
-            metrics=metrics,
-        )
-
-    def drain(self, **settings) -> int:
-        """Run one worker until the queue has nothing visible; batches run."""
-        worker, batches = self.worker(**settings), 0
-        while worker.process_batch():
-            batches += 1
-        return batches
-
-    def result(self, message: WorkMessage) -> dict | None:
-        return self.results.get(message.result_key)
-
-
-def a_job(world: World, count: int, fmt: str = "JPEG") -> list[tuple[WorkMessage, str]]:
-    """``count`` held-out images, cycling through the classes, uploaded as one job."""
-    job_id = new_job_id()
-    uploads = []
-    for index in range(count):
-        label = CLASSES[index % len(CLASSES)]
-        data = image_bytes(label, HELD_OUT_SEED + index, fmt=fmt)
-        uploads.append((world.upload(job_input_key(job_id, image_id_for(job_id, index)), data),
-                        label))
-    return uploads
+from skyclass.runtime.contracts import WorkMessage, image_id_for, job_input_key, new_job_id
+from testbed.tiny_model import CLASSES, HELD_OUT_SEED, LABELS, image_bytes
+from tests.support.paths import REPO_ROOT
+from tests.support.worker import WORKER_ID, a_job
 
 
 def test_every_queued_image_gets_a_done_result_with_its_label(world):
@@ -129,7 +41,7 @@ def test_every_queued_image_gets_a_done_result_with_its_label(world):
         assert result["job_id"] == message.job_id
         assert result["source"] == message.source
         assert [p["label"] for p in result["top"]][0] == label
-        assert sorted(p["label"] for p in result["top"]) == sorted(CLASSES)
+        assert sorted(p["label"] for p in result["top"]) == sorted(LABELS)
         assert result["model"] == "model.keras"
         assert result["worker"] == WORKER_ID
         assert {"download", "decode", "infer"} <= set(result["timings_ms"])

@@ -8,60 +8,24 @@ already prefetched, without depending on how fast this machine is.
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from skyclass.runtime.metrics import ERRORS, NAMESPACE, MetricsPublisher, read_throughput
-from tests.functional.test_worker import World, a_job, engine  # noqa: F401  (fixture)
-
-
-class GatedEngine:
-    """The real engine; each batch waits at the gate until ``go`` is set."""
-
-    def __init__(self, real) -> None:
-        self.classifier = real.classifier
-        self._engine = real
-        self.started = threading.Event()
-        self.go = threading.Event()
-
-    def predict(self, pixels):
-        self.started.set()
-        self.go.wait(60)
-        return self._engine.predict(pixels)
+from testbed.waiting import eventually
+from tests.support.worker import GatedEngine, Running, World, a_job
 
 
 @pytest.fixture
-def gated(engine):  # noqa: F811
+def gated(engine):
     return GatedEngine(engine)
 
 
 @pytest.fixture
 def world(aws, stage, settings, gated):
     return World(aws, stage, settings, gated)
-
-
-def wait_until(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-class Running:
-    """A worker running its pipeline in a thread until ``stop()`` (as SIGTERM does)."""
-
-    def __init__(self, worker) -> None:
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=worker.run, args=(self.stop_event,))
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive()
 
 
 def test_sigterm_mid_batch_with_a_batch_prefetched_loses_no_image(world, gated):
@@ -71,7 +35,8 @@ def test_sigterm_mid_batch_with_a_batch_prefetched_loses_no_image(world, gated):
     world.queue.send([message for message, _ in uploads])
     running = Running(world.worker(batch_size=4))
     gated.started.wait(30)
-    wait_until(lambda: world.queue.depths().in_flight == 12)
+    eventually(lambda: world.queue.depths().in_flight == 12, 30,
+               "the first batch in inference, the next prefetched, the third received")
 
     # WHEN it is told to stop, and the batch in inference completes
     running.stop_event.set()
@@ -109,7 +74,7 @@ def test_a_batch_that_runs_past_the_visibility_timeout_is_not_handed_to_another_
     assert (depths.visible, depths.in_flight) == (0, 3)
     # AND when the batch completes, each image has its result and the queue is empty
     gated.go.set()
-    wait_until(lambda: all(world.result(m) for m, _ in uploads))
+    eventually(lambda: all(world.result(m) for m, _ in uploads), 30, "every result")
     running.stop()
     assert [world.result(m)["label"] for m, _ in uploads] == [label for _, label in uploads]
     assert world.queue.depths().backlog == 0
@@ -126,7 +91,8 @@ def test_the_pipeline_answers_a_backlog_in_order_of_batches_with_the_right_label
 
     # WHEN a worker with batches of 8 runs until all are answered
     running = Running(world.worker(batch_size=8))
-    wait_until(lambda: world.result(bad) and all(world.result(m) for m, _ in uploads))
+    eventually(lambda: world.result(bad) and all(world.result(m) for m, _ in uploads), 30,
+               "every result")
     running.stop()
 
     # THEN every good image has its label, the bad one a reason, and the queue is empty
@@ -147,7 +113,8 @@ def test_the_worker_publishes_images_errors_and_busy_time_and_flushes_on_stop(
 
     # WHEN it answers them and is stopped
     running = Running(world.worker(metrics=metrics))
-    wait_until(lambda: world.result(bad) and all(world.result(m) for m, _ in uploads))
+    eventually(lambda: world.result(bad) and all(world.result(m) for m, _ in uploads), 30,
+               "every result")
     running.stop()
 
     # THEN CloudWatch has the six images answered, one error, and some busy time

@@ -10,7 +10,7 @@ import pytest
 
 from ec2_worker.engine import BF16, FP32, InferenceEngine, bf16_unsupported_reason
 from ec2_worker.model import custom_classifier
-from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, INPUT_SIZE, make_image
+from testbed.tiny_model import CLASSES, HELD_OUT_SEED, INPUT_SIZE, make_image
 
 HELD_OUT = 300
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from tests.support.tiny_model import HELD_OUT_SEED, make_image
+from testbed.tiny_model import HELD_OUT_SEED, make_image
 
 SEED = HELD_OUT_SEED + 7000
 

@@ -10,21 +10,7 @@ from __future__ import annotations
 
 from skyclass.operations.local.emulator import EventualConsistency, tag_image_snapshots
 from skyclass.operations.waiting import Waiter, Waits
-
-
-class FakeClock:
-    """Time that passes only when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        self.slept += seconds
+from tests.support.clocks import FakeClock
 
 
 def lagging_emulator(monkeypatch, lag: float, clock: FakeClock) -> EventualConsistency:

@@ -14,7 +14,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME = [REPO / "skyclass" / "runtime", REPO / "chalice_app", REPO / "ec2_worker",
            REPO / "app.py"]
-OPERATIONS = ("skyclass.operations", "ami_build", "bench", "tests")
+OPERATIONS = ("skyclass.operations", "ami_build", "bench", "testbed", "tests")
+TESTS = REPO / "tests"
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -55,3 +56,59 @@ def test_the_check_sees_a_lazy_import(tmp_path):
     module.write_text("def f():\n    from skyclass.operations.provision import stage\n")
     # THEN the check names it
     assert "skyclass.operations.provision" in imported_modules(module)
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts)
+
+
+def imports_of(path: Path, module: str | None = None) -> set[str]:
+    """Every module ``path`` (module ``module``, by default its place in the checkout)
+    imports, relative imports resolved against its package."""
+    package = (module or module_name(path)).rsplit(".", 1)[0].split(".")
+    names = imported_modules(path)
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = ".".join(package[: len(package) - node.level + 1])
+            module = f"{base}.{node.module}" if node.module else base
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def imported_from_tests(path: Path, module: str | None = None) -> list[str]:
+    """What ``path`` imports of tests/ other than tests/support (which is there to be
+    imported); for a file in tests/support, nothing of tests/ outside it either."""
+    return sorted(m for m in imports_of(path, module)
+                  if (m == "tests" or m.startswith("tests.")) and not m.startswith("tests.support"))
+
+
+def test_no_test_module_or_conftest_imports_another_module_of_tests():
+    # GIVEN every Python file under tests/ (test modules, conftest.py files, support)
+    files = sorted(TESTS.rglob("*.py"))
+    assert len(files) > 60
+    # THEN what they share comes from tests/support only: no test imports another test
+    # module, nor a conftest's helpers (fixtures reach tests through pytest, not imports)
+    offending = {str(path.relative_to(REPO)): imported_from_tests(path) for path in files}
+    assert {path: mods for path, mods in offending.items() if mods} == {}
+
+
+def test_bench_and_testbed_never_import_the_tests():
+    files = sorted((REPO / "bench").rglob("*.py")) + sorted((REPO / "testbed").rglob("*.py"))
+    assert len(files) > 5
+    offending = {str(path.relative_to(REPO)): sorted(m for m in imports_of(path)
+                                                      if m == "tests" or m.startswith("tests."))
+                 for path in files}
+    assert {path: mods for path, mods in offending.items() if mods} == {}
+
+
+def test_the_check_sees_one_test_module_importing_another(tmp_path):
+    # GIVEN test modules that import another's helper, absolutely and relatively
+    absolute = tmp_path / "a.py"
+    absolute.write_text("from tests.functional.test_worker import World\n")
+    relative = tmp_path / "b.py"
+    relative.write_text("from .test_policy import anything\nfrom ..support import images\n")
+    # THEN the check names both, and not the import of tests/support
+    assert "tests.functional.test_worker" in imported_from_tests(absolute, "tests.unit.a")
+    assert imported_from_tests(relative, "tests.unit.b") == [
+        "tests.unit.test_policy", "tests.unit.test_policy.anything"]

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import psutil
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from testbed.ports import free_port
+from testbed.waiting import eventually
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 SKYCLASS = Path(sys.executable).with_name("skyclass")
 
 
@@ -49,13 +52,17 @@ class StackProcess:
             return False
 
     def wait_ready(self, timeout: float) -> float:
-        """Seconds until ``/health`` answered; raises with the logs after ``timeout``."""
+        """Seconds until ``/health`` answered; raises with the logs after ``timeout``
+        (at once if ``skyclass up`` exits)."""
         start = time.monotonic()
-        while not self.healthy():
-            if time.monotonic() - start > timeout:
-                raise TimeoutError(f"skyclass up not ready in {timeout:g}s\n{self.diagnostics()}")
-            time.sleep(0.2)
+        eventually(self.healthy, timeout, "skyclass up answering /health", period=0.2,
+                   explain=self.diagnostics)
         return time.monotonic() - start
+
+    def eventually(self, check: Callable[[], T], timeout: float, what: str,
+                   period: float = 0.5) -> T:
+        """``testbed.waiting.eventually``, explained by the stack's logs."""
+        return eventually(check, timeout, what, period=period, explain=self.diagnostics)
 
     def stop(self, timeout: float = 60.0) -> tuple[int, list[psutil.Process]]:
         """SIGTERM, as Ctrl-C would; returns the exit code and any process that outlived
@@ -108,12 +115,6 @@ def start_stack(state_dir: Path, env: Mapping[str, str], *, max_workers: int,
     return StackProcess(api=f"http://127.0.0.1:{api_port}",
                         endpoint=f"http://127.0.0.1:{aws_port}", process=process,
                         log_dir=state_dir / "logs", console=console)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tail(path: Path, lines: int = 40) -> str:
