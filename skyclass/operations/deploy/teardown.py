@@ -68,7 +68,7 @@ class Teardown:
         for queue in names.queues:
             self._queue(queue)
         self._api_key(names.api_key_parameter)
-        self._log_groups(names.log_groups)
+        self._log_groups(names.log_groups, account)
         forget_stage(self._project_dir, self._stage)
         if self._left:
             raise DeployError(
@@ -248,14 +248,24 @@ class Teardown:
             ssm.delete_parameter(Name=name)
             self._report(f"deleted the API key parameter {name}")
 
-    def _log_groups(self, groups: tuple[str, ...]) -> None:
+    def _log_groups(self, groups: tuple[str, ...], account: str) -> None:
         logs = self._aws.client("logs")
         for group in groups:
+            arn = f"arn:aws:logs:{self._aws.region}:{account}:log-group:{group}"
             try:
-                logs.delete_log_group(logGroupName=group)
-                self._report(f"deleted log group {group}")
+                tags = logs.list_tags_for_resource(resourceArn=arn)["tags"]
             except ClientError as exc:
                 self._unless_missing(exc, "ResourceNotFoundException")
+                continue
+            if not self._tagged([{"Key": k, "Value": v} for k, v in tags.items()],
+                                f"log group {group}"):
+                continue
+            try:
+                logs.delete_log_group(logGroupName=group)
+            except ClientError as exc:  # the emulator keeps a deleted group's tags
+                self._unless_missing(exc, "ResourceNotFoundException")
+                continue
+            self._report(f"deleted log group {group}")
 
     # ---- helpers ------------------------------------------------------------------
 

@@ -327,7 +327,7 @@ def operator_policy(arns: StageArns) -> dict[str, Any]:
         # The Lambdas' and the workers' log groups, made with the stage's retention.
         _allow("StageLogGroups",
                ["logs:CreateLogGroup", "logs:TagResource", "logs:PutRetentionPolicy",
-                "logs:DeleteLogGroup"],
+                "logs:ListTagsForResource", "logs:DeleteLogGroup"],
                [arns.log_group_named(name) for name in log_groups]),
     ])
 

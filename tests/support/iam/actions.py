@@ -418,6 +418,8 @@ _TABLE: dict[tuple[str, str], Callable[[Call, Lookup], list[Need]]] = {
     ("iam", "AddRoleToInstanceProfile"): _add_role_to_profile,
     ("ssm", "PutParameter"): _with_tags("ssm:PutParameter", "ssm:AddTagsToResource"),
     ("logs", "CreateLogGroup"): _with_tags("logs:CreateLogGroup", "logs:TagResource", "tags"),
+    ("logs", "ListTagsForResource"): lambda call, lookup: [
+        Need("logs:ListTagsForResource", call.params["resourceArn"])],
     ("lambda", "CreateFunction"): _create_function,
     ("cloudwatch", "PutMetricData"): _put_metric_data,
     # AWS answers these for any authenticated caller.
