@@ -13,6 +13,7 @@ import pytest
 
 from skyclass.runtime.contracts import WorkMessage, image_id_for, job_input_key, new_job_id
 from testbed.tiny_model import CLASSES, HELD_OUT_SEED, LABELS, image_bytes
+from testbed.waiting import eventually
 from tests.support.paths import REPO_ROOT
 from tests.support.worker import WORKER_ID, a_job
 
@@ -158,19 +159,22 @@ def test_a_broken_message_that_still_names_its_image_gets_a_failed_result(world)
     assert world.queue.depths().backlog == 0
 
 
-def test_when_results_cannot_be_stored_the_message_stays_for_redelivery(world):
+def test_when_results_cannot_be_stored_the_message_comes_back_after_its_back_off(world):
     # GIVEN a queued image, and an output bucket that has disappeared
     message, _ = a_job(world, 1)[0]
     world.queue.send([message])
     world.aws.s3.delete_bucket(Bucket=world.resources.output_bucket)
 
-    # WHEN a worker handles it
-    world.drain()
+    # WHEN a worker whose messages stay hidden a minute once taken handles it
+    started = time.monotonic()
+    world.drain(visibility_timeout=60)
 
-    # THEN the message is not deleted: it comes back after a short back-off
-    assert world.queue.depths().backlog == 1
-    time.sleep(5.5)
-    assert world.queue.depths().visible == 1
+    # THEN the message is not deleted, nor visible again at once: it waits its back-off
+    depths = world.queue.depths()
+    assert (depths.visible, depths.in_flight) == (0, 1)
+    # AND it comes back by itself after the first back-off (5 s), well before the minute
+    eventually(lambda: world.queue.depths().visible == 1, 45, "the message back")
+    assert time.monotonic() - started >= 5
 
 
 @pytest.mark.parametrize("max_receives", [5, 1])
@@ -186,9 +190,11 @@ def test_an_image_that_cannot_be_read_is_retried_and_answered_on_its_last_try(
     world.drain(max_receives=max_receives)
 
     if max_receives > 1:
-        # THEN, before its last delivery, the message is kept for another try
+        # THEN, before its last delivery, the message is kept for another try, hidden for
+        # its back-off
         assert world.result(message) is None
-        assert world.queue.depths().backlog == 1
+        depths = world.queue.depths()
+        assert (depths.visible, depths.in_flight) == (0, 1)
     else:
         # THEN, on its last delivery before the dead-letter queue, the image is answered
         result = world.result(message)
@@ -208,9 +214,7 @@ def test_run_finishes_its_work_and_stops_when_told(world):
     runner.start()
 
     # WHEN the results are there and the worker is told to stop
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not all(world.result(m) for m, _ in uploads):
-        time.sleep(0.1)
+    eventually(lambda: all(world.result(m) for m, _ in uploads), 30, "every result")
     stop.set()
     runner.join(timeout=10)
 
@@ -257,7 +261,4 @@ def test_an_unexpected_decode_error_retries_that_image_and_answers_the_rest(
     assert world.result(good)["label"] == label
     assert world.result(bad) is None
     assert world.queue.depths().backlog == 1
-    deadline = time.monotonic() + 30
-    while world.queue.depths().visible != 1:
-        assert time.monotonic() < deadline, "the failed image never came back"
-        time.sleep(0.2)
+    eventually(lambda: world.queue.depths().visible == 1, 30, "the failed image back")

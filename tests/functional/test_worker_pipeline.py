@@ -8,7 +8,7 @@ already prefetched, without depending on how fast this machine is.
 
 from __future__ import annotations
 
-import time
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -34,7 +34,7 @@ def test_sigterm_mid_batch_with_a_batch_prefetched_loses_no_image(world, gated):
     uploads = a_job(world, 12)
     world.queue.send([message for message, _ in uploads])
     running = Running(world.worker(batch_size=4))
-    gated.started.wait(30)
+    assert gated.started.wait(30)
     eventually(lambda: world.queue.depths().in_flight == 12, 30,
                "the first batch in inference, the next prefetched, the third received")
 
@@ -57,19 +57,22 @@ def test_sigterm_mid_batch_with_a_batch_prefetched_loses_no_image(world, gated):
 
 
 def test_a_batch_that_runs_past_the_visibility_timeout_is_not_handed_to_another_worker(
-    world, gated
+    world, gated, monkeypatch
 ):
-    # GIVEN a worker whose messages are hidden for 2 s at a time, on a batch that takes
-    # longer than that
+    # GIVEN a worker whose messages are hidden for 3 s at a time, on a batch that takes
+    # longer than that (held at the gate)
     uploads = a_job(world, 3)
     world.queue.send([message for message, _ in uploads])
-    running = Running(world.worker(visibility_timeout=2))
-    gated.started.wait(30)
+    beats = _count_heartbeats(world.queue, monkeypatch)
+    running = Running(world.worker(visibility_timeout=3))
+    assert gated.started.wait(30)
 
-    # WHEN twice the visibility timeout has passed
-    time.sleep(4.5)
+    # WHEN its heartbeat has beaten seven times (at least a second apart, a third of the
+    # timeout: past twice the visibility timeout since the batch was received)
+    eventually(lambda: beats["held"] >= 7, 60, "seven heartbeats")
 
-    # THEN the images are still in hand (nothing visible for another worker to take)
+    # THEN another worker finds nothing to take: the images are still in hand
+    assert world.queue.receive(10, wait_seconds=0, visibility_timeout=0) == []
     depths = world.queue.depths()
     assert (depths.visible, depths.in_flight) == (0, 3)
     # AND when the batch completes, each image has its result and the queue is empty
@@ -78,6 +81,21 @@ def test_a_batch_that_runs_past_the_visibility_timeout_is_not_handed_to_another_
     running.stop()
     assert [world.result(m)["label"] for m, _ in uploads] == [label for _, label in uploads]
     assert world.queue.depths().backlog == 0
+
+
+def _count_heartbeats(queue, monkeypatch) -> dict[str, int]:
+    """Counts the heartbeat's extensions of held messages to a full timeout (a clock the
+    test waits on, not an outcome it asserts)."""
+    beats = {"held": 0}
+    extend = queue.change_visibility
+
+    def counted(received, timeout):
+        if timeout > 0 and threading.current_thread().name == "heartbeat":
+            beats["held"] += 1
+        return extend(received, timeout)
+
+    monkeypatch.setattr(queue, "change_visibility", counted)
+    return beats
 
 
 def test_the_pipeline_answers_a_backlog_in_order_of_batches_with_the_right_labels(
