@@ -14,6 +14,7 @@ import pytest
 from skyclass.runtime.contracts import WorkMessage, image_id_for, job_input_key, new_job_id
 from testbed.tiny_model import CLASSES, HELD_OUT_SEED, LABELS, image_bytes
 from testbed.waiting import eventually
+from tests.support.corpus import corpus
 from tests.support.paths import REPO_ROOT
 from tests.support.worker import WORKER_ID, a_job
 
@@ -262,3 +263,17 @@ def test_an_unexpected_decode_error_retries_that_image_and_answers_the_rest(
     assert world.result(bad) is None
     assert world.queue.depths().backlog == 1
     eventually(lambda: world.queue.depths().visible == 1, 30, "the failed image back")
+
+
+def test_a_photo_stored_sideways_is_classified_as_it_is_seen(world):
+    # GIVEN stripes running across, stored on their side with EXIF orientation 6, as a
+    # phone stores a photo taken sideways (the corpus's rotated.jpg)
+    [case] = [c for c in corpus() if c.name == "rotated.jpg"]
+    message = world.upload("incoming/rotated.jpg", case.body)
+    world.queue.send([message])
+    # WHEN a worker classifies it
+    world.drain()
+    # THEN it sees the stripes across, as a person viewing the photo does (a worker that
+    # ignored the orientation would see them running down)
+    assert case.label == "stripes_across"
+    assert world.result(message)["label"] == "stripes_across"
