@@ -62,7 +62,8 @@ def test_sigterm_finishes_the_batch_in_hand_and_hands_the_prefetched_back_at_onc
             worker = subprocess.Popen(
                 [sys.executable, "-m", "ec2_worker"], cwd=REPO_ROOT, stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "SKYCLASS_MODEL": str(tiny_model.model_path),
+                env={**os.environ, **_user_data(stage.resources),
+                     "SKYCLASS_MODEL": str(tiny_model.model_path),
                      "SKYCLASS_LABELS": str(tiny_model.labels_path),
                      "SKYCLASS_VISIBILITY_TIMEOUT": TEN_MINUTES,
                      "SKYCLASS_BATCH_SIZE": str(BATCH), "SKYCLASS_WORKER_ID": "i-sigterm",
@@ -70,9 +71,10 @@ def test_sigterm_finishes_the_batch_in_hand_and_hands_the_prefetched_back_at_onc
         results = JsonStore(aws.s3, stage.resources.output_bucket)
         try:
             # WHEN it is in the middle of the backlog (its first results are stored)
-            eventually(lambda: list(results.keys(f"results/{job_id}/")), 180,
-                       "the worker's first results", period=0.05,
+            eventually(lambda: results.keys(f"results/{job_id}/") or worker.poll() is not None,
+                       180, "the worker's first results", period=0.05,
                        explain=lambda: log.read_text(errors="replace"))
+            assert worker.poll() is None, log.read_text(errors="replace")
             worker.send_signal(signal.SIGTERM)
             # THEN it exits by itself, with exit code 0, within EC2's grace
             code = worker.wait(STOP_GRACE)
@@ -93,6 +95,14 @@ def test_sigterm_finishes_the_batch_in_hand_and_hands_the_prefetched_back_at_onc
             assert results.get(key)["label"] == label
         depths = queue.depths()
         assert (depths.in_flight, depths.visible) == (0, IMAGES - len(answered)), said
+
+
+def _user_data(resources) -> dict[str, str]:
+    """The stage's names, as a worker instance's user data (or the local runner) gives
+    them: a worker never looks them up."""
+    return {"SKYCLASS_INPUT_BUCKET": resources.input_bucket,
+            "SKYCLASS_OUTPUT_BUCKET": resources.output_bucket,
+            "SKYCLASS_QUEUE_URL": resources.queue_url, "SKYCLASS_DLQ_URL": resources.dlq_url}
 
 
 def _released(log: str) -> int:
