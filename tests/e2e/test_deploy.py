@@ -271,7 +271,7 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     key_arn = account.ssm.get_parameter(Name=key_parameter)["Parameter"]["ARN"]
     [their_worker] = [i for r in account.ec2.describe_instances(InstanceIds=[other])[
         "Reservations"] for i in r["Instances"]]
-    ours, theirs = _instance(account, workers[0]), _instance(account, their_worker)
+    ours, not_ours = _instance(account, workers[0]), _instance(account, their_worker)
     inp, out = f"arn:aws:s3:::{input_bucket}", f"arn:aws:s3:::{output_bucket}"
     elsewhere = "arn:aws:s3:::someone-elses-bucket"
     duties = {
@@ -290,7 +290,7 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     }
     refused = [("s3:GetObject", f"{elsewhere}/jobs/j/j-00000", {}),
                ("s3:PutObject", f"{elsewhere}/results/j/j-00000.json", {}),
-               ("ec2:StartInstances", *theirs), ("ec2:StopInstances", *theirs)]
+               ("ec2:StartInstances", *not_ours), ("ec2:StopInstances", *not_ours)]
     for role, allowed in duties.items():
         assert [d for d in allowed if not may(role, *d)] == [], role
         assert [d for d in refused if may(role, *d)] == [], role
