@@ -21,7 +21,7 @@ from skyclass.runtime.names import StageResources, bucket_name, pool_filters
 from skyclass.runtime.settings import Settings
 from tests.support.builder import Builder
 from tests.support.chalice_project import chalice_project
-from tests.support.clocks import FakeClock
+from tests.support.clocks import FakeClock, wall_clock_past
 from tests.support.lagging import fake_waiter, lagging_emulator
 
 STAGE = "dev"
@@ -51,7 +51,7 @@ def test_a_bake_reaches_the_launch_template_and_the_pool(tls_aws, tmp_path):
     assert {i["State"]["Name"] for i in pool} == {"stopped"}
     assert any("builder boot to ready 10 s" in line for line in said)  # one 10 s poll
     # WHEN it is baked again (a second later: images are named and ordered by the second)
-    time.sleep(1.1)
+    wall_clock_past(int(time.time()) + 1)
     second = _bake(aws, project, said)
     # THEN the template launches the new AMI and the stopped workers were replaced by it
     [template] = aws.ec2.describe_launch_templates()["LaunchTemplates"]

@@ -10,7 +10,8 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.support.lagging import FakeClock, lagging_emulator
+from tests.support.clocks import FakeClock
+from tests.support.lagging import lagging_emulator
 
 LAG = 60
 

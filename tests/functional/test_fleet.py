@@ -4,7 +4,6 @@ start when EC2 misbehaves."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import boto3
@@ -23,6 +22,7 @@ from skyclass.runtime.ingest import Ingestor
 from skyclass.runtime.metrics import MetricsPublisher
 from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.store import JsonStore
+from tests.support.clocks import wall_clock_past
 from tests.support.images import PNG
 from tests.support.ingest import queued, s3_notifications
 from tests.support.messages import enqueue
@@ -68,7 +68,7 @@ def test_a_restarted_instance_counts_its_uptime_from_the_restart(aws, stage, mon
     pool.start([first])
     pool.stop([first])
     before = next(i.started_at for i in pool.instances() if i.id == first)
-    time.sleep(1.1)
+    wall_clock_past(before + 1.0)
     pool.start([first])
     # THEN its start time is the restart's, as EC2's LaunchTime is
     after = next(i.started_at for i in pool.instances() if i.id == first)

@@ -2,6 +2,7 @@
 results of uploads lists before it fetches and never takes an earlier upload's result."""
 
 from skyclass.runtime.store import JsonStore
+from tests.support.clocks import FakeClock
 
 
 class CountingS3:
@@ -45,18 +46,19 @@ def test_a_small_cache_still_returns_every_result(aws, stage):
     assert [r["i"] for r in store.read_prefix("results/job/")] == [0, 1, 2, 3, 4]
 
 
-class Worker:
-    """Stands in for the fleet while ``wait_for`` sleeps: each sleep, writes the next
-    result of ``script`` (a list of (key, document))."""
+class Worker(FakeClock):
+    """Stands in for the fleet while ``wait_for`` sleeps on this clock: each sleep writes
+    the next result of ``script`` (a list of (key, document))."""
 
     def __init__(self, store, script):
-        self.store, self.script, self.now = store, list(script), 0.0
+        super().__init__(now=0.0)
+        self.store, self.script = store, list(script)
 
     def clock(self):
-        return self.now
+        return self()
 
     def sleep(self, seconds):
-        self.now += seconds
+        super().sleep(seconds)
         if self.script:
             self.store.put(*self.script.pop(0))
 

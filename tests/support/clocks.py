@@ -37,3 +37,12 @@ class OffsetClock:
 
     def __call__(self) -> float:
         return time.time() + self.offset
+
+
+def wall_clock_past(moment: float) -> None:
+    """Wait until the wall clock reads ``moment`` or later (for what AWS stamps in whole
+    seconds: a launch time, an image's name)."""
+    from testbed.waiting import eventually
+
+    eventually(lambda: time.time() >= moment, max(moment - time.time(), 0) + 10,
+               f"the wall clock past {moment:.3f}", period=0.05)
