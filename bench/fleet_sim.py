@@ -39,7 +39,7 @@ from skyclass.runtime.fleet.policy import (
     cold_start,
     decide,
 )
-from skyclass.runtime.fleet.scaler import FINISHED_WINDOW
+from skyclass.runtime.metrics import FINISHED_WINDOW
 from skyclass.runtime.settings import Settings
 
 

@@ -33,6 +33,8 @@ class Services:
     jobs: JobService
     ingestor: Ingestor
     scaler: Scaler
+    # Where S3 events wait to be ingested, where the stage can read it (locally).
+    ingest_queue: WorkQueue | None
     aws: AwsClients
 
 
@@ -50,6 +52,8 @@ def services() -> Services:
     queue = WorkQueue(aws.sqs, resources.queue_url, resources.dlq_url)
     pool = InstancePool(aws.ec2, settings.stage)
     store = JsonStore(aws.s3, resources.output_bucket)
+    ingest_queue = (WorkQueue(aws.sqs, settings.events_queue_url)
+                    if settings.events_queue_url else None)
     return Services(
         settings=settings,
         resources=resources,
@@ -58,7 +62,9 @@ def services() -> Services:
         store=store,
         jobs=JobService(aws.s3, store, resources, settings),
         ingestor=Ingestor(aws.s3, queue, pool, store, resources, settings),
-        scaler=Scaler(queue, pool, store, settings, clock=time.time, cloudwatch=aws.cloudwatch),
+        scaler=Scaler(queue, pool, store, settings, clock=time.time, cloudwatch=aws.cloudwatch,
+                      ingest_queue=ingest_queue),
+        ingest_queue=ingest_queue,
         aws=aws,
     )
 

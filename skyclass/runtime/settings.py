@@ -18,6 +18,10 @@ from typing import Any
 from skyclass.runtime import constants as c
 from skyclass.runtime.errors import ConfigurationError
 
+# The longest /classify may wait for a result: API Gateway ends an integration at 29 s,
+# and the upload before the wait and the answer after it need the rest.
+MAX_CLASSIFY_WAIT = 28.0
+
 
 def _env(name: str, **extra: Any) -> dict[str, Any]:
     return {"env": name, **extra}
@@ -31,6 +35,10 @@ class Settings:
     output_bucket: str | None = field(default=None, metadata=_env(c.OUTPUT_BUCKET))
     queue_url: str | None = field(default=None, metadata=_env(c.QUEUE_URL))
     dlq_url: str | None = field(default=None, metadata=_env(c.DLQ_URL))
+    # Where S3 events wait before ingest, where they wait in a queue the stage can read
+    # (the local stack's bridge; on AWS S3 invokes the Lambda directly): its depth counts
+    # as backlog for the scaler.
+    events_queue_url: str | None = field(default=None, metadata=_env(c.EVENTS_QUEUE_URL))
 
     # Model: "resnet50" or a path to a .keras model (with a labels file).
     model: str = field(default="resnet50", metadata=_env(c.MODEL))
@@ -48,7 +56,8 @@ class Settings:
     max_receives: int = field(default=5, metadata=_env(c.MAX_RECEIVES))
     visibility_timeout: int = field(default=120, metadata=_env(c.VISIBILITY_TIMEOUT))
 
-    # API behaviour. /classify waits below API Gateway's 29 s limit.
+    # API behaviour. /classify waits below API Gateway's 29 s limit (a client may ask for
+    # another wait, up to MAX_CLASSIFY_WAIT).
     classify_timeout: float = field(default=20.0, metadata=_env(c.CLASSIFY_TIMEOUT))
     upload_expires: int = field(default=300, metadata=_env(c.UPLOAD_EXPIRES))
     # API key: required on every route but the page and /health when set. Deployed
@@ -69,6 +78,9 @@ class Settings:
     boot_time: float = field(default=70.0, metadata=_env(c.BOOT_TIME))
     instance_type: str = field(default="c7i.large", metadata=_env(c.INSTANCE_TYPE))
     scale_period: float = field(default=60.0, metadata=_env(c.SCALE_PERIOD))
+    # Why the fleet's limits are what they are, where something chose them for the
+    # operator (`skyclass up` sizes the local fleet to the machine); GET /fleet shows it.
+    fleet_note: str | None = field(default=None, metadata=_env(c.FLEET_NOTE))
 
     # Local mode (``skyclass up``): where the API and the emulator listen.
     api_port: int = field(default=8000, metadata=_env(c.API_PORT))
@@ -109,6 +121,10 @@ class Settings:
             raise ConfigurationError(f"{c.TOP_K} must be at least 1, not {self.top_k}")
         if self.batch_size < 1:
             raise ConfigurationError(f"{c.BATCH_SIZE} must be at least 1, not {self.batch_size}")
+        if not 0 <= self.classify_timeout <= MAX_CLASSIFY_WAIT:
+            raise ConfigurationError(
+                f"{c.CLASSIFY_TIMEOUT} must be within 0..{MAX_CLASSIFY_WAIT:g} s (API "
+                f"Gateway ends a request at 29 s), not {self.classify_timeout:g}")
         if self.precision not in ("fp32", "bf16"):
             raise ConfigurationError(
                 f"{c.PRECISION} must be fp32 or bf16, not {self.precision!r}")
