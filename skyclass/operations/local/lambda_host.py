@@ -6,10 +6,12 @@ notifications only to SQS (its Lambda needs Docker), so locally (ARCHITECTURE.md
 "Local mode"):
 
 * ``S3EventBridge`` long-polls the S3-notification queue that provisioning created and
-  calls the same Chalice handler with the same event shape, one record per call. A
-  notification is deleted only after the handler returned; if the handler raised, the
-  message reappears after its visibility timeout and is retried, at most
-  ``MAX_ATTEMPTS`` times in all, as Lambda retries an asynchronous invocation.
+  calls the same Chalice handler with the same event shape, the records of one receive
+  in one call (a record alone if that call fails). A notification is deleted only after
+  the handler returned; if the handler raised, the message reappears after its
+  visibility timeout and is retried, at most ``MAX_ATTEMPTS`` times in all, as Lambda
+  retries an asynchronous invocation. The queue's depth is what the scaler sees of
+  images not yet ingested (``SKYCLASS_EVENTS_QUEUE_URL``).
 * ``Schedule`` calls the scaling handler every ``SKYCLASS_SCALE_PERIOD`` seconds with
   an EventBridge "Scheduled Event".
 
@@ -26,7 +28,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -39,7 +40,7 @@ ContextFactory = Callable[[str], Any]
 # Lambda's asynchronous invocation: one try and two retries.
 MAX_ATTEMPTS = 3
 RETRY_AFTER_SECONDS = 5
-CONCURRENCY = 8  # concurrent "invocations" of the S3 handler, as Lambda would run
+POLLERS = 2  # receives delivered at once (each event's records are read concurrently)
 LAMBDA_TIMEOUT_MS = 60_000
 LAMBDA_MEMORY_MB = 512
 
@@ -52,7 +53,14 @@ def lambda_context(function_name: str) -> Any:
 
 
 class S3EventBridge:
-    """Turns S3 notifications waiting in SQS into invocations of the S3 event handler."""
+    """Turns S3 notifications waiting in SQS into invocations of the S3 event handler.
+
+    Lambda runs one invocation per S3 event, many side by side; on one machine that many
+    Python calls cost more than the work they do, so the bridge hands the handler the
+    records of one receive (up to ten) in one event, as those invocations side by side
+    would have queued them, and deletes them in one batch. If that call fails, each
+    record is delivered alone, as Lambda would, so a record that keeps failing is retried
+    and dropped on its own. ``pollers`` such receives run at once."""
 
     def __init__(
         self,
@@ -65,7 +73,7 @@ class S3EventBridge:
         wait_seconds: int = 1,
         max_attempts: int = MAX_ATTEMPTS,
         retry_after: int = RETRY_AFTER_SECONDS,
-        concurrency: int = CONCURRENCY,
+        pollers: int = POLLERS,
     ):
         self._sqs = sqs
         self._queue_url = queue_url
@@ -75,9 +83,7 @@ class S3EventBridge:
         self._wait_seconds = wait_seconds
         self._max_attempts = max_attempts
         self._retry_after = retry_after
-        # Lambda runs one invocation per S3 event, many at once; so does the bridge.
-        self._invocations = ThreadPoolExecutor(max_workers=concurrency,
-                                               thread_name_prefix=function_name)
+        self._pollers = pollers
 
     def poll_once(self) -> int:
         """Receive up to ten notifications and deliver them; returns how many arrived."""
@@ -88,10 +94,41 @@ class S3EventBridge:
             VisibilityTimeout=self._retry_after,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         ).get("Messages", [])
-        list(self._invocations.map(self._deliver, messages))
+        events = []
+        done = []
+        for message in messages:
+            records = self._records(message)
+            if records:
+                events.append((message, records))
+            else:
+                done.append(message)
+        if len(events) == 1:
+            message, records = events[0]
+            if self._deliver(message, records):
+                done.append(message)
+        elif events:
+            try:
+                self._invoke([r for _, records in events for r in records])
+                done += [message for message, _ in events]
+            except Exception:
+                log.warning("%s failed on %d events together; delivering each alone",
+                            self._function_name, len(events), exc_info=True)
+                done += [message for message, records in events
+                         if self._deliver(message, records)]
+        self._delete(done)
         return len(messages)
 
     def run(self, stop: threading.Event) -> None:
+        """Poll with ``pollers`` threads until ``stop``."""
+        threads = [threading.Thread(target=self._poll_until, args=(stop,), daemon=True,
+                                    name=f"{self._function_name}-{n}")
+                   for n in range(self._pollers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _poll_until(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 self.poll_once()
@@ -99,35 +136,43 @@ class S3EventBridge:
                 log.exception("could not poll the S3 notification queue")
                 stop.wait(1.0)
 
-    def _deliver(self, message: dict[str, Any]) -> None:
+    def _records(self, message: dict[str, Any]) -> list[dict[str, Any]]:
+        """The S3 records of a notification; none for anything else (e.g. the
+        s3:TestEvent sent when notifications are configured), which is dropped."""
         try:
             records = json.loads(message["Body"]).get("Records")
         except (ValueError, AttributeError):
             log.warning("dropping a notification that is not an S3 event: %.200s", message["Body"])
-            self._delete(message)
-            return
-        if not records:  # e.g. the s3:TestEvent sent when notifications are configured
-            self._delete(message)
-            return
+            return []
+        return records or []
+
+    def _invoke(self, records: list[dict[str, Any]]) -> None:
+        self._handler({"Records": records}, self._context_factory(self._function_name))
+
+    def _deliver(self, message: dict[str, Any], records: list[dict[str, Any]]) -> bool:
+        """Deliver one notification's records, one per call, as Lambda would; whether
+        it is done with (delivered, or failed for the last time)."""
         try:
             for record in records:
-                self._handler({"Records": [record]}, self._context_factory(self._function_name))
+                self._invoke([record])
         except Exception:
             attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             if attempt >= self._max_attempts:
                 log.exception("%s failed %d times; dropping the event", self._function_name,
                               attempt)
-                self._delete(message)
-            else:
-                log.exception(
-                    "%s failed (attempt %d of %d); retrying in %ds",
-                    self._function_name, attempt, self._max_attempts, self._retry_after,
-                )
-            return
-        self._delete(message)
+                return True
+            log.exception(
+                "%s failed (attempt %d of %d); retrying in %ds",
+                self._function_name, attempt, self._max_attempts, self._retry_after,
+            )
+            return False
+        return True
 
-    def _delete(self, message: dict[str, Any]) -> None:
-        self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+    def _delete(self, messages: list[dict[str, Any]]) -> None:
+        if messages:
+            self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=[
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                for n, m in enumerate(messages)])
 
 
 def scheduled_event(
