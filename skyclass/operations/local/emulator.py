@@ -8,7 +8,8 @@ the local bridge). Three gaps are closed here, so that ``skyclass deploy`` can b
 rehearsed against the emulator unchanged: API Gateway's import of the API Chalice
 writes (``ApiImportCompat``), bucket policies that refuse plain HTTP
 (``count_requests_as_tls``) and instance profiles on multi-instance launches
-(``profile_every_launched_instance``). Two costs are cut: SQS receives that rescanned the
+(``profile_every_launched_instance``). It counts the requests it serves
+(``RequestCounter``). Two costs are cut: SQS receives that rescanned the
 whole queue for every message (``read_queue_attributes_once``), and the lookup of the
 service a request is for, redone from the file system on every request
 (``look_up_services_once``).
@@ -25,6 +26,7 @@ import re
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
@@ -57,7 +59,7 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
     start_sets_launch_time()
     read_queue_attributes_once()
     look_up_services_once()
-    app = ApiImportCompat(DomainDispatcherApplication(create_backend_app))
+    app = RequestCounter(ApiImportCompat(DomainDispatcherApplication(create_backend_app)))
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     # One line per request (the runner alone polls EC2 three times a second) would
     # bury anything worth reading in the emulator's log.
@@ -105,6 +107,37 @@ class ApiImportCompat:
         return (environ.get("REQUEST_METHOD") in ("POST", "PUT")
                 and "/apigateway/" in environ.get("HTTP_AUTHORIZATION", "")
                 and bool(self._PATH.match(environ.get("PATH_INFO", ""))))
+
+
+class RequestCounter:
+    """WSGI middleware that counts the requests the emulator serves, by AWS service, and
+    answers ``GET /_skyclass/requests`` with the counts so far (a path no AWS API has:
+    no bucket name starts with ``_``). The benchmarks read it to report what each image
+    costs the emulator."""
+
+    PATH = "/_skyclass/requests"
+    _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == self.PATH and environ.get("REQUEST_METHOD") == "GET":
+            with self._lock:
+                body = json.dumps({"total": sum(self._counts.values()),
+                                   "by_service": dict(self._counts)}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        # A presigned POST carries its credential in the form, not a header: S3's.
+        scope = self._SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        service = scope.group(1) if scope else "s3"
+        with self._lock:
+            self._counts[service] = self._counts.get(service, 0) + 1
+        return self._app(environ, start_response)
 
 
 def patch_api_definition(body: bytes) -> bytes:
