@@ -12,7 +12,9 @@ never in a key.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +31,8 @@ from skyclass.runtime.waiter import ResultWaiter
 
 # A browser can pick thousands of files; one job's manifest and reply stay small enough.
 MAX_IMAGES_PER_JOB = 1000
+# Images a process remembers it has seen the manifest of.
+_KNOWN_IMAGES = 10_000
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class JobService:
         self._settings = settings
         self._clock = clock
         self._waiter = waiter or ResultWaiter(store, clock=clock)
+        self._known: OrderedDict[str, None] = OrderedDict()
+        self._known_lock = threading.Lock()
 
     # ---- POST /jobs ----------------------------------------------------------------
 
@@ -160,12 +166,21 @@ class JobService:
         if job_id is None:
             raise ImageNotFoundError(f"no image {image_id!r}")
         result = self._store.get(_result_key(job_id, image_id))
-        if result is not None:
+        if result is not None or image_id in self._known:
             return result
         manifest = self._manifest(job_id)
         if manifest is None or image_id not in {i["image_id"] for i in manifest["images"]}:
             raise ImageNotFoundError(f"no image {image_id!r}")
+        self._remember(image_id)
         return None
+
+    def _remember(self, image_id: str) -> None:
+        """An image this process knows exists (its manifest was written or read here), so
+        polling its status costs one GET, not two."""
+        with self._known_lock:
+            self._known[image_id] = None
+            while len(self._known) > _KNOWN_IMAGES:
+                self._known.popitem(last=False)
 
     def _manifest(self, job_id: str) -> dict[str, Any] | None:
         if not contracts.is_job_id(job_id):
@@ -195,6 +210,7 @@ class JobService:
             Metadata={c.META_NAME: quote(name, safe="")},
         )
         key = _result_key(job_id, image["image_id"])
+        self._remember(image["image_id"])
         left = deadline - self._clock()
         result = self._waiter.wait(key, left) if left > 0 else self._store.get(key)
         return Classified(image["image_id"], result)

@@ -35,7 +35,7 @@ FIRST_POLL_S = 0.2
 BACKOFF = 1.5
 MAX_INTERVAL_S = 1.0
 # Polls a second that find nothing, for all of a process's waiting requests together.
-POLLS_PER_S = 20.0
+POLLS_PER_S = 10.0
 # When an image is done, how many of those that came right after it to look at at once.
 NEIGHBOURS = 8
 

@@ -262,6 +262,7 @@ def test_classify_with_no_wait_answers_202_at_once(client):
 
     assert response.status_code == 202
     assert response.json_body["status_url"].startswith("images/")
+    assert int(response.headers["Retry-After"]) > 0
 
 
 @pytest.mark.parametrize("wait", ["29", "-1", "soon", "nan"])

@@ -10,11 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from skyclass.operations.local.runner import (
-    WORKER_NICENESS,
-    InstanceRunner,
-    LocalWorkerSpawner,
-)
+from skyclass.operations.local.runner import InstanceRunner, LocalWorkerSpawner
 
 # A worker stand-in: says who it is, then runs until SIGTERM and says so on the way out.
 FAKE_WORKER = """
@@ -77,7 +73,7 @@ def test_running_instance_gets_a_worker_that_stops_cleanly(tmp_path):
     assert runner.workers() == {}
 
 
-def test_workers_run_below_the_stacks_priority_and_start_one_at_a_time(tmp_path):
+def test_workers_start_one_at_a_time_each_once_the_previous_one_is_ready(tmp_path):
     # GIVEN two running instances whose workers take a while to get ready
     states = {"i-1": "running", "i-2": "running"}
     spawner = LocalWorkerSpawner({}, tmp_path, cwd=tmp_path,
@@ -89,10 +85,9 @@ def test_workers_run_below_the_stacks_priority_and_start_one_at_a_time(tmp_path)
         for _ in range(5):
             runner.reconcile()
             time.sleep(0.05)
-        # THEN one worker runs, at a lower CPU priority than the stack
+        # THEN one worker runs
         first = runner.workers()["i-1"]
-        assert set(runner.workers()) == {"i-1"}
-        assert psutil.Process(first.pid).nice() == psutil.Process().nice() + WORKER_NICENESS
+        assert set(runner.workers()) == {"i-1"} and not first.ready()
         # WHEN it logs that it is ready: THEN the second one starts
         (tmp_path / "go-i-1").touch()
         _eventually(lambda: first.ready())

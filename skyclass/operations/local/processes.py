@@ -21,10 +21,9 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def spawn(argv: list[str], env: Mapping[str, str], cwd: Path, log_path: Path, *,
-          append: bool = False, niceness: int = 0) -> subprocess.Popen:
+          append: bool = False) -> subprocess.Popen:
     """Start ``argv`` in a new session (its own process group), stdout and stderr into
-    ``log_path``, tied to this process's life (``die_with_parent``), ``niceness`` steps
-    below this process's CPU priority."""
+    ``log_path``, tied to this process's life (``die_with_parent``)."""
     with log_path.open("ab" if append else "wb") as log_file:
         return subprocess.Popen(
             argv,
@@ -34,18 +33,17 @@ def spawn(argv: list[str], env: Mapping[str, str], cwd: Path, log_path: Path, *,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent(niceness),
+            preexec_fn=die_with_parent(),
         )
 
 
-def die_with_parent(niceness: int = 0) -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` that has Linux send the child SIGTERM when the process that
     started it dies, so children do not outlive a supervisor killed with SIGKILL (an
-    orderly stop never relies on it), and lowers its priority by ``niceness``. The
-    kernel ties the death signal to the starting *thread*: start children from the main
-    thread. Elsewhere than Linux: only the priority, or None."""
+    orderly stop never relies on it). The kernel ties this to the starting *thread*:
+    start children from the main thread. Elsewhere than Linux: None (no such guard)."""
     if not sys.platform.startswith("linux"):
-        return (lambda: os.nice(niceness)) if niceness else None
+        return None
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     parent = os.getpid()
 
@@ -53,8 +51,6 @@ def die_with_parent(niceness: int = 0) -> Callable[[], None] | None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
-        if niceness:
-            os.nice(niceness)
 
     return preexec
 

@@ -17,9 +17,7 @@ the same, and this runner watches their states (ARCHITECTURE.md, "Local mode"):
 
 The decisions (``InstanceRunner.reconcile``) take the instance states and a spawner as
 arguments, so they are tested with fakes; ``PopenWorker`` and ``LocalWorkerSpawner``
-are the real processes: each worker runs at a lower CPU priority (``WORKER_NICENESS``)
-than the emulator, the API and the Lambda host, which stand in for AWS services that do
-not share an instance's cores.
+are the real processes.
 """
 
 from __future__ import annotations
@@ -49,7 +47,6 @@ MAX_RESTART_DELAY = 30.0
 HEALTHY_RUN = 60.0
 # A worker still starting after this long no longer holds back the next one's start.
 START_TIMEOUT = 180.0
-WORKER_NICENESS = 5
 # What a worker logs once its model is loaded and warmed up (ec2_worker/__main__.py).
 READY_LINE = b" ready: model "
 
@@ -257,15 +254,14 @@ class PopenWorker:
     """A worker process in its own process group, so signals reach all of it and a
     Ctrl-C in the terminal reaches only the supervisor, which stops workers in order."""
 
-    def __init__(self, argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path,
-                 niceness: int = 0):
+    def __init__(self, argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path):
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log_file:
             log_file.write(f"--- started {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
         self._log_path = log_path
         self._log_from = log_path.stat().st_size
         self._ready = False
-        self._popen = spawn(argv, env, cwd, log_path, append=True, niceness=niceness)
+        self._popen = spawn(argv, env, cwd, log_path, append=True)
         self.pid = self._popen.pid
 
     def poll(self) -> int | None:
@@ -306,13 +302,11 @@ class LocalWorkerSpawner:
         log_dir: Path,
         cwd: Path,
         argv: tuple[str, ...] = (sys.executable, "-m", "ec2_worker"),
-        niceness: int = WORKER_NICENESS,
     ):
         self._env = dict(env)
         self._log_dir = log_dir
         self._cwd = cwd
         self._argv = list(argv)
-        self._niceness = niceness
 
     def log_path(self, instance_id: str) -> Path:
         return self._log_dir / f"worker-{instance_id}.log"
@@ -330,5 +324,4 @@ class LocalWorkerSpawner:
 
     def __call__(self, instance_id: str) -> PopenWorker:
         env = {**self._env, c.WORKER_ID: instance_id}
-        return PopenWorker(self._argv, env, self.log_path(instance_id), self._cwd,
-                           niceness=self._niceness)
+        return PopenWorker(self._argv, env, self.log_path(instance_id), self._cwd)
