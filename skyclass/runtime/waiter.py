@@ -89,44 +89,55 @@ class ResultWaiter:
 
     def _poll(self) -> None:
         while True:
-            with self._lock:
-                if not self._waiting:
-                    self._poller = None
+            try:
+                if not self._round():
                     return
-                due = self._due()
-                if not due:
-                    soonest = min(e.due for e in self._waiting.values())
-                    self._lock.wait(max(0.0, soonest - self._clock()))
-                    continue
-            for entry in due:
-                try:
-                    found = self._store.get(entry.key)
-                except Exception:  # S3 trouble: a miss; the request's deadline still holds
-                    log.warning("could not poll for %s", entry.key, exc_info=True)
-                    found = None
-                self.polls += 1
-                self._settle(entry, found)
+            except Exception:  # the waiter outlives any one round; requests keep deadlines
+                log.exception("the result waiter's round failed; going on")
+                time.sleep(MAX_INTERVAL_S)
 
-    def _due(self) -> list[_Waiting]:
+    def _round(self) -> bool:
+        """Poll what is due within the budget, or wait until something is; False once
+        nothing is waited for (the poller then ends)."""
+        with self._lock:
+            if not self._waiting:
+                self._poller = None
+                return False
+            due, idle = self._due()
+            if not due:
+                self._lock.wait(idle)
+                return True
+        for entry in due:
+            try:
+                found = self._store.get(entry.key)
+            except Exception:  # S3 trouble: a miss; the request's deadline still holds
+                log.warning("could not poll for %s", entry.key, exc_info=True)
+                found = None
+            self.polls += 1
+            self._settle(entry, found)
+        return True
+
+    def _due(self) -> tuple[list[_Waiting], float]:
         """The entries to poll now, within the budget: those due, longest waiting first
-        (work is taken roughly in order, so the oldest is the likeliest to be done).
-        A poll that finds its result gives its budget back."""
+        (work is taken roughly in order, so the oldest is the likeliest to be done); and
+        if there are none, how long until there may be."""
         now = self._clock()
         self._tokens = min(self._polls_per_s,
                            self._tokens + (now - self._refilled) * self._polls_per_s)
         self._refilled = now
         due = sorted((e for e in self._waiting.values() if e.due <= now),
                      key=lambda e: e.order)
+        if not due:
+            return [], max(0.0, min(e.due for e in self._waiting.values()) - now)
         budget = int(self._tokens)
+        if budget < 1:
+            return [], (1 - self._tokens) / self._polls_per_s
         # Half to the oldest; half sweeps the others, least lately polled first, to find
         # images done out of order (another worker's batch).
         take = due[: (budget + 1) // 2]
         take += sorted(due[len(take):], key=lambda e: e.polled_at)[: budget - len(take)]
-        if not take and due:
-            # Out of budget: come back when one more poll is allowed.
-            self._lock.wait((1 - self._tokens) / self._polls_per_s)
         self._tokens -= len(take)
-        return take
+        return take, 0.0
 
     def _settle(self, entry: _Waiting, found: dict[str, Any] | None) -> None:
         with self._lock:

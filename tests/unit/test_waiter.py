@@ -113,3 +113,16 @@ def test_a_store_that_fails_is_a_miss_not_a_dead_waiter():
     store.put("results/a.json", {"status": "done"})
 
     assert ResultWaiter(store).wait("results/a.json", timeout=10) == {"status": "done"}
+
+
+def test_requests_that_give_up_while_the_budget_is_spent_leave_a_working_waiter():
+    # GIVEN a waiter with a tiny budget, spent on requests that then give up
+    store = FakeStore()
+    waiter = ResultWaiter(store, polls_per_s=1)
+    wait_all(waiter, [f"results/never-{n}.json" for n in range(5)], timeout=0.5)
+    time.sleep(1.5)  # ... while the waiter waits for its budget
+    # WHEN a later request waits for a result that is there
+    store.put("results/there.json", {"status": "done"})
+
+    # THEN it gets it
+    assert waiter.wait("results/there.json", timeout=5) == {"status": "done"}
