@@ -13,6 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from skyclass.operations.local.emulator import (
+    count_messages_only_when_asked,
     look_up_services_once,
     main,
     read_queue_attributes_once,
@@ -113,6 +114,45 @@ def test_receive_does_not_rescan_the_queue_per_message(aws, lean_queue_reads, mo
     # THEN it gets ten without the whole queue being counted once per message
     assert len(received) == 10
     assert scans == []
+
+
+@pytest.fixture
+def lazy_queue_attributes(monkeypatch):
+    """moto's SQS with the emulator's ``count_messages_only_when_asked``, undone after."""
+    from moto.sqs.models import Queue
+
+    monkeypatch.setattr(Queue, "attributes", Queue.attributes)
+    count_messages_only_when_asked()
+
+
+def test_sending_does_not_count_the_queue(aws, lean_queue_reads, lazy_queue_attributes,
+                                          monkeypatch):
+    from moto.sqs.models import Queue
+
+    # GIVEN a queue with a backlog, and a count of every scan of its messages
+    sqs = aws.sqs
+    url = sqs.create_queue(QueueName="events", Attributes={"DelaySeconds": "0"})["QueueUrl"]
+    for start in range(0, 100, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": str(start + i)} for i in range(10)])
+    scans = []
+    visible = Queue.messages
+    monkeypatch.setattr(Queue, "messages", property(
+        lambda queue: scans.append(1) or visible.fget(queue)))
+    # WHEN ten more are sent
+    sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": str(i), "MessageBody": "more"} for i in range(10)])
+    # THEN the queue was not scanned, and its attributes still answer as moto's
+    assert scans == []
+    everything = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert everything["ApproximateNumberOfMessages"] == "110"
+    assert everything["DelaySeconds"] == "0" and "RedrivePolicy" not in everything
+    fifo = sqs.create_queue(QueueName="f.fifo", Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    sqs.send_message(QueueUrl=fifo, MessageBody="x", MessageGroupId="g")
+    sqs.send_message(QueueUrl=fifo, MessageBody="x", MessageGroupId="g")
+    assert sqs.get_queue_attributes(QueueUrl=fifo, AttributeNames=["All"])["Attributes"][
+        "ApproximateNumberOfMessages"] == "1"  # deduplicated by content, as moto does
 
 
 def test_receive_still_drops_messages_past_their_retention(aws, lean_queue_reads):

@@ -9,10 +9,10 @@ rehearsed against the emulator unchanged: API Gateway's import of the API Chalic
 writes (``ApiImportCompat``), bucket policies that refuse plain HTTP
 (``count_requests_as_tls``) and instance profiles on multi-instance launches
 (``profile_every_launched_instance``). It counts the requests it serves
-(``RequestCounter``). Two costs are cut: SQS receives that rescanned the
-whole queue for every message (``read_queue_attributes_once``), and the lookup of the
-service a request is for, redone from the file system on every request
-(``look_up_services_once``).
+(``RequestCounter``). Three costs are cut: SQS receives that rescanned the
+whole queue for every message (``read_queue_attributes_once``), SQS sends that did the
+same (``count_messages_only_when_asked``), and the lookup of the service a request is
+for, redone from the file system on every request (``look_up_services_once``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
@@ -58,6 +58,7 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
     profile_every_launched_instance()
     start_sets_launch_time()
     read_queue_attributes_once()
+    count_messages_only_when_asked()
     look_up_services_once()
     app = RequestCounter(ApiImportCompat(DomainDispatcherApplication(create_backend_app)))
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
@@ -256,7 +257,7 @@ def read_queue_attributes_once() -> None:
             raise InvalidAttributeName(invalid)
         attributes = queue.attributes
         if "All" in attribute_names:
-            return attributes
+            return dict(attributes)
         return {name: attributes[name] for name in attribute_names
                 if attributes.get(name) is not None}
 
@@ -266,6 +267,46 @@ def read_queue_attributes_once() -> None:
 
     SQSBackend.get_queue_attributes = get_queue_attributes
     SQSBackend.is_message_valid_based_on_retention_period = retained
+
+
+def count_messages_only_when_asked() -> None:
+    """Make moto's SQS send cost O(1), not O(queue depth).
+
+    moto reads one setting (content-based deduplication) for every message sent by
+    building the queue's whole attribute dict, whose message counts scan the queue three
+    times. With two thousand S3 events waiting for the bridge, each upload's notification
+    then cost the emulator tens of milliseconds, and ingest fell ever further behind.
+    Here a queue's attributes are a read-only mapping that works out each attribute
+    when it is read; answers are the same as moto's.
+    """
+    from moto.core.utils import camelcase_to_underscores
+    from moto.sqs.models import Queue
+
+    class LazyAttributes(Mapping):
+        def __init__(self, queue: Queue) -> None:
+            self._queue = queue
+            names = list(queue.BASE_ATTRIBUTES)
+            if queue.fifo_queue:
+                names += queue.FIFO_ATTRIBUTES
+            if queue.kms_master_key_id:
+                names += queue.KMS_ATTRIBUTES
+            self._names = names
+
+        def __getitem__(self, name: str) -> Any:
+            if name not in self._names:
+                raise KeyError(name)
+            if name == "RedrivePolicy" and self._queue.redrive_policy:
+                return json.dumps(self._queue.redrive_policy)
+            value = getattr(self._queue, camelcase_to_underscores(name))
+            return str(value).lower() if isinstance(value, bool) else value
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(self._names)
+
+        def __len__(self) -> int:
+            return len(self._names)
+
+    Queue.attributes = property(LazyAttributes)
 
 
 def look_up_services_once() -> None:
