@@ -17,6 +17,7 @@ from skyclass.operations.local.emulator import (
     look_up_services_once,
     main,
     read_queue_attributes_once,
+    scan_queues_only_as_far_as_needed,
 )
 
 
@@ -153,6 +154,51 @@ def test_sending_does_not_count_the_queue(aws, lean_queue_reads, lazy_queue_attr
     sqs.send_message(QueueUrl=fifo, MessageBody="x", MessageGroupId="g")
     assert sqs.get_queue_attributes(QueueUrl=fifo, AttributeNames=["All"])["Attributes"][
         "ApproximateNumberOfMessages"] == "1"  # deduplicated by content, as moto does
+
+
+@pytest.fixture
+def short_queue_scans(monkeypatch):
+    """moto's SQS with the emulator's ``scan_queues_only_as_far_as_needed``, undone after."""
+    from moto.sqs.models import Queue
+
+    for name in ("messages", "delete_message"):
+        monkeypatch.setattr(Queue, name, getattr(Queue, name))
+    scan_queues_only_as_far_as_needed()
+
+
+def test_receive_and_delete_answer_as_moto_does_without_scanning_the_queue(
+        aws, lean_queue_reads, short_queue_scans, monkeypatch):
+    from moto.sqs.models import Message
+
+    # GIVEN 300 messages, the last one delayed
+    sqs = aws.sqs
+    url = sqs.create_queue(QueueName="work", Attributes={"VisibilityTimeout": "60"})[
+        "QueueUrl"]
+    for start in range(0, 299, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": str(start + i)} for i in range(min(10, 299 - start))])
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=600)
+    looked_at = []
+    visible_at = Message.visible
+    monkeypatch.setattr(Message, "visible", property(
+        lambda m: looked_at.append(1) or visible_at.fget(m)))
+    # WHEN a worker receives ten, and ten more
+    first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    second = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    # THEN it gets them in order, the first ten in flight skipped, without a full scan
+    assert [m["Body"] for m in first + second] == [str(n) for n in range(20)]
+    assert len(looked_at) < 100
+    # WHEN it deletes the first ten, once and then again, and a stale handle is used
+    entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(first)]
+    assert len(sqs.delete_message_batch(QueueUrl=url, Entries=entries)["Successful"]) == 10
+    assert len(sqs.delete_message_batch(QueueUrl=url, Entries=entries)["Successful"]) == 10
+    with pytest.raises(ClientError, match="ReceiptHandleIsInvalid"):
+        sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle")
+    # THEN the counts are moto's: ten gone, ten in flight, one delayed
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (counts["ApproximateNumberOfMessages"],
+            counts["ApproximateNumberOfMessagesNotVisible"],
+            counts["ApproximateNumberOfMessagesDelayed"]) == ("279", "10", "1")
 
 
 def test_receive_still_drops_messages_past_their_retention(aws, lean_queue_reads):

@@ -9,10 +9,12 @@ rehearsed against the emulator unchanged: API Gateway's import of the API Chalic
 writes (``ApiImportCompat``), bucket policies that refuse plain HTTP
 (``count_requests_as_tls``) and instance profiles on multi-instance launches
 (``profile_every_launched_instance``). It counts the requests it serves
-(``RequestCounter``). Three costs are cut: SQS receives that rescanned the
-whole queue for every message (``read_queue_attributes_once``), SQS sends that did the
-same (``count_messages_only_when_asked``), and the lookup of the service a request is
-for, redone from the file system on every request (``look_up_services_once``).
+(``RequestCounter``). Costs that grew with a queue's depth are cut: SQS receives that
+rescanned the whole queue for every message (``read_queue_attributes_once``), SQS sends
+that did the same (``count_messages_only_when_asked``), receives that listed every
+visible message to hand out ten and deletes that rebuilt the queue
+(``scan_queues_only_as_far_as_needed``); and so is the lookup of the service a request
+is for, redone from the file system on every request (``look_up_services_once``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
     start_sets_launch_time()
     read_queue_attributes_once()
     count_messages_only_when_asked()
+    scan_queues_only_as_far_as_needed()
     look_up_services_once()
     app = RequestCounter(ApiImportCompat(DomainDispatcherApplication(create_backend_app)))
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
@@ -307,6 +310,52 @@ def count_messages_only_when_asked() -> None:
             return len(self._names)
 
     Queue.attributes = property(LazyAttributes)
+
+
+def scan_queues_only_as_far_as_needed() -> None:
+    """Make moto's SQS receive and delete cost what they hand out, not the queue's depth.
+
+    moto lists every visible message of a queue (reading the clock twice for each) to
+    hand out the first ten, and scans the whole queue twice, rebuilding it, for every
+    message deleted. With a few thousand S3 events waiting for the bridge, or a few
+    thousand images for a worker, each receive and delete took tens of milliseconds of
+    the emulator, which every other request waited for. Here the visible messages are
+    listed lazily, in the same order, against one reading of the clock, so a receive
+    stops at the tenth; and a delete stops at the message it deletes (work is received
+    from the front of the queue, so it is near the front). Answers are moto's.
+    """
+    from moto.core.utils import unix_time_millis
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid
+    from moto.sqs.models import Queue
+
+    class VisibleMessages:
+        def __init__(self, queue: Queue) -> None:
+            self._queue = queue
+
+        def __iter__(self) -> Iterator[Any]:
+            now = unix_time_millis()
+            return (m for m in list(self._queue._messages)
+                    if now > m.visible_at and not now < m.delayed_until)
+
+        def __len__(self) -> int:
+            return sum(1 for _ in self)
+
+        def __bool__(self) -> bool:
+            return any(True for _ in self)
+
+    def delete_message(self: Queue, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return  # deleted already: as moto, gracefully
+        for index, message in enumerate(self._messages):
+            if message.had_receipt_handle(receipt_handle):
+                del self._messages[index]
+                self.pending_messages.discard(message)
+                self.deleted_messages.update(message.all_receipt_handles)
+                return
+        raise ReceiptHandleIsInvalid()
+
+    Queue.messages = property(VisibleMessages)
+    Queue.delete_message = delete_message
 
 
 def look_up_services_once() -> None:
