@@ -131,7 +131,12 @@ def main() -> None:
         print(f"backlog, sampled       {len(samples)} samples: S3 events waiting for ingest "
               f"max {max(s[1] for s in samples)}, work queue max {max(s[2] for s in samples)};"
               f" the bridge held more than the work queue (and over 10) in "
-              f"{len(bridge_ahead)} of them")
+              f"{len(bridge_ahead)} of them"
+              + (f", from {bridge_ahead[0][0]:.0f} s to {bridge_ahead[-1][0]:.0f} s"
+                 if bridge_ahead else ""))
+        step = max(1, len(samples) // 12)
+        print("  (s: events, work)    " + "  ".join(
+            f"{at:.0f}: {events}, {work}" for at, events, work in samples[::step]))
     last_result = max((t for times in by_worker.values() for t in times), default=None)
     events = log.workers()
     starts, stops, peak = worker_timeline(events)

@@ -40,7 +40,7 @@ ContextFactory = Callable[[str], Any]
 # Lambda's asynchronous invocation: one try and two retries.
 MAX_ATTEMPTS = 3
 RETRY_AFTER_SECONDS = 5
-POLLERS = 2  # receives delivered at once (each event's records are read concurrently)
+POLLERS = 4  # receives delivered at once (each event's records are read concurrently)
 LAMBDA_TIMEOUT_MS = 60_000
 LAMBDA_MEMORY_MB = 512
 
