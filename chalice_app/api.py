@@ -30,8 +30,9 @@ MULTIPART = "multipart/form-data"
 BINARY_TYPES = [*ALLOWED_TYPES, "image/jpg", MULTIPART]
 # /classify sniffs the bytes anyway, so a client that says only "octet-stream" is fine.
 CLASSIFY_TYPES = [*BINARY_TYPES, "application/octet-stream"]
-# How soon a client told 202 should ask its status_url: a hundred clients asking every
-# 2 s cost the API and the store about 50 requests a second.
+# How soon a client told 202 should ask its status_url. A hundred clients asking every
+# second cost the local API and emulator most of a core while a worker was starting;
+# every 2 s, half that, and a client still learns of its result within 2 s.
 RETRY_AFTER_S = 2
 
 
