@@ -9,6 +9,7 @@ Tests call ``reset()`` between emulators.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from dataclasses import dataclass
 
@@ -16,8 +17,9 @@ from skyclass.runtime.aws import AwsClients
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.fleet.scaler import Scaler
 from skyclass.runtime.ingest import Ingestor
+from skyclass.runtime.ingest_failures import FailedIngestions
 from skyclass.runtime.jobs import JobService
-from skyclass.runtime.names import StageResources
+from skyclass.runtime.names import StageResources, ingest_failures_queue_name, queue_url_beside
 from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.settings import Settings
 from skyclass.runtime.store import JsonStore
@@ -33,9 +35,8 @@ class Services:
     jobs: JobService
     ingestor: Ingestor
     scaler: Scaler
-    # Where S3 events wait to be ingested, where the stage can read it (locally).
-    ingest_queue: WorkQueue | None
     aws: AwsClients
+    failed_ingestions: FailedIngestions
 
 
 @functools.cache
@@ -46,14 +47,19 @@ def lambda_settings() -> Settings:
 
 @functools.cache
 def services() -> Services:
+    # Lambda's Python runtime leaves the root logger at WARNING, and Chalice sets its
+    # app's logger ("skyclass", the parent of every skyclass.* logger) to ERROR: without
+    # this, the info lines (an image queued, a worker started) never reach CloudWatch.
+    logging.getLogger("skyclass").setLevel(logging.INFO)
     settings = lambda_settings()
     aws = AwsClients(settings.region)
     resources = StageResources.resolve(settings, aws)
     queue = WorkQueue(aws.sqs, resources.queue_url, resources.dlq_url)
     pool = InstancePool(aws.ec2, settings.stage)
     store = JsonStore(aws.s3, resources.output_bucket)
-    ingest_queue = (WorkQueue(aws.sqs, settings.events_queue_url)
-                    if settings.events_queue_url else None)
+    ingestor = Ingestor(aws.s3, queue, pool, store, resources, settings)
+    failures = WorkQueue(aws.sqs, queue_url_beside(
+        resources.queue_url, ingest_failures_queue_name(settings.stage)))
     return Services(
         settings=settings,
         resources=resources,
@@ -61,11 +67,10 @@ def services() -> Services:
         pool=pool,
         store=store,
         jobs=JobService(aws.s3, store, resources, settings),
-        ingestor=Ingestor(aws.s3, queue, pool, store, resources, settings),
-        scaler=Scaler(queue, pool, store, settings, clock=time.time, cloudwatch=aws.cloudwatch,
-                      ingest_queue=ingest_queue),
-        ingest_queue=ingest_queue,
+        ingestor=ingestor,
+        scaler=Scaler(queue, pool, store, settings, clock=time.time, cloudwatch=aws.cloudwatch),
         aws=aws,
+        failed_ingestions=FailedIngestions(failures, ingestor, store, resources.input_bucket),
     )
 
 

@@ -2,7 +2,7 @@
 
 Builds everything once (settings, AWS clients, stage resources, the model, warmed up for
 the batch sizes it will see), logs one line when ready, and runs until SIGTERM or SIGINT,
-finishing the batch in hand and releasing prefetched ones (ec2_worker/worker.py). On a
+finishing the batch in hand and releasing prefetched ones (ec2_worker/pipeline.py). On a
 machine with a GPU the model runs there, with a larger batch unless
 ``SKYCLASS_BATCH_SIZE`` says otherwise.
 If the model cannot be loaded it exits non-zero with the plain reason, so a restart loop

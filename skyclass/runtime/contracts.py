@@ -125,6 +125,35 @@ class WorkMessage:
         result_key(message.key)  # rejects keys outside jobs/ and incoming/
         return message
 
+    @classmethod
+    def salvage(cls, body: str) -> WorkMessage | None:
+        """A stand-in for a body that is not a valid work message but still names an
+        input key, so the image gets a ``failed`` result instead of vanishing into the
+        dead-letter queue; None when the body names no input key."""
+        try:
+            data = json.loads(body)
+        except (TypeError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        bucket, key = data.get("bucket"), data.get("key")
+        if not (isinstance(bucket, str) and bucket and isinstance(key, str)):
+            return None
+        try:
+            job_id, image_id = parse_input_key(key)
+        except InvalidMessageError:
+            return None
+        name = data.get("name")
+        return cls(
+            bucket=bucket,
+            key=key,
+            job_id=job_id,
+            image_id=image_id,
+            name=name if isinstance(name, str) and name else key.rsplit("/", 1)[-1],
+            size=0,
+            etag="",
+        )
+
     @property
     def result_key(self) -> str:
         return result_key(self.key)

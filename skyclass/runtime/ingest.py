@@ -89,6 +89,9 @@ class Ingestor:
         started: list[str] = []
         if messages:
             self._queue.send(messages)
+            for message in messages:
+                log.info("image %s queued (%s, %d bytes)", message.image_id, message.source,
+                         message.size)
             started = self._cold_start()
         return IngestReport(len(messages), rejected, ignored, tuple(started))
 
@@ -130,7 +133,7 @@ class Ingestor:
                 message.result_key,
                 failed_result(message, exc.message, model=None, worker=INGEST_WORKER),
             )
-            log.info("rejected %s: %s", message.source, exc.message)
+            log.info("image %s rejected (%s): %s", message.image_id, message.source, exc.message)
             return _REJECTED
         return message
 

@@ -12,6 +12,7 @@ never in a key.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -28,6 +29,8 @@ from skyclass.runtime.names import StageResources
 from skyclass.runtime.settings import MAX_CLASSIFY_WAIT, Settings
 from skyclass.runtime.store import JsonStore
 from skyclass.runtime.waiter import ResultWaiter
+
+log = logging.getLogger(__name__)
 
 # A browser can pick thousands of files; one job's manifest and reply stay small enough.
 MAX_IMAGES_PER_JOB = 1000
@@ -95,6 +98,10 @@ class JobService:
         job_id = contracts.new_job_id()
         manifest = self._write_manifest(job_id, entries)
         uploads = [self._presigned_upload(item) for item in manifest["images"]]
+        # One line per image, so `skyclass logs --image ID` finds where each one began.
+        for item in manifest["images"]:
+            log.info("job %s: image %s (%s, %d bytes) may be uploaded", job_id,
+                     item["image_id"], item["name"], item["size"])
         return {"job_id": job_id, "uploads": uploads}
 
     def _write_manifest(self, job_id: str, entries: list[tuple[str, str, int]]) -> dict[str, Any]:
@@ -202,6 +209,7 @@ class JobService:
         actual = input_policy.content_type_of(fmt)
         job_id = contracts.new_job_id()
         image = self._write_manifest(job_id, [(name, actual, len(body))])["images"][0]
+        log.info("classify: image %s (%s, %d bytes) stored", image["image_id"], name, len(body))
         self._s3.put_object(
             Bucket=self._resources.input_bucket,
             Key=image["key"],

@@ -13,7 +13,9 @@ batch; the first batch after a quiet spell is sent at once, so the scaler sees a
 trickle of images that no tick catches waiting. Data points are high-resolution, so the
 scaler can ask about the last few seconds as well as the last minutes.
 
-The scaler reads, in one request (``read_activity``): one warm worker's throughput,
+The local S3-event bridge publishes ``ImagesToIngest``, the uploads it holds that are not
+yet work messages (``read_images_to_ingest``). The scaler reads, in one request
+(``read_activity``): one warm worker's throughput,
 ``sum(WarmImages) / sum(WarmBusySeconds)`` over ``THROUGHPUT_WINDOW`` (images per second
 of one busy worker, however many workers there were and however idle they were); the
 images the fleet finished over ``FINISHED_WINDOW``; and those finished within the idle
@@ -36,11 +38,18 @@ WARM_IMAGES = "WarmImages"
 WARM_BUSY_SECONDS = "WarmBusySeconds"
 BATCH_LATENCY = "BatchLatency"
 ERRORS = "Errors"
+# Images uploaded but not yet queued as work, where something can count them: the local
+# S3-event bridge, which holds S3's notifications in a queue (on AWS they wait inside
+# Lambda's own queue, which has no depth to read; docs/scaling.md).
+IMAGES_TO_INGEST = "ImagesToIngest"
 
 # A worker's first batches, left out of its warm throughput.
 WARM_UP_BATCHES = 2
 # Idle this long before a batch, a worker sends that batch's figures at once.
 QUIET_SPELL_S = 2.0
+# How recent a count of images to ingest must be to count (its publisher sends one a
+# second while there are any, and a zero when there are none left).
+INGEST_FRESH_S = 5
 # What the scaler reads: one warm worker's throughput over the last ten minutes, and the
 # fleet's finished images over the last two (long enough for a few of the workers'
 # flushes, short enough to follow a changing stream). The query's granularity: the
@@ -149,6 +158,29 @@ class FleetActivity:
     @property
     def finished_rate(self) -> float:
         return self.finished / FINISHED_WINDOW.total_seconds()
+
+
+def publish_images_to_ingest(cloudwatch: Any, stage: str, images: int) -> None:
+    """Report how many uploaded images wait to be ingested (the local bridge does)."""
+    cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=[
+        {"MetricName": IMAGES_TO_INGEST, "Dimensions": _dimensions(stage), "Value": images,
+         "Unit": "Count", "StorageResolution": 1}])
+
+
+def read_images_to_ingest(cloudwatch: Any, stage: str, now: datetime | None = None) -> int:
+    """The latest count of images waiting to be ingested, if one was published within
+    the last ``INGEST_FRESH_S`` seconds; else 0 (nothing counts them, as on AWS)."""
+    now = now or datetime.now(UTC)
+    response = cloudwatch.get_metric_data(
+        MetricDataQueries=[{"Id": "ingest", "MetricStat": {
+            "Metric": {"Namespace": NAMESPACE, "MetricName": IMAGES_TO_INGEST,
+                       "Dimensions": _dimensions(stage)},
+            "Period": 1, "Stat": "Maximum"}}],
+        StartTime=now - timedelta(seconds=INGEST_FRESH_S), EndTime=now + timedelta(seconds=1))
+    points = [(at, value) for result in response["MetricDataResults"]
+              for at, value in zip(result.get("Timestamps", []), result.get("Values", []),
+                                   strict=False)]
+    return round(max(points)[1]) if points else 0
 
 
 def read_throughput(cloudwatch: Any, stage: str, now: datetime | None = None,

@@ -13,6 +13,7 @@ from botocore.stub import Stubber
 from chalice.test import Client
 
 from app import app
+from chalice_app import wiring
 from chalice_app.scaling import scale
 from skyclass.operations.cli.fleet import render_fleet
 from skyclass.operations.local.emulator import start_sets_launch_time
@@ -21,7 +22,7 @@ from skyclass.operations.provision.stage import provision
 from skyclass.runtime.contracts import WorkMessage
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.ingest import Ingestor
-from skyclass.runtime.metrics import MetricsPublisher
+from skyclass.runtime.metrics import MetricsPublisher, publish_images_to_ingest
 from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.store import JsonStore
 from tests.conftest import REPO_ROOT
@@ -67,22 +68,22 @@ def test_fleet_shows_backlog_instances_measured_throughput_and_the_decision(aws,
 
 
 def test_fleet_says_why_its_limits_are_what_they_are_and_what_waits_to_be_ingested(
-        aws, lambda_env, stage, monkeypatch):
-    # GIVEN a stage whose fleet size was chosen for the machine, and uploads whose S3
-    # events still wait in the queue the local bridge reads
+        aws, lambda_env, monkeypatch):
+    # GIVEN a stage whose fleet size was chosen for the machine, and a bridge that
+    # reports uploads still to ingest when the scaler ticks
     note = "at most 1 worker, sized to this machine"
     monkeypatch.setenv("SKYCLASS_FLEET_NOTE", note)
-    monkeypatch.setenv("SKYCLASS_EVENTS_QUEUE_URL", stage.s3_events_queue_url)
-    for n in range(2):
-        aws.s3.put_object(Bucket=lambda_env.input_bucket, Key=f"incoming/{n}.png", Body=PNG)
+    wiring.reset()
+    publish_images_to_ingest(aws.cloudwatch, lambda_env.stage, 7)
+    scale(scheduled_event("skyclass-scale", datetime.now(UTC)), None)
     # WHEN a client asks for the fleet
     with Client(app, stage_name="local", project_dir=str(REPO_ROOT)) as client:
         fleet = client.http.get("/fleet").json_body
-    # THEN it shows the note, and the images not yet queued count in the backlog
+    # THEN it shows the note, and the images the tick saw still to ingest, in the backlog
     assert fleet["limits"]["note"] == note
-    assert fleet["queue"]["ingesting"] >= 2 and fleet["backlog"] == fleet["queue"]["ingesting"]
+    assert fleet["queue"]["ingesting"] == 7 and fleet["backlog"] == 7
     text = render_fleet(fleet)
-    assert note in text and "still to ingest" in text
+    assert note in text and "7 still to ingest" in text
 
 
 def test_a_restarted_instance_counts_its_uptime_from_the_restart(aws, stage, monkeypatch):

@@ -18,7 +18,12 @@ from skyclass.runtime import constants as c
 from skyclass.runtime.contracts import WorkMessage
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.fleet.scaler import Scaler
-from skyclass.runtime.metrics import IMAGES, NAMESPACE, MetricsPublisher
+from skyclass.runtime.metrics import (
+    IMAGES,
+    NAMESPACE,
+    MetricsPublisher,
+    publish_images_to_ingest,
+)
 from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.store import JsonStore
 
@@ -155,20 +160,18 @@ def test_images_finished_between_ticks_keep_an_idle_looking_fleet(parts, setting
     assert store.get(c.FLEET_DECISION_KEY)["throughput"]["finished_in_grace"] == 1
 
 
-def test_images_still_to_be_ingested_start_a_worker(parts, settings, clock, aws, stage):
+def test_images_still_to_be_ingested_start_a_worker(parts, settings, clock, aws):
     queue, pool, store = parts
-    # GIVEN uploads whose S3 events still wait in the events queue, none queued as work
-    for n in range(3):
-        aws.s3.put_object(Bucket=stage.resources.input_bucket, Key=f"incoming/{n}.png",
-                          Body=b"x")
-    events = WorkQueue(aws.sqs, stage.s3_events_queue_url)
+    # GIVEN no work queued yet, but the S3-event bridge reporting 40 uploads to ingest
+    publish_images_to_ingest(aws.cloudwatch, settings.stage, 40)
 
-    plan = Scaler(queue, pool, store, settings, clock, ingest_queue=events).run_once()
+    plan = Scaler(queue, pool, store, settings, clock, cloudwatch=aws.cloudwatch).run_once()
 
-    # THEN the scaler counts them and starts a worker
+    # THEN the scaler counts them and starts a worker, and the decision says so
     assert states(pool).count("running") == 1
-    assert "to ingest" in plan.reason
-    assert store.get(c.FLEET_DECISION_KEY)["backlog"] >= 3
+    assert "40 to ingest" in plan.reason
+    decision = store.get(c.FLEET_DECISION_KEY)
+    assert (decision["backlog"], decision["ingesting"]) == (40, 40)
 
 
 def test_without_metrics_the_configured_throughput_is_used(parts, settings, clock, aws):

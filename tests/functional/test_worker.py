@@ -318,3 +318,34 @@ def test_the_worker_process_without_weights_exits_with_the_reason(tmp_path):
     assert "resnet50_weights_tf_dim_ordering_tf_kernels.h5" in done.stderr
     assert str(tmp_path) in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_unexpected_decode_error_retries_that_image_and_answers_the_rest(
+        world, monkeypatch):
+    # GIVEN two queued images, one of which the decoder fails on unexpectedly
+    (good, label), (bad, _) = a_job(world, 2)
+    world.queue.send([good, bad])
+    from ec2_worker import steps
+
+    decode = steps.decode_image
+    bad_bytes = world.aws.s3.get_object(Bucket=bad.bucket, Key=bad.key)["Body"].read()
+
+    def decode_or_run_out_of_memory(data, *args, **kwargs):
+        if data == bad_bytes:
+            raise MemoryError("no room for this one")
+        return decode(data, *args, **kwargs)
+
+    monkeypatch.setattr(steps, "decode_image", decode_or_run_out_of_memory)
+
+    # WHEN a worker handles the batch
+    world.drain()
+
+    # THEN the good image is answered, and the other is neither answered nor stranded:
+    # its message is kept for another try, visible again after the back-off
+    assert world.result(good)["label"] == label
+    assert world.result(bad) is None
+    assert world.queue.depths().backlog == 1
+    deadline = time.monotonic() + 30
+    while world.queue.depths().visible != 1:
+        assert time.monotonic() < deadline, "the failed image never came back"
+        time.sleep(0.2)

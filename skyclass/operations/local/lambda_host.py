@@ -10,8 +10,12 @@ notifications only to SQS (its Lambda needs Docker), so locally (ARCHITECTURE.md
   in one call (a record alone if that call fails). A notification is deleted only after
   the handler returned; if the handler raised, the message reappears after its
   visibility timeout and is retried, at most ``MAX_ATTEMPTS`` times in all, as Lambda
-  retries an asynchronous invocation. The queue's depth is what the scaler sees of
-  images not yet ingested (``SKYCLASS_EVENTS_QUEUE_URL``).
+  retries an asynchronous invocation. After that, as the deployed function's on-failure
+  destination does, a record of the failed invocation goes to the stage's
+  ingest-failures queue, where the scaling tick retries it or fails its images
+  (skyclass.runtime.ingest_failures). Every second it publishes how many notifications
+  wait (``ImagesToIngest``, skyclass.runtime.metrics): what the scaler sees of images
+  not yet ingested.
 * ``Schedule`` calls the scaling handler every ``SKYCLASS_SCALE_PERIOD`` seconds with
   an EventBridge "Scheduled Event".
 
@@ -41,6 +45,7 @@ ContextFactory = Callable[[str], Any]
 MAX_ATTEMPTS = 3
 RETRY_AFTER_SECONDS = 5
 POLLERS = 4  # receives delivered at once (each event's records are read concurrently)
+REPORT_PERIOD_S = 1.0
 LAMBDA_TIMEOUT_MS = 60_000
 LAMBDA_MEMORY_MB = 512
 
@@ -59,8 +64,9 @@ class S3EventBridge:
     Python calls cost more than the work they do, so the bridge hands the handler the
     records of one receive (up to ten) in one event, as those invocations side by side
     would have queued them, and deletes them in one batch. If that call fails, each
-    record is delivered alone, as Lambda would, so a record that keeps failing is retried
-    and dropped on its own. ``pollers`` such receives run at once."""
+    record is delivered alone, as Lambda would, so a record that keeps failing is retried,
+    and then sent to the on-failure destination, on its own. ``pollers`` such receives
+    run at once."""
 
     def __init__(
         self,
@@ -74,7 +80,11 @@ class S3EventBridge:
         max_attempts: int = MAX_ATTEMPTS,
         retry_after: int = RETRY_AFTER_SECONDS,
         pollers: int = POLLERS,
+        failure_queue_url: str | None = None,
+        report_waiting: Callable[[int], None] | None = None,
     ):
+        """``report_waiting(n)``: told, once a second while any wait and once when none
+        is left, how many notifications wait for the handler (the scaler counts them)."""
         self._sqs = sqs
         self._queue_url = queue_url
         self._handler = handler
@@ -84,6 +94,9 @@ class S3EventBridge:
         self._max_attempts = max_attempts
         self._retry_after = retry_after
         self._pollers = pollers
+        self._failure_queue_url = failure_queue_url
+        self._report_waiting = report_waiting
+        self._reported = 0
 
     def poll_once(self) -> int:
         """Receive up to ten notifications and deliver them; returns how many arrived."""
@@ -118,15 +131,39 @@ class S3EventBridge:
         self._delete(done)
         return len(messages)
 
+    def report_waiting(self) -> int:
+        """Tell ``report_waiting`` how many notifications wait (received or not), if any
+        do or the last count was not zero; returns the count."""
+        attributes = self._sqs.get_queue_attributes(
+            QueueUrl=self._queue_url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        waiting = sum(int(count) for count in attributes.values())
+        if self._report_waiting is not None and (waiting or self._reported):
+            self._report_waiting(waiting)
+        self._reported = waiting
+        return waiting
+
     def run(self, stop: threading.Event) -> None:
-        """Poll with ``pollers`` threads until ``stop``."""
+        """Poll with ``pollers`` threads, and report what waits every second, until
+        ``stop``."""
         threads = [threading.Thread(target=self._poll_until, args=(stop,), daemon=True,
                                     name=f"{self._function_name}-{n}")
                    for n in range(self._pollers)]
+        if self._report_waiting is not None:
+            threads.append(threading.Thread(target=self._report_until, args=(stop,),
+                                            daemon=True, name="report-waiting"))
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+
+    def _report_until(self, stop: threading.Event) -> None:
+        while not stop.wait(REPORT_PERIOD_S):
+            try:
+                self.report_waiting()
+            except Exception:  # the emulator may be going down; the next second retries
+                log.warning("could not report the S3 notifications waiting", exc_info=True)
 
     def _poll_until(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -155,11 +192,10 @@ class S3EventBridge:
         try:
             for record in records:
                 self._invoke([record])
-        except Exception:
+        except Exception as exc:
             attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             if attempt >= self._max_attempts:
-                log.exception("%s failed %d times; dropping the event", self._function_name,
-                              attempt)
+                self._record_failure({"Records": records}, exc, attempt)
                 return True
             log.exception(
                 "%s failed (attempt %d of %d); retrying in %ds",
@@ -168,11 +204,38 @@ class S3EventBridge:
             return False
         return True
 
+    def _record_failure(self, event: dict[str, Any], exc: Exception, attempts: int) -> None:
+        """What Lambda does with an invocation that failed every try: send its record to
+        the on-failure destination (if there is none, the event is lost, as on AWS)."""
+        if self._failure_queue_url is None:
+            log.error("%s failed %d times; dropping the event: %s", self._function_name,
+                      attempts, exc)
+            return
+        record = invocation_failure_record(self._function_name, event, exc, attempts)
+        self._sqs.send_message(QueueUrl=self._failure_queue_url, MessageBody=json.dumps(record))
+        log.error("%s failed %d times (%s); sent the event to its on-failure destination",
+                  self._function_name, attempts, exc)
+
     def _delete(self, messages: list[dict[str, Any]]) -> None:
         if messages:
             self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=[
                 {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
                 for n, m in enumerate(messages)])
+
+
+def invocation_failure_record(function_name: str, event: dict[str, Any], exc: Exception,
+                              attempts: int) -> dict[str, Any]:
+    """The record Lambda sends to an on-failure destination after the last try."""
+    return {
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": function_name,
+                           "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
+                            "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": str(exc), "errorType": type(exc).__name__},
+    }
 
 
 def scheduled_event(
@@ -229,7 +292,8 @@ def main() -> int:
     from chalice_app.events import on_s3_event
     from chalice_app.scaling import scale
     from skyclass.runtime.aws import AwsClients
-    from skyclass.runtime.names import s3_events_queue_name
+    from skyclass.runtime.metrics import publish_images_to_ingest
+    from skyclass.runtime.names import ingest_failures_queue_name, s3_events_queue_name
     from skyclass.runtime.settings import Settings
 
     logging.basicConfig(
@@ -238,8 +302,12 @@ def main() -> int:
     settings = Settings.from_env()
     aws = AwsClients(settings.region)
     events_url = aws.sqs.get_queue_url(QueueName=s3_events_queue_name(settings.stage))["QueueUrl"]
-    bridge = S3EventBridge(aws.sqs, events_url, on_s3_event)
-    schedule = Schedule(scale, settings.scale_period, region=settings.region)
+    failures_url = aws.sqs.get_queue_url(
+        QueueName=ingest_failures_queue_name(settings.stage))["QueueUrl"]
+    bridge = S3EventBridge(
+        aws.sqs, events_url, on_s3_event, failure_queue_url=failures_url,
+        report_waiting=lambda n: publish_images_to_ingest(aws.cloudwatch, settings.stage, n))
+    schedule = Schedule(scale, settings.scale_period, region=aws.region)
 
     stop = threading.Event()
 

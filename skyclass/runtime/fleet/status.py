@@ -25,15 +25,14 @@ from skyclass.runtime.store import JsonStore
 def fleet_status(
     queue: WorkQueue, pool: InstancePool, store: JsonStore, now: float,
     boot_time: float | None = None, settings: Settings | None = None,
-    ingest_queue: WorkQueue | None = None,
 ) -> dict[str, Any]:
     """``boot_time``: mark instances younger than this ``booting`` (None: no marks).
     ``settings``: show the fleet's limits, and why they are what they are where
-    ``SKYCLASS_FLEET_NOTE`` says. ``ingest_queue``: where S3 events wait to be ingested,
-    if the stage can read it; its depth is shown and counts in the backlog."""
+    ``SKYCLASS_FLEET_NOTE`` says. The images still to be ingested are those the last
+    scaling tick saw (as the throughput is), and count in the backlog."""
     depths = queue.depths()
-    ingesting = ingest_queue.depths().backlog if ingest_queue is not None else 0
     decision = store.get(c.FLEET_DECISION_KEY)
+    ingesting = int((decision or {}).get("ingesting") or 0)
     instances = []
     for i in pool.instances():
         # Only a live instance has an uptime; LaunchTime of a stopped one is history.
