@@ -13,6 +13,14 @@ import time
 from dataclasses import dataclass
 
 from skyclass.runtime.aws import AwsClients
+from skyclass.runtime.bulk.backlog import JobsWatch
+from skyclass.runtime.bulk.finisher import Finisher
+from skyclass.runtime.bulk.jobstore import JobStore
+from skyclass.runtime.bulk.ledger import Ledger
+from skyclass.runtime.bulk.lister import Lister
+from skyclass.runtime.bulk.service import BulkJobs
+from skyclass.runtime.bulk.tasks import TaskQueues
+from skyclass.runtime.bulk.tracker import JobTracker
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.fleet.scaler import Scaler
 from skyclass.runtime.ingest import Ingestor
@@ -34,6 +42,13 @@ class Services:
     ingestor: Ingestor
     scaler: Scaler
     aws: AwsClients
+    # Bulk jobs (skyclass.runtime.bulk): the job store, its ledger and task queues.
+    bulk: BulkJobs
+    job_store: JobStore
+    ledger: Ledger
+    tasks: TaskQueues
+    lister: Lister
+    finisher: Finisher
 
 
 @functools.cache
@@ -50,16 +65,32 @@ def services() -> Services:
     queue = WorkQueue(aws.sqs, resources.queue_url, resources.dlq_url)
     pool = InstancePool(aws.ec2, settings.stage)
     store = JsonStore(aws.s3, resources.output_bucket)
+    jobs = JobService(aws.s3, store, resources, settings)
+    dynamodb = aws.client("dynamodb")
+    job_store = JobStore(dynamodb, resources.jobs_table)
+    ledger = Ledger(dynamodb, resources.jobs_table)
+    tasks = TaskQueues(aws.sqs, settings.stage)
+    tracker = JobTracker(job_store, ledger, tasks)
     return Services(
         settings=settings,
         resources=resources,
         queue=queue,
         pool=pool,
         store=store,
-        jobs=JobService(aws.s3, store, resources, settings),
-        ingestor=Ingestor(aws.s3, queue, pool, store, resources, settings),
-        scaler=Scaler(queue, pool, store, settings, clock=time.time, cloudwatch=aws.cloudwatch),
+        jobs=jobs,
+        ingestor=Ingestor(aws.s3, queue, pool, store, resources, settings, tracker=tracker),
+        scaler=Scaler(queue, pool, store, settings, clock=time.time, cloudwatch=aws.cloudwatch,
+                      jobs=JobsWatch(job_store, tasks, settings).observe),
         aws=aws,
+        bulk=BulkJobs(aws.s3, job_store, ledger, tasks, jobs, resources.output_bucket,
+                      settings),
+        job_store=job_store,
+        ledger=ledger,
+        tasks=tasks,
+        lister=Lister(aws.s3, job_store, queue, tasks, settings),
+        finisher=Finisher(aws.s3, aws.client("events"), aws.client("ssm"), job_store, ledger,
+                          tasks, output_bucket=resources.output_bucket,
+                          bus=resources.event_bus, settings=settings),
     )
 
 

@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from skyclass.runtime import constants as c
 from skyclass.runtime import input_policy
+from skyclass.runtime.bulk.tracker import JobTracker
 from skyclass.runtime.contracts import WorkMessage, failed_result, parse_input_key
 from skyclass.runtime.errors import InvalidMessageError, SkyclassError
 from skyclass.runtime.fleet.policy import cold_start
@@ -57,8 +58,10 @@ class Ingestor:
         resources: StageResources,
         settings: Settings,
         clock: Callable[[], float] = time.monotonic,
+        tracker: JobTracker | None = None,
     ) -> None:
         self._s3 = s3
+        self._tracker = tracker
         self._queue = queue
         self._pool = pool
         self._store = store
@@ -120,13 +123,20 @@ class Ingestor:
         try:
             self._check(message)
         except SkyclassError as exc:
-            self._store.put(
-                message.result_key,
-                failed_result(message, exc.message, model=None, worker=INGEST_WORKER),
-            )
+            result = failed_result(message, exc.message, model=None, worker=INGEST_WORKER)
+            self._store.put(message.result_key, result)
+            self._count(message, result)
             log.info("rejected %s: %s", message.source, exc.message)
             return _REJECTED
         return message
+
+    def _count(self, message: WorkMessage, result: dict[str, Any]) -> None:
+        """A tracked job counts a rejected upload as failed, as a worker's answer
+        (skyclass.runtime.bulk.tracker); trouble raises, so the event is retried."""
+        if self._tracker is not None and message.job_id:
+            self._tracker.screen([message])
+            self._tracker.record([(message, result)])
+            self._tracker.after_batch([message.job_id], [])
 
     def _check(self, message: WorkMessage) -> None:
         # Size first: it needs no GET, and an empty object has no byte range to read.

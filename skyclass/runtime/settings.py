@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from skyclass.runtime import constants as c
 from skyclass.runtime.errors import ConfigurationError
+
+# S3's rule for bucket names (no dots needed by skyclass, but allowed).
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 def _env(name: str, **extra: Any) -> dict[str, Any]:
@@ -70,6 +74,14 @@ class Settings:
     instance_type: str = field(default="c7i.large", metadata=_env(c.INSTANCE_TYPE))
     scale_period: float = field(default=60.0, metadata=_env(c.SCALE_PERIOD))
 
+    # Bulk jobs (docs/bulk.md): the buckets the stage classifies in place (comma-separated
+    # names; nothing else may be a job's source), keys per listing page (S3's most is
+    # 1,000), and the seconds a listing or completion task may run (the Lambdas' timeout;
+    # their queues hide a task six times as long, as AWS advises).
+    source_buckets: str | None = field(default=None, metadata=_env(c.SOURCE_BUCKETS))
+    list_page_size: int = field(default=1000, metadata=_env(c.LIST_PAGE_SIZE))
+    task_timeout: int = field(default=300, metadata=_env(c.TASK_TIMEOUT))
+
     # Local mode (``skyclass up``): where the API and the emulator listen.
     api_port: int = field(default=8000, metadata=_env(c.API_PORT))
     aws_port: int = field(default=4566, metadata=_env(c.AWS_PORT))
@@ -112,6 +124,23 @@ class Settings:
         if self.precision not in ("fp32", "bf16"):
             raise ConfigurationError(
                 f"{c.PRECISION} must be fp32 or bf16, not {self.precision!r}")
+        if not 1 <= self.list_page_size <= 1000:
+            raise ConfigurationError(
+                f"{c.LIST_PAGE_SIZE} must be 1 to 1000 (S3 lists at most 1000 keys a page), "
+                f"not {self.list_page_size}")
+        if self.task_timeout < 1:
+            raise ConfigurationError(f"{c.TASK_TIMEOUT} must be at least 1, not "
+                                     f"{self.task_timeout}")
+        for bucket in self.source_bucket_names:
+            if not _BUCKET.match(bucket):
+                raise ConfigurationError(
+                    f"{c.SOURCE_BUCKETS} names {bucket!r}, which is no S3 bucket name")
+
+    @property
+    def source_bucket_names(self) -> tuple[str, ...]:
+        """``SKYCLASS_SOURCE_BUCKETS`` as bucket names, in the order given."""
+        return tuple(dict.fromkeys(
+            b.strip() for b in (self.source_buckets or "").split(",") if b.strip()))
 
     def is_configured(self, name: str) -> bool:
         """Whether field ``name`` was given rather than left at its default."""

@@ -18,14 +18,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from skyclass.runtime import constants as c
+from skyclass.runtime.bulk.jobstore import ACTIVE_INDEX
 from skyclass.runtime.metrics import NAMESPACE
 from skyclass.runtime.names import (
     API_FUNCTION,
     EVENTS_FUNCTION,
+    FINISH_FUNCTION,
+    LIST_FUNCTION,
     SCALE_FUNCTION,
     StageResources,
     api_key_parameter_name,
+    callback_secret_parameter_name,
+    event_bus_name,
+    finish_queue_name,
+    jobs_table_name,
     lambda_function_name,
+    list_queue_name,
     queue_name_of,
 )
 
@@ -48,6 +56,7 @@ class StageArns:
     output_bucket: str
     queue: str
     dlq: str
+    source_buckets: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, resources: StageResources, region: str, account: str) -> StageArns:
@@ -55,7 +64,32 @@ class StageArns:
             stage=resources.stage, region=region, account=account,
             input_bucket=resources.input_bucket, output_bucket=resources.output_bucket,
             queue=queue_name_of(resources.queue_url), dlq=queue_name_of(resources.dlq_url),
+            source_buckets=resources.source_buckets,
         )
+
+    # ---- bulk jobs (docs/bulk.md) ----
+
+    def table(self) -> str:
+        return (f"arn:aws:dynamodb:{self.region}:{self.account}:table/"
+                f"{jobs_table_name(self.stage)}")
+
+    def active_index(self) -> str:
+        return f"{self.table()}/index/{ACTIVE_INDEX}"
+
+    def list_queue(self) -> str:
+        return self.queue_arn(list_queue_name(self.stage))
+
+    def finish_queue(self) -> str:
+        return self.queue_arn(finish_queue_name(self.stage))
+
+    def event_bus(self) -> str:
+        return f"arn:aws:events:{self.region}:{self.account}:event-bus/{event_bus_name(self.stage)}"
+
+    def source_bucket_arns(self) -> list[str]:
+        return [f"arn:aws:s3:::{bucket}" for bucket in self.source_buckets]
+
+    def source_object_arns(self) -> list[str]:
+        return [f"arn:aws:s3:::{bucket}/*" for bucket in self.source_buckets]
 
     def objects(self, bucket: str, *prefixes: str) -> list[str]:
         return [f"arn:aws:s3:::{bucket}/{prefix}*" for prefix in prefixes]
@@ -92,6 +126,12 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             # A SecureString under SSM's AWS-managed key: ssm:GetParameter suffices.
             _allow("ReadApiKey", ["ssm:GetParameter"],
                    [arns.parameter(api_key_parameter_name(arns.stage))]),
+            _allow("Jobs", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                            "dynamodb:Query", "dynamodb:BatchWriteItem"], [arns.table()]),
+            *_send_tasks(arns, arns.list_queue(), arns.finish_queue()),
+            # Presigning signs with the API's own role: the export link works only so.
+            _allow("LinkExports", ["s3:GetObject"],
+                   arns.objects(arns.output_bucket, c.EXPORTS_PREFIX)),
         ],
         EVENTS_FUNCTION: [
             _allow("ReadNewImages", ["s3:GetObject"],
@@ -101,6 +141,8 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             _allow("EnqueueWork", ["sqs:SendMessage"], [arns.queue_arn(arns.queue)]),
             _see_instances(),
             _start_stop(arns, ["ec2:StartInstances"]),
+            _count_answers(arns),
+            *_send_tasks(arns, arns.finish_queue()),
         ],
         SCALE_FUNCTION: [
             _allow("QueueDepths", ["sqs:GetQueueAttributes"],
@@ -110,6 +152,31 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             _see_instances(),
             _start_stop(arns, ["ec2:StartInstances", "ec2:StopInstances"]),
             _allow("ReadThroughput", ["cloudwatch:GetMetricData"], ["*"]),
+            _allow("ActiveJobs", ["dynamodb:Query"], [arns.active_index()]),
+            _allow("SweepJobs", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [arns.table()]),
+            *_send_tasks(arns, arns.list_queue(), arns.finish_queue()),
+        ],
+        LIST_FUNCTION: [
+            _consume_tasks(arns.list_queue()),
+            # Read-only, and only the configured buckets: list here, get in the workers.
+            *([_allow("ListSources", ["s3:ListBucket"], arns.source_bucket_arns())]
+              if arns.source_buckets else []),
+            _allow("ListingState", ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                   [arns.table()]),
+            _allow("EnqueueWork", ["sqs:SendMessage"], [arns.queue_arn(arns.queue)]),
+            *_send_tasks(arns, arns.list_queue(), arns.finish_queue()),
+        ],
+        FINISH_FUNCTION: [
+            _consume_tasks(arns.finish_queue()),
+            _allow("ReadJobs", ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"],
+                   [arns.table()]),
+            _allow("WriteExports", ["s3:PutObject", "s3:AbortMultipartUpload"],
+                   arns.objects(arns.output_bucket, c.EXPORTS_PREFIX)),
+            _allow("AnnounceCompletion", ["events:PutEvents"], [arns.event_bus()]),
+            # Only the finisher signs callbacks, so only it reads the key.
+            _allow("ReadCallbackSecret", ["ssm:GetParameter"],
+                   [arns.parameter(callback_secret_parameter_name(arns.stage))]),
+            *_send_tasks(arns, arns.finish_queue()),
         ],
     }
     return {
@@ -124,7 +191,8 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
 
 
 def worker_policy(arns: StageArns) -> dict[str, Any]:
-    """The worker instances' role: consume the work queue, read inputs, write results."""
+    """The worker instances' role: consume the work queue, read inputs (and the
+    configured source buckets), write results and count them in their jobs."""
     return _document([
         _allow("ConsumeWork",
                ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
@@ -136,6 +204,11 @@ def worker_policy(arns: StageArns) -> dict[str, Any]:
                arns.objects(arns.output_bucket, c.RESULTS_PREFIX)),
         _allow("PublishMetrics", ["cloudwatch:PutMetricData"], ["*"],
                {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}),
+        # Bulk jobs: objects read in place, read-only, in the configured buckets only.
+        *([_allow("ReadSources", ["s3:GetObject"], arns.source_object_arns())]
+          if arns.source_buckets else []),
+        _count_answers(arns),
+        *_send_tasks(arns, arns.finish_queue()),
     ])
 
 
@@ -156,6 +229,24 @@ def tls_only_bucket_policy(bucket: str) -> dict[str, Any]:
         "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     }])
+
+
+def _count_answers(arns: StageArns) -> Statement:
+    """Screen a batch (BatchGetItem), count its answers exactly once (TransactWriteItems
+    of conditional puts and updates) and complete jobs (GetItem, UpdateItem)."""
+    return _allow("CountAnswers",
+                  ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem",
+                   "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"], [arns.table()])
+
+
+def _send_tasks(arns: StageArns, *queues: str) -> list[Statement]:
+    return [_allow("SendTasks", ["sqs:SendMessage", "sqs:GetQueueUrl"], list(queues))]
+
+
+def _consume_tasks(queue: str) -> Statement:
+    """What Lambda's SQS event source needs of the function's role."""
+    return _allow("ConsumeTasks", ["sqs:ReceiveMessage", "sqs:DeleteMessage",
+                                   "sqs:GetQueueAttributes"], [queue])
 
 
 def _see_instances() -> Statement:

@@ -71,7 +71,8 @@ class Observation:
     per second the whole fleet finished lately (the same metrics; 0 when unknown).
     ``recent``: the ``(at, needed, backlog)`` of earlier ticks within the idle grace,
     and ``last_busy_at`` when the backlog was last seen non-zero; both come from the
-    previous Plan.
+    previous Plan. ``to_list``: images of bulk jobs still to be listed (an estimate,
+    skyclass.runtime.bulk.backlog), work as real as what waits in the queue.
     """
 
     visible: int
@@ -82,10 +83,11 @@ class Observation:
     finished_rate: float = 0.0
     recent: Sequence[tuple[float, int, int]] = ()
     last_busy_at: float | None = None
+    to_list: int = 0
 
     @property
     def backlog(self) -> int:
-        return self.visible + self.in_flight
+        return self.visible + self.in_flight + self.to_list
 
     def arrival_rate(self) -> float:
         """Images arriving per second: what the fleet finished lately plus how fast the
@@ -138,7 +140,8 @@ def decide(obs: Observation, settings: Settings) -> Plan:
     stopped = sorted(i.id for i in obs.instances if i.state == STOPPED)
     booting = sum(i.is_booting(now, settings.boot_time) for i in capacity)
     have = len(capacity)
-    seen = (f"backlog {backlog} ({obs.visible} waiting, {obs.in_flight} in flight), "
+    listing = f", {obs.to_list} to list" if obs.to_list else ""
+    seen = (f"backlog {backlog} ({obs.visible} waiting, {obs.in_flight} in flight{listing}), "
             f"{arrivals:.3g} img/s arriving, {obs.per_worker:.3g} img/s per worker: "
             f"needs {needed}; {have} up"
             + (f" ({booting} booting)" if booting else ""))

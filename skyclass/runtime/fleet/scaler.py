@@ -20,6 +20,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from skyclass.runtime import constants as c
+from skyclass.runtime.bulk.backlog import JobsBacklog
 from skyclass.runtime.fleet.policy import Observation, Plan, decide
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.metrics import read_throughput
@@ -56,9 +57,12 @@ class Scaler:
         settings: Settings,
         clock: Callable[[], float],
         cloudwatch: Any = None,
+        jobs: Callable[[], JobsBacklog] | None = None,
     ) -> None:
         """``cloudwatch``: where the workers publish their metrics (skyclass.runtime.metrics);
-        without it the configured throughput is used."""
+        without it the configured throughput is used. ``jobs``: what bulk jobs add to
+        and take from the queue's backlog (skyclass.runtime.bulk.backlog)."""
+        self._jobs = jobs
         self._queue = queue
         self._pool = pool
         self._store = store
@@ -96,12 +100,17 @@ class Scaler:
                   if len(e) == 3]
         throughput = self.throughput(now)
         depths = None
+        jobs = self._jobs_backlog()
         try:
             depths = self._queue.depths()
+            # Messages of cancelled jobs are dropped unclassified: not work.
+            waiting = depths.visible + depths.delayed
+            ended_in_flight = max(0, jobs.ended_queued - waiting)
             plan = decide(
                 Observation(
-                    visible=depths.visible + depths.delayed,
-                    in_flight=depths.in_flight,
+                    visible=max(0, waiting - jobs.ended_queued),
+                    in_flight=max(0, depths.in_flight - ended_in_flight),
+                    to_list=jobs.to_list,
                     instances=self._pool.instances(),
                     per_worker=throughput.per_worker,
                     now=now,
@@ -120,8 +129,21 @@ class Scaler:
         if plan.start or plan.stop:
             log.info("scaling: %s (start %s, stop %s)", plan.reason, plan.start, plan.stop)
         backlog = depths.backlog if depths else None
-        self._store.put(c.FLEET_DECISION_KEY, _record(plan, backlog, throughput, now))
+        record = _record(plan, backlog, throughput, now)
+        record["jobs"] = {"to_list": jobs.to_list, "cancelled_queued": jobs.ended_queued,
+                          "listing": jobs.listing_jobs}
+        self._store.put(c.FLEET_DECISION_KEY, record)
         return plan
+
+    def _jobs_backlog(self) -> JobsBacklog:
+        if self._jobs is None:
+            return JobsBacklog()
+        try:
+            return self._jobs()
+        except (ClientError, BotoCoreError):
+            log.warning("could not read the bulk jobs; scaling on the queue alone",
+                        exc_info=True)
+            return JobsBacklog()
 
 
 def _record(plan: Plan, backlog: int | None, throughput: ThroughputUsed,
