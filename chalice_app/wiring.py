@@ -9,6 +9,7 @@ Tests call ``reset()`` between emulators.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from dataclasses import dataclass
 
@@ -24,8 +25,9 @@ from skyclass.runtime.bulk.tracker import JobTracker
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.fleet.scaler import Scaler
 from skyclass.runtime.ingest import Ingestor
+from skyclass.runtime.ingest_failures import FailedIngestions
 from skyclass.runtime.jobs import JobService
-from skyclass.runtime.names import StageResources
+from skyclass.runtime.names import StageResources, ingest_failures_queue_name, queue_url_beside
 from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.settings import Settings
 from skyclass.runtime.store import JsonStore
@@ -42,6 +44,7 @@ class Services:
     ingestor: Ingestor
     scaler: Scaler
     aws: AwsClients
+    failed_ingestions: FailedIngestions
     # Bulk jobs (skyclass.runtime.bulk): the job store, its ledger and task queues.
     bulk: BulkJobs
     job_store: JobStore
@@ -59,6 +62,10 @@ def lambda_settings() -> Settings:
 
 @functools.cache
 def services() -> Services:
+    # Lambda's Python runtime leaves the root logger at WARNING, and Chalice sets its
+    # app's logger ("skyclass", the parent of every skyclass.* logger) to ERROR: without
+    # this, the info lines (an image queued, a worker started) never reach CloudWatch.
+    logging.getLogger("skyclass").setLevel(logging.INFO)
     settings = lambda_settings()
     aws = AwsClients(settings.region)
     resources = StageResources.resolve(settings, aws)
@@ -71,6 +78,9 @@ def services() -> Services:
     ledger = Ledger(dynamodb, resources.jobs_table)
     tasks = TaskQueues(aws.sqs, settings.stage)
     tracker = JobTracker(job_store, ledger, tasks)
+    ingestor = Ingestor(aws.s3, queue, pool, store, resources, settings, tracker=tracker)
+    failures = WorkQueue(aws.sqs, queue_url_beside(
+        resources.queue_url, ingest_failures_queue_name(settings.stage)))
     return Services(
         settings=settings,
         resources=resources,
@@ -78,10 +88,11 @@ def services() -> Services:
         pool=pool,
         store=store,
         jobs=jobs,
-        ingestor=Ingestor(aws.s3, queue, pool, store, resources, settings, tracker=tracker),
+        ingestor=ingestor,
         scaler=Scaler(queue, pool, store, settings, clock=time.time, cloudwatch=aws.cloudwatch,
                       jobs=JobsWatch(job_store, tasks, settings).observe),
         aws=aws,
+        failed_ingestions=FailedIngestions(failures, ingestor, store, resources.input_bucket),
         bulk=BulkJobs(aws.s3, job_store, ledger, tasks, jobs, resources.output_bucket,
                       settings),
         job_store=job_store,

@@ -46,6 +46,9 @@ class Settler:
     def _store(self, item: Item) -> None:
         try:
             self._results.put(item.message.result_key, item.outcome.result)
+            # One line per image, for its trail (`skyclass logs --image ID`).
+            log.info("image %s %s: %s", item.message.image_id, item.outcome.result["status"],
+                     item.outcome.result.get("label") or item.outcome.result.get("error"))
         except Exception:  # S3 trouble: the message comes back, we write again
             log.exception("could not store the result of %s; will retry", item.message.source)
             item.outcome = Retry("could not store the result",

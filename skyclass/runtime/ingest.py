@@ -87,6 +87,9 @@ class Ingestor:
         started: list[str] = []
         if messages:
             self._queue.send(messages)
+            for message in messages:
+                log.info("image %s queued (%s, %d bytes)", message.image_id, message.source,
+                         message.size)
             started = self._cold_start()
         return IngestReport(len(messages), rejected, ignored, tuple(started))
 
@@ -125,13 +128,13 @@ class Ingestor:
         except SkyclassError as exc:
             result = failed_result(message, exc.message, model=None, worker=INGEST_WORKER)
             self._store.put(message.result_key, result)
-            self._count(message, result)
-            log.info("rejected %s: %s", message.source, exc.message)
+            self.count_answer(message, result)
+            log.info("image %s rejected (%s): %s", message.image_id, message.source, exc.message)
             return _REJECTED
         return message
 
-    def _count(self, message: WorkMessage, result: dict[str, Any]) -> None:
-        """A tracked job counts a rejected upload as failed, as a worker's answer
+    def count_answer(self, message: WorkMessage, result: dict[str, Any]) -> None:
+        """A tracked job counts an upload answered here (rejected) as a worker's answer
         (skyclass.runtime.bulk.tracker); trouble raises, so the event is retried."""
         if self._tracker is not None and message.job_id:
             self._tracker.screen([message])

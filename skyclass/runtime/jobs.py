@@ -11,6 +11,7 @@ object metadata (URL-encoded, since S3 metadata is ASCII), never in a key.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from skyclass.runtime.errors import BadRequestError, ImageNotFoundError, JobNotF
 from skyclass.runtime.names import StageResources
 from skyclass.runtime.settings import Settings
 from skyclass.runtime.store import JsonStore
+
+log = logging.getLogger(__name__)
 
 # Images per POST /jobs request (a job takes more in pages: skyclass.runtime.bulk.service),
 # so a request, its manifest and its reply stay small.
@@ -97,7 +100,13 @@ class JobService:
 
     def presign(self, images: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One presigned upload per image entry (``describe_images``)."""
-        return [self._presigned_upload(image) for image in images]
+        uploads = [self._presigned_upload(image) for image in images]
+        # One line per image, so `skyclass logs --image ID` finds where each one began.
+        for image in images:
+            log.info("job %s: image %s (%s, %d bytes) may be uploaded",
+                     contracts.job_id_of_image(image["image_id"]), image["image_id"],
+                     image["name"], image["size"])
+        return uploads
 
     def describe_images(self, job_id: str, entries: list[tuple[str, str, int]],
                         first_index: int = 0) -> list[dict[str, Any]]:
@@ -202,6 +211,7 @@ class JobService:
         actual = input_policy.content_type_of(fmt)
         job_id = contracts.new_job_id()
         image = self._write_manifest(job_id, [(name, actual, len(body))])["images"][0]
+        log.info("classify: image %s (%s, %d bytes) stored", image["image_id"], name, len(body))
         self._s3.put_object(
             Bucket=self._resources.input_bucket,
             Key=image["key"],

@@ -61,6 +61,18 @@ def s3_events_queue_name(stage: str) -> str:
     return f"{PREFIX}-{stage}-s3-events"
 
 
+def ingest_failures_queue_name(stage: str) -> str:
+    """Where S3-event invocations that failed every try go (the S3-event Lambda's
+    on-failure destination; locally the bridge sends the same records), until the
+    scaling tick retries them or fails their images (skyclass.runtime.ingest_failures)."""
+    return f"{PREFIX}-{stage}-ingest-failures"
+
+
+def queue_url_beside(queue_url: str, name: str) -> str:
+    """The URL of queue ``name`` in the same account and region as ``queue_url``."""
+    return f"{queue_url.rstrip('/').rsplit('/', 1)[0]}/{name}"
+
+
 def worker_ami_name(stage: str) -> str:
     """Baked images are named ``{this}-{timestamp}``; a local stand-in is named this."""
     return f"{PREFIX}-{stage}-worker"
@@ -135,6 +147,11 @@ def lambda_log_group(stage: str, function: str) -> str:
     return f"/aws/lambda/{lambda_function_name(stage, function)}"
 
 
+def worker_log_group(stage: str) -> str:
+    """The workers' log group: one stream per instance, named by its instance id."""
+    return f"/{PREFIX}/{stage}/workers"
+
+
 def queue_name_of(queue_url: str) -> str:
     return queue_url.rstrip("/").rsplit("/", 1)[-1]
 
@@ -196,7 +213,8 @@ class StageNames:
     @property
     def queues(self) -> tuple[str, ...]:
         return (queue_name(self.stage), dlq_name(self.stage),
-                s3_events_queue_name(self.stage), list_queue_name(self.stage),
+                s3_events_queue_name(self.stage), ingest_failures_queue_name(self.stage),
+                list_queue_name(self.stage),
                 finish_queue_name(self.stage), tasks_dlq_name(self.stage))
 
     @property
@@ -229,7 +247,8 @@ class StageNames:
 
     @property
     def log_groups(self) -> tuple[str, ...]:
-        return tuple(lambda_log_group(self.stage, f) for f in LAMBDA_FUNCTIONS)
+        return (*(lambda_log_group(self.stage, f) for f in LAMBDA_FUNCTIONS),
+                worker_log_group(self.stage))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ An explicit argument beats the environment variable, which beats the default:
 ``Settings.from_env(max_workers=2)``. Each process reads them once, where it builds its
 objects (chalice_app/wiring.py, ec2_worker/__main__.py, the CLI), and hands them on.
 Resource names left unset are derived from the stage and the account
-(``skyclass.runtime.names``).
+(``skyclass.runtime.names``). The region comes from the chain the AWS SDKs and Chalice
+use (``standard_region``), so every client, ``chalice`` itself and the resources they
+make land in one region.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from skyclass.runtime.errors import ConfigurationError
 
 # S3's rule for bucket names (no dots needed by skyclass, but allowed).
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy), in days.
+LOG_RETENTION_CHOICES = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
+                         1827, 2192, 2557, 2922, 3288, 3653)
 
 
 def _env(name: str, **extra: Any) -> dict[str, Any]:
@@ -30,7 +35,8 @@ def _env(name: str, **extra: Any) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Settings:
     stage: str = field(default="local", metadata=_env(c.STAGE))
-    region: str = field(default="us-east-1", metadata=_env(c.REGION))
+    # None when no region is found anywhere (AwsClients then says so plainly).
+    region: str | None = field(default=None, metadata=_env(c.REGION))
     input_bucket: str | None = field(default=None, metadata=_env(c.INPUT_BUCKET))
     output_bucket: str | None = field(default=None, metadata=_env(c.OUTPUT_BUCKET))
     queue_url: str | None = field(default=None, metadata=_env(c.QUEUE_URL))
@@ -81,6 +87,8 @@ class Settings:
     source_buckets: str | None = field(default=None, metadata=_env(c.SOURCE_BUCKETS))
     list_page_size: int = field(default=1000, metadata=_env(c.LIST_PAGE_SIZE))
     task_timeout: int = field(default=300, metadata=_env(c.TASK_TIMEOUT))
+    # Days CloudWatch Logs keeps the stage's logs (its Lambdas' and its workers').
+    log_retention_days: int = field(default=30, metadata=_env(c.LOG_RETENTION_DAYS))
 
     # Local mode (``skyclass up``): where the API and the emulator listen.
     api_port: int = field(default=8000, metadata=_env(c.API_PORT))
@@ -108,7 +116,10 @@ class Settings:
         unknown = set(overrides) - {f.name for f in _setting_fields()}
         if unknown:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
-        settings = cls(**values, configured=frozenset(values))
+        configured = frozenset(values)
+        if "region" not in values:
+            values["region"] = standard_region(environ)
+        settings = cls(**values, configured=configured)
         settings.validate()
         return settings
 
@@ -135,6 +146,10 @@ class Settings:
             if not _BUCKET.match(bucket):
                 raise ConfigurationError(
                     f"{c.SOURCE_BUCKETS} names {bucket!r}, which is no S3 bucket name")
+        if self.log_retention_days not in LOG_RETENTION_CHOICES:
+            raise ConfigurationError(
+                f"{c.LOG_RETENTION_DAYS} must be one of CloudWatch Logs' retention periods "
+                f"{', '.join(map(str, LOG_RETENTION_CHOICES))}, not {self.log_retention_days}")
 
     @property
     def source_bucket_names(self) -> tuple[str, ...]:
@@ -160,6 +175,38 @@ class Settings:
         """A copy with ``changes``, which count as configured."""
         return dataclasses.replace(self, **changes,
                                    configured=self.configured | frozenset(changes))
+
+
+def standard_region(environ: Mapping[str, str]) -> str | None:
+    """The region as the AWS CLI, the SDKs and Chalice find it: ``AWS_REGION``, then
+    ``AWS_DEFAULT_REGION`` (the one botocore reads), then the ``region`` of the profile
+    (``AWS_PROFILE``, else ``default``) in the shared config file; None if none has one."""
+    for name in (c.REGION, c.DEFAULT_REGION):
+        if environ.get(name):
+            return environ[name]
+    return _profile_region(environ)
+
+
+def _profile_region(environ: Mapping[str, str]) -> str | None:
+    # botocore's own reader of the shared files (a Session would cost ~30 ms a call).
+    from botocore.configloader import load_config
+
+    profile = environ.get(c.PROFILE) or environ.get(c.DEFAULT_PROFILE)
+    config_file = environ.get(c.CONFIG_FILE) or "~/.aws/config"
+    profiles = _profiles(load_config, config_file)
+    if profile and profile not in profiles and profile not in _profiles(
+            load_config, environ.get(c.CREDENTIALS_FILE) or "~/.aws/credentials"):
+        raise ConfigurationError(f"{c.PROFILE}={profile!r} names no profile in {config_file}")
+    return profiles.get(profile or "default", {}).get("region") or None
+
+
+def _profiles(load_config: Any, path: str) -> dict[str, dict[str, Any]]:
+    from botocore.exceptions import ConfigNotFound
+
+    try:
+        return load_config(path).get("profiles", {})
+    except ConfigNotFound:
+        return {}
 
 
 def _setting_fields() -> list[dataclasses.Field]:

@@ -3,7 +3,12 @@ processes, in a throwaway copy of the Chalice project.
 
 The emulator cannot boot a builder, so the stage's AMI is registered beforehand (the
 bake driver itself is tested in tests/functional/test_bake.py); everything else is the
-real flow: bootstrap, `chalice deploy`, and teardown down to the last resource.
+real flow: bootstrap, `chalice deploy`, and teardown down to the last resource. It runs
+as AWS would have it rather than as moto would: the emulator is eventually consistent
+(new instance profiles, images and tags are not found, and released snapshots stay in
+use, for a few seconds; `skyclass emulator --eventual-consistency`), the commands wait
+within their stated limits scaled down to match (`--wait-scale`), and the region is
+only in the operator's profile.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from skyclass.operations.provision.iam import StageArns, lambda_policies
 from skyclass.runtime.names import StageResources
@@ -30,6 +36,11 @@ pytestmark = pytest.mark.e2e
 STAGE = "rehearsal"
 MAX_WORKERS = 2
 SKYCLASS = str(Path(sys.executable).parent / "skyclass")
+REGION = "eu-west-1"  # only in the profile
+# Seconds the emulator is late, and the commands' stated limits scaled down to suit (the
+# shortest scaled limit, 6 s, still outlasts the lag).
+LAG = 2.0
+WAIT_SCALE = "0.02"
 
 
 @pytest.fixture
@@ -38,7 +49,8 @@ def emulator():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "skyclass.operations.local.emulator", "--port", str(port)],
+        [sys.executable, "-m", "skyclass.operations.local.emulator", "--port", str(port),
+         "--eventual-consistency", str(LAG)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -57,11 +69,12 @@ def emulator():
 class Account:
     """boto3 clients on the emulator, and the account's inventory as a user would list it."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, region: str = REGION) -> None:
         self._endpoint = endpoint
+        self._region = region
 
     def client(self, service: str):
-        return boto3.client(service, endpoint_url=self._endpoint, region_name="us-east-1")
+        return boto3.client(service, endpoint_url=self._endpoint, region_name=self._region)
 
     def __getattr__(self, service: str):
         return self.client(service)
@@ -75,6 +88,10 @@ class Account:
             "instances": sorted(i["InstanceId"] for i in instances),
             "images": sorted(i["ImageId"] for i in
                              self.ec2.describe_images(Owners=["self"])["Images"]),
+            "snapshots": sorted(s["SnapshotId"] for s in
+                                self.ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]),
+            "log_groups": sorted(g["logGroupName"] for g in
+                                 self.logs.describe_log_groups()["logGroups"]),
             "launch_templates": sorted(
                 (t["LaunchTemplateId"], t["LatestVersionNumber"])
                 for t in self.ec2.describe_launch_templates()["LaunchTemplates"]),
@@ -94,12 +111,36 @@ class Account:
         }
 
 
-def _skyclass(endpoint: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "SKYCLASS_MAX_WORKERS": str(MAX_WORKERS)}
-    done = subprocess.run([SKYCLASS, *args], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
+def _profile_only_region(tmp_path: Path) -> dict[str, str]:
+    """An operator whose region is in their profile and nowhere else."""
+    config = tmp_path / "aws-config"
+    config.write_text(f"[profile rehearsal]\nregion = {REGION}\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    return {**env, "AWS_CONFIG_FILE": str(config), "AWS_PROFILE": "rehearsal"}
+
+
+def _skyclass(endpoint: str, env: dict[str, str], *args: str,
+              ok: bool = True) -> subprocess.CompletedProcess:
+    env = {**env, "AWS_ENDPOINT_URL": endpoint, "SKYCLASS_MAX_WORKERS": str(MAX_WORKERS)}
+    done = subprocess.run([SKYCLASS, *args, "--wait-scale", WAIT_SCALE], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode == 0) == ok, done.stdout + done.stderr
     return done
+
+
+def _until(check, what: str, timeout: float = 30.0):
+    """Retry ``check`` as a person would while the emulator catches up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = check()
+            if answer:
+                return answer
+        except ClientError:
+            pass
+        assert time.monotonic() < deadline, f"{what} within {timeout:g} s"
+        time.sleep(0.2)
 
 
 def _tags(items) -> dict[str, str]:
@@ -108,27 +149,45 @@ def _tags(items) -> dict[str, str]:
 
 def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_path):
     account = Account(emulator)
+    env = _profile_only_region(tmp_path)
+    snapshots = account.inventory()["snapshots"]  # the emulator's own, from its stock AMIs
     project = chalice_project(tmp_path / "project")
+    # GIVEN a stage without an image, which the emulator cannot bake
+    # WHEN it is deployed THEN it says so at once, and creates nothing
+    refused = _skyclass(emulator, env, "deploy", "--stage", STAGE, "--project-dir",
+                        str(project), ok=False)
+    assert "no builder instance boots on an emulator" in refused.stderr
+    assert account.s3.list_buckets()["Buckets"] == []
     # GIVEN a fresh account holding the stage's baked AMI and things that are not the stage's
     ami_id = account.ec2.register_image(
         Name=f"skyclass-{STAGE}-worker-20260101T000000Z", Architecture="x86_64",
         RootDeviceName="/dev/xvda", VirtualizationType="hvm")["ImageId"]
-    account.ec2.create_tags(Resources=[ami_id], Tags=[
-        {"Key": "skyclass:stage", "Value": STAGE}, {"Key": "skyclass:role", "Value": "worker-ami"}])
-    account.s3.create_bucket(Bucket="someone-elses-bucket")
-    other = account.ec2.run_instances(
+    _until(lambda: account.ec2.create_tags(Resources=[ami_id], Tags=[
+        {"Key": "skyclass:stage", "Value": STAGE},
+        {"Key": "skyclass:role", "Value": "worker-ami"}]), "tags on the new image")
+    account.s3.create_bucket(Bucket="someone-elses-bucket",
+                             CreateBucketConfiguration={"LocationConstraint": REGION})
+    other = _until(lambda: account.ec2.run_instances(
         ImageId=ami_id, MinCount=1, MaxCount=1, TagSpecifications=[{
             "ResourceType": "instance",
             "Tags": [{"Key": "skyclass:stage", "Value": "prod"},
-                     {"Key": "skyclass:role", "Value": "worker"}]}])["Instances"][0]["InstanceId"]
+                     {"Key": "skyclass:role", "Value": "worker"}]}]),
+        "a launch from the new image")["Instances"][0]["InstanceId"]
 
-    # WHEN the stage is deployed
-    first = _skyclass(emulator, "deploy", "--stage", STAGE, "--project-dir", str(project))
+    # WHEN the stage is deployed, with the region only in the operator's profile
+    first = _skyclass(emulator, env, "deploy", "--stage", STAGE, "--project-dir", str(project))
 
-    # THEN the last line is the API's URL
+    # THEN it waited for EC2 to accept the new instance profile, and said so
+    assert "waiting for EC2 to accept the new worker instance profile" in first.stdout
+    # AND the last line is the API's URL, in the profile's region
     api_id = account.apigateway.get_rest_apis()["items"][0]["id"]
     assert first.stdout.strip().splitlines()[-1] == (
-        f"https://{api_id}.execute-api.us-east-1.amazonaws.com/api/")
+        f"https://{api_id}.execute-api.{REGION}.amazonaws.com/api/")
+    # AND nothing of the stage landed in another region
+    elsewhere = Account(emulator, "us-east-1")
+    assert elsewhere.sqs.list_queues().get("QueueUrls", []) == []
+    assert elsewhere.client("lambda").list_functions()["Functions"] == []
+    assert elsewhere.ec2.describe_instances()["Reservations"] == []
     # AND the buckets are private, encrypted, TLS only; old inputs expire
     names = json.loads((project / ".chalice" / "config.json").read_text())["stages"][STAGE][
         "environment_variables"]
@@ -180,10 +239,10 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     account_id = account.sts.get_caller_identity()["Account"]
     resources = StageResources(STAGE, input_bucket, output_bucket,
                                names["SKYCLASS_QUEUE_URL"], names["SKYCLASS_DLQ_URL"])
-    arns = StageArns.of(resources, "us-east-1", account_id)
+    arns = StageArns.of(resources, REGION, account_id)
     worker_policy = account.iam.get_role_policy(
         RoleName=f"skyclass-{STAGE}-worker", PolicyName="skyclass-worker")["PolicyDocument"]
-    assert f"arn:aws:sqs:us-east-1:{account_id}:skyclass-{STAGE}-work" in json.dumps(
+    assert f"arn:aws:sqs:{REGION}:{account_id}:skyclass-{STAGE}-work" in json.dumps(
         worker_policy)
     # AND the three Lambdas run with the stage's names and their own least-privilege roles
     functions = {f["FunctionName"]: f
@@ -216,10 +275,25 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     assert subscription["LambdaFunctionArn"] == functions[f"skyclass-{STAGE}-on_s3_event"][
         "FunctionArn"]
     assert subscription["Events"] == ["s3:ObjectCreated:*"]
+    # AND events it fails to handle three times go to the stage's ingest-failures queue
+    failures = account.sqs.get_queue_url(QueueName=f"skyclass-{STAGE}-ingest-failures")[
+        "QueueUrl"]
+    config = account.client("lambda").get_function_event_invoke_config(
+        FunctionName=f"skyclass-{STAGE}-on_s3_event")
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == (
+        account.sqs.get_queue_attributes(QueueUrl=failures, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"])
+    assert config["MaximumRetryAttempts"] == 2
+    # AND its Lambdas' and its workers' logs have groups, kept as long as it says
+    groups = {g["logGroupName"]: g.get("retentionInDays")
+              for g in account.logs.describe_log_groups()["logGroups"]}
+    assert groups == {f"/skyclass/{STAGE}/workers": 30, f"/aws/lambda/skyclass-{STAGE}": 30,
+                      f"/aws/lambda/skyclass-{STAGE}-on_s3_event": 30,
+                      f"/aws/lambda/skyclass-{STAGE}-scale": 30}
 
     # WHEN it is deployed again
     before = account.inventory()
-    _skyclass(emulator, "deploy", "--stage", STAGE, "--project-dir", str(project))
+    _skyclass(emulator, env, "deploy", "--stage", STAGE, "--project-dir", str(project))
     # THEN nothing was added, replaced or duplicated, and the key clients hold still works
     assert account.inventory() == before
     assert account.ssm.get_parameter(Name=key_parameter, WithDecryption=True)["Parameter"][
@@ -228,19 +302,24 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     # WHEN the stage, holding an image and its result, is torn down
     account.s3.put_object(Bucket=input_bucket, Key="incoming/cat.jpg", Body=b"jpeg")
     account.s3.put_object(Bucket=output_bucket, Key="results/incoming/cat.jpg.json", Body=b"{}")
-    _skyclass(emulator, "teardown", "--stage", STAGE, "--project-dir", str(project))
-    # THEN nothing of it is left, and what was not the stage's is untouched
+    torn = _skyclass(emulator, env, "teardown", "--stage", STAGE, "--project-dir",
+                     str(project))
+    # THEN it waited for the AMI's snapshot to be released, and deleted it
+    assert "to be released by its deregistered AMI" in torn.stdout
+    # AND nothing of it is left, and what was not the stage's is untouched
     after = account.inventory()
     assert after == {
         "buckets": ["someone-elses-bucket"], "queues": [], "instances": [other],
-        "images": [], "launch_templates": [], "security_groups": [], "roles": [],
-        "instance_profiles": [], "functions": [], "apis": [], "rules": [], "parameters": [],
+        "images": [], "snapshots": snapshots, "log_groups": [], "launch_templates": [],
+        "security_groups": [], "roles": [], "instance_profiles": [], "functions": [],
+        "apis": [], "rules": [], "parameters": [],
     }
     stage_config = json.loads((project / ".chalice" / "config.json").read_text())["stages"][
         STAGE]
     assert stage_config["environment_variables"] == {"SKYCLASS_STAGE": STAGE}
     assert not list((project / ".chalice").glob(f"policy-{STAGE}-*.json"))
     # AND a second teardown finds nothing left to do, and says so without failing
-    again = _skyclass(emulator, "teardown", "--stage", STAGE, "--project-dir", str(project))
+    again = _skyclass(emulator, env, "teardown", "--stage", STAGE, "--project-dir",
+                      str(project))
     assert "no Lambdas or API recorded" in again.stdout
     assert account.inventory() == after

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from skyclass.operations.local.lambda_host import S3EventBridge, Schedule
@@ -72,15 +74,24 @@ def test_a_failing_handler_is_retried_then_succeeds(aws, stage, bridge_for):
     assert _pending(aws, stage) == 0
 
 
-def test_an_event_that_always_fails_is_dropped_after_the_last_attempt(aws, stage, bridge_for):
-    # GIVEN a handler that always fails
+def test_an_event_that_always_fails_goes_to_the_on_failure_destination(aws, stage, bridge_for):
+    # GIVEN a handler that always fails, and an on-failure destination (as deployed)
     handler = RecordingHandler(failures=100)
+    destination = aws.sqs.create_queue(QueueName="failures")["QueueUrl"]
     aws.s3.put_object(Bucket=stage.resources.input_bucket, Key="jobs/j1/img-1", Body=b"a")
     # WHEN the bridge polls more often than the retry bound
-    _drain(bridge_for(handler, retry_after=0, max_attempts=3), polls=6)
+    _drain(bridge_for(handler, retry_after=0, max_attempts=3, failure_queue_url=destination),
+           polls=6)
     # THEN it stopped after three attempts and does not poison the queue
     assert handler.failures == 100 - 3
     assert _pending(aws, stage) == 0
+    # AND Lambda's record of the failed invocation, with the event, is at the destination
+    [message] = aws.sqs.receive_message(QueueUrl=destination)["Messages"]
+    record = json.loads(message["Body"])
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert record["requestPayload"]["Records"][0]["s3"]["object"]["key"] == "jobs%2Fj1%2Fimg-1"
+    assert record["responsePayload"]["errorMessage"] == "handler failed"
 
 
 def test_schedule_calls_the_handler_with_a_scheduled_event():

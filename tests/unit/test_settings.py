@@ -48,3 +48,58 @@ def test_it_knows_what_was_configured_rather_than_defaulted():
         "SKYCLASS_BATCH_SIZE": "32", "SKYCLASS_MAX_WORKERS": "2"}
     # AND a replaced value counts as chosen too
     assert settings.replace(top_k=3).is_configured("top_k")
+
+
+# ---- the region, from the chain the AWS SDKs and Chalice use -------------------------
+
+def _config_file(tmp_path, text):
+    path = tmp_path / "aws-config"
+    path.write_text(text)
+    return str(path)
+
+
+def test_the_region_comes_from_aws_default_region_when_aws_region_is_unset():
+    assert Settings.from_env({"AWS_DEFAULT_REGION": "eu-west-1"}).region == "eu-west-1"
+
+
+def test_aws_region_beats_aws_default_region_and_an_argument_beats_both():
+    env = {"AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "eu-west-1"}
+    assert Settings.from_env(env).region == "eu-central-1"
+    assert Settings.from_env(env, region="ap-south-1").region == "ap-south-1"
+
+
+def test_the_region_comes_from_the_profile_when_no_variable_names_one(tmp_path):
+    config = _config_file(tmp_path, "[default]\nregion = us-west-2\n"
+                                    "[profile work]\nregion = eu-north-1\n")
+    assert Settings.from_env({"AWS_CONFIG_FILE": config}).region == "us-west-2"
+    assert Settings.from_env({"AWS_CONFIG_FILE": config,
+                              "AWS_PROFILE": "work"}).region == "eu-north-1"
+
+
+def test_a_profile_that_does_not_exist_is_named(tmp_path):
+    config = _config_file(tmp_path, "[default]\nregion = us-west-2\n")
+    with pytest.raises(ConfigurationError, match="AWS_PROFILE='nope'"):
+        Settings.from_env({"AWS_CONFIG_FILE": config, "AWS_PROFILE": "nope"})
+
+
+def test_without_any_region_the_clients_say_so_plainly(tmp_path, monkeypatch):
+    # GIVEN no region in the environment, nor in a profile
+    from skyclass.runtime.aws import AwsClients
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    settings = Settings.from_env()
+    assert settings.region is None
+    # WHEN clients are made for it THEN the error says where a region goes
+    with pytest.raises(ConfigurationError, match="no AWS region: set AWS_REGION"):
+        AwsClients(settings.region)
+
+
+def test_the_clients_use_the_region_the_settings_found(monkeypatch):
+    from skyclass.runtime.aws import AwsClients
+
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    aws = AwsClients(Settings.from_env().region)
+    assert aws.region == "eu-west-1" and aws.sqs.meta.region_name == "eu-west-1"

@@ -7,6 +7,7 @@
     skyclass status [--watch]    # backlog, workers and the scaler's last decision
     skyclass open [--job ID]     # the web page in a browser
     skyclass redrive             # send dead-lettered messages back to the work queue
+    skyclass logs [--image ID]   # a stage's logs, or one image's trail (API, ingest, worker)
     skyclass deploy --stage S    # the whole service on AWS (bake-ami, bootstrap, teardown)
 """
 
@@ -17,12 +18,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from skyclass.operations.cli import classify, deploy, fleet, local, redrive, web
+from skyclass.operations.cli import classify, deploy, fleet, local, logs, redrive, web
 from skyclass.runtime.constants import API_URL
 
 # Each module registers its own subcommands (``register(subparsers)``); this one parses,
 # dispatches, and turns skyclass errors into one line and exit code 2.
-COMMANDS = (local, classify, fleet, redrive, deploy, web)
+COMMANDS = (local, classify, fleet, redrive, deploy, logs, web)
 DEFAULT_API = "http://127.0.0.1:8000"
 
 

@@ -1,5 +1,6 @@
 """``skyclass bake-ami|bootstrap|deploy|teardown --stage S``: a stage on AWS (or on
 whatever ``AWS_ENDPOINT_URL`` names, e.g. ``skyclass emulator`` for a rehearsal).
+They work on the project around the current directory, as ``chalice`` does.
 See docs/deploy.md."""
 
 from __future__ import annotations
@@ -8,14 +9,14 @@ import argparse
 import time
 from pathlib import Path
 
-from skyclass.operations.project import PROJECT_DIR
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--stage", required=True, help="the stage, e.g. dev or prod")
-    common.add_argument("--project-dir", type=Path, default=PROJECT_DIR,
-                        help="the Chalice project (where app.py and .chalice/ are)")
+    common.add_argument("--project-dir", type=Path, default=None,
+                        help="the Chalice project (where app.py and .chalice/ are; default: "
+                             "the one around the current directory)")
+    common.add_argument("--wait-scale", type=float, default=1.0, help=argparse.SUPPRESS)
     sizing = argparse.ArgumentParser(add_help=False)
     sizing.add_argument("--max-workers", type=int, default=None,
                         help="worker pool size (env SKYCLASS_MAX_WORKERS, default 4)")
@@ -57,6 +58,20 @@ def _aws(settings):
     return AwsClients(settings.region)
 
 
+def _project(args: argparse.Namespace) -> Path:
+    from skyclass.operations.project import project_around
+
+    return project_around(args.project_dir)
+
+
+def _waiter(args: argparse.Namespace):
+    """Every wait's limit is stated (docs/deploy.md, "Limits"); ``--wait-scale`` (hidden)
+    shrinks them all for a rehearsal against ``skyclass emulator --eventual-consistency``."""
+    from skyclass.operations.waiting import Waiter, Waits
+
+    return Waiter(_say, Waits().scaled(args.wait_scale))
+
+
 def _say(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} skyclass | {message}", flush=True)
 
@@ -65,7 +80,8 @@ def _bake_ami(args: argparse.Namespace) -> int:
     from skyclass.operations.deploy.deployer import bake_ami
 
     settings = _settings(args)
-    bake_ami(settings, _aws(settings), args.project_dir, _say, base_ami=args.base_ami)
+    bake_ami(settings, _aws(settings), _project(args), _say, base_ami=args.base_ami,
+             waiter=_waiter(args))
     return 0
 
 
@@ -73,7 +89,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
     from skyclass.operations.deploy.bootstrap import bootstrap
 
     settings = _settings(args)
-    done = bootstrap(settings, _aws(settings), args.project_dir)
+    done = bootstrap(settings, _aws(settings), _project(args), waiter=_waiter(args))
     p = done.provisioned
     _say(f"stage {settings.stage}: buckets {p.resources.input_bucket}, "
          f"{p.resources.output_bucket}; queue {p.resources.queue_url}; "
@@ -87,7 +103,8 @@ def _deploy(args: argparse.Namespace) -> int:
     from skyclass.operations.deploy.deployer import deploy
 
     settings = _settings(args)
-    deployed = deploy(settings, _aws(settings), args.project_dir, _say, base_ami=args.base_ami)
+    deployed = deploy(settings, _aws(settings), _project(args), _say, base_ami=args.base_ami,
+                      waiter=_waiter(args))
     _say(f"deployed stage {settings.stage}")
     print(deployed.api_url, flush=True)
     return 0
@@ -97,5 +114,5 @@ def _teardown(args: argparse.Namespace) -> int:
     from skyclass.operations.deploy.teardown import Teardown
 
     settings = _settings(args)
-    Teardown(settings, _aws(settings), args.project_dir, _say).run()
+    Teardown(settings, _aws(settings), _project(args), _say, waiter=_waiter(args)).run()
     return 0

@@ -24,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     emulator = subparsers.add_parser("emulator", help="run the embedded AWS emulator alone")
     emulator.add_argument("--port", type=int, help=f"its port (env {c.AWS_PORT}, 4566)")
+    emulator.add_argument("--eventual-consistency", type=float, metavar="SECONDS",
+                          help="rehearse AWS's eventual consistency: new instance profiles, "
+                               "images and tags are not found, and released snapshots stay "
+                               "in use, for this long (env SKYCLASS_EMULATOR_LAG, 0)")
     emulator.set_defaults(func=_emulator)
 
 
@@ -38,8 +42,13 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from skyclass.operations.local.emulator import serve
+    import os
+
+    from skyclass.operations.local.emulator import LAG_VARIABLE, serve
     from skyclass.runtime.settings import Settings
 
-    serve(port=Settings.from_env(aws_port=args.port).aws_port)
+    lag = args.eventual_consistency
+    if lag is None:
+        lag = float(os.environ.get(LAG_VARIABLE) or 0)
+    serve(port=Settings.from_env(aws_port=args.port).aws_port, lag=lag)
     return 0

@@ -17,6 +17,7 @@ from skyclass.operations.deploy.chalice_project import lambda_environment, refus
 from skyclass.operations.provision.api_key import ensure_api_key
 from skyclass.operations.provision.iam import StageArns, lambda_policies
 from skyclass.operations.provision.stage import Provisioned, provision
+from skyclass.operations.waiting import Waiter
 from skyclass.runtime.aws import AwsClients
 from skyclass.runtime.settings import Settings
 
@@ -28,11 +29,16 @@ class Bootstrapped:
     config_changed: bool
 
 
-def bootstrap(settings: Settings, aws: AwsClients, project_dir: Path) -> Bootstrapped:
+def bootstrap(settings: Settings, aws: AwsClients, project_dir: Path, *,
+              ami_id: str | None = None, waiter: Waiter | None = None) -> Bootstrapped:
+    """``ami_id``: the worker image to roll out (a bake just made it), else the stage's
+    newest."""
     refuse_local(settings.stage)
-    provisioned = provision(settings, aws, aws_stage=True)
+    # The stage lives where the clients are: the workers are told that region too.
+    settings = settings.replace(region=aws.region)
+    provisioned = provision(settings, aws, aws_stage=True, ami_id=ami_id, waiter=waiter)
     account = aws.sts.get_caller_identity()["Account"]
-    arns = StageArns.of(provisioned.resources, settings.region, account)
+    arns = StageArns.of(provisioned.resources, aws.region, account)
     key_parameter = ensure_api_key(aws, settings.stage)
     environment = lambda_environment(settings, provisioned.resources, key_parameter)
     changed = write_stage(project_dir, settings.stage, environment, lambda_policies(arns))

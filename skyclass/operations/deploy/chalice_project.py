@@ -14,7 +14,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -105,18 +105,33 @@ def forget_stage(project_dir: Path, stage: str) -> None:
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def run_chalice(project_dir: Path, args: list[str], environment: Mapping[str, str]) -> str:
+def chalice_env(environment: Mapping[str, str], region: str) -> dict[str, str]:
+    """The ``chalice`` process's environment: ours, the stage's variables, and the stage's
+    region where Chalice (botocore) looks for it, so the Lambdas, the API and the S3
+    subscription land where bootstrap put the rest, whatever the profile says."""
+    return {**os.environ, **environment, c.REGION: region, c.DEFAULT_REGION: region}
+
+
+def run_chalice(project_dir: Path, args: list[str], environment: Mapping[str, str],
+                region: str, report: Callable[[str], None] | None = None) -> str:
     """Run ``chalice ARGS`` in the project with the stage's variables exported (the S3
-    subscription is named at import time from ``SKYCLASS_INPUT_BUCKET``); returns its
-    output, or raises with the end of it."""
-    done = subprocess.run(
+    subscription is named at import time from ``SKYCLASS_INPUT_BUCKET``) in ``region``;
+    each line it prints goes to ``report`` as it comes (a deploy takes a minute or
+    more). Returns its output, or raises with the end of it."""
+    process = subprocess.Popen(
         [sys.executable, "-c", "import sys; from chalice.cli import main; sys.exit(main())",
          *args],
-        cwd=project_dir, env={**os.environ, **environment},
-        capture_output=True, text=True,
+        cwd=project_dir, env=chalice_env(environment, region),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    output = done.stdout + done.stderr
-    if done.returncode != 0:
+    lines = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line)
+        if report is not None:
+            report(f"  {line.rstrip()}")
+    output = "".join(lines)
+    if process.wait() != 0:
         tail = "\n".join(output.strip().splitlines()[-15:])
         raise DeployError(f"`chalice {' '.join(args)}` failed:\n{tail}")
     return output

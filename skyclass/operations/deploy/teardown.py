@@ -8,14 +8,18 @@ the worker role and instance profile, the stage's AMIs and their snapshots, the 
 (emptied first), the queues, the API key's parameter and the Lambdas' log groups, and
 bulk jobs' table, event bus and callback secret. A resource with the right name but
 without the stage's tag is left alone and named in the report.
+
+Snapshots are found through their images *and* by their own tag (a bake tags them as it
+creates the image), so a teardown that stopped half-way finds them again. AWS keeps a
+snapshot "in use" for a while after its image is deregistered: each delete is retried
+within a stated limit (``Waits.snapshot_release``). Whatever is still left after that is
+named at the end, after everything else is gone, and a second run removes it.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -25,10 +29,13 @@ from skyclass.operations.deploy.chalice_project import (
     refuse_local,
     run_chalice,
 )
+from skyclass.operations.deploy.errors import DeployError
 from skyclass.operations.project import chalice_stage_env
+from skyclass.operations.provision.stage import wait_for_instances
+from skyclass.operations.waiting import Waiter, WaitTimeoutError, error_code
 from skyclass.runtime import constants as c
 from skyclass.runtime.aws import AwsClients
-from skyclass.runtime.names import StageNames, is_tagged, stage_filter
+from skyclass.runtime.names import StageNames, is_tagged, stage_filter, worker_ami_name
 from skyclass.runtime.settings import Settings
 
 Report = Callable[[str], None]
@@ -36,14 +43,15 @@ Report = Callable[[str], None]
 
 class Teardown:
     def __init__(self, settings: Settings, aws: AwsClients, project_dir: Path, report: Report,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 waiter: Waiter | None = None) -> None:
         refuse_local(settings.stage)
         self._settings = settings
         self._stage = settings.stage
         self._aws = aws
         self._project_dir = project_dir
         self._report = report
-        self._sleep = sleep
+        self._waiter = waiter or Waiter(report)
+        self._left: list[str] = []
 
     def run(self) -> None:
         account = self._aws.sts.get_caller_identity()["Account"]
@@ -65,6 +73,10 @@ class Teardown:
         self._event_bus(names.event_bus)
         self._log_groups(names.log_groups)
         forget_stage(self._project_dir, self._stage)
+        if self._left:
+            raise DeployError(
+                f"stage {self._stage} removed except {'; '.join(self._left)}. Run "
+                "`skyclass teardown` again: it finds them by the stage's tag")
         self._report(f"stage {self._stage} removed; .chalice/config.json keeps only its name")
 
     # ---- Chalice ------------------------------------------------------------------
@@ -75,7 +87,8 @@ class Teardown:
                          "recorded for this stage in this project")
             return
         environment = chalice_stage_env(self._project_dir, self._stage)
-        run_chalice(self._project_dir, ["delete", "--stage", self._stage], environment)
+        run_chalice(self._project_dir, ["delete", "--stage", self._stage], environment,
+                    self._aws.region, self._report)
         self._report("deleted the Lambdas, their roles, the API, the schedule and the "
                      "S3 subscription (chalice delete)")
 
@@ -94,7 +107,7 @@ class Teardown:
         ]
         if ids:
             ec2.terminate_instances(InstanceIds=ids)
-            ec2.get_waiter("instance_terminated").wait(InstanceIds=ids)
+            wait_for_instances(self._aws, self._waiter, ids, "terminated")
             self._report(f"terminated {len(ids)} instance(s)")
 
     def _launch_template(self, name: str) -> None:
@@ -113,22 +126,55 @@ class Teardown:
             stage_filter(self._stage),
         ])["SecurityGroups"]:
             # Network interfaces of just-terminated instances can hold it a little longer.
-            self._retry(lambda g=group: ec2.delete_security_group(GroupId=g["GroupId"]),
-                        "DependencyViolation")
+            self._waiter.retry(
+                f"security group {group['GroupId']} to be free of terminated instances",
+                lambda g=group: ec2.delete_security_group(GroupId=g["GroupId"]),
+                lambda exc: error_code(exc) == "DependencyViolation",
+                self._waiter.waits.group_release)
             self._report(f"deleted security group {group['GroupId']}")
 
     def _images(self) -> None:
         ec2 = self._aws.ec2
-        for image in ec2.describe_images(Owners=["self"], Filters=[
-            stage_filter(self._stage)
-        ])["Images"]:
+        images = ec2.describe_images(Owners=["self"], Filters=[stage_filter(self._stage)])[
+            "Images"]
+        snapshots = {m["Ebs"]["SnapshotId"] for image in images
+                     for m in image.get("BlockDeviceMappings", [])
+                     if m.get("Ebs", {}).get("SnapshotId")}
+        snapshots |= {s["SnapshotId"] for s in ec2.describe_snapshots(
+            OwnerIds=["self"], Filters=[stage_filter(self._stage)])["Snapshots"]}
+        for image in images:
             ec2.deregister_image(ImageId=image["ImageId"])
-            snapshots = [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", [])
-                         if m.get("Ebs", {}).get("SnapshotId")]
-            for snapshot in snapshots:
-                ec2.delete_snapshot(SnapshotId=snapshot)
-            self._report(f"deregistered AMI {image['ImageId']} and deleted "
-                         f"{len(snapshots)} snapshot(s)")
+            self._report(f"deregistered AMI {image['ImageId']}")
+        self._name_untagged_images({i["ImageId"] for i in images})
+        for snapshot in sorted(snapshots):
+            self._snapshot(snapshot)
+
+    def _snapshot(self, snapshot: str) -> None:
+        ec2 = self._aws.ec2
+        try:
+            self._waiter.retry(
+                f"snapshot {snapshot} to be released by its deregistered AMI",
+                lambda: ec2.delete_snapshot(SnapshotId=snapshot),
+                lambda exc: error_code(exc) == "InvalidSnapshot.InUse",
+                self._waiter.waits.snapshot_release)
+        except ClientError as exc:
+            self._unless_missing(exc, "InvalidSnapshot.NotFound")
+            return
+        except WaitTimeoutError as exc:
+            self._report(exc.message)
+            self._left.append(f"snapshot {snapshot} (still in use)")
+            return
+        self._report(f"deleted snapshot {snapshot}")
+
+    def _name_untagged_images(self, tagged: set[str]) -> None:
+        name = worker_ami_name(self._stage)
+        for image in self._aws.ec2.describe_images(Owners=["self"], Filters=[
+                {"Name": "name", "Values": [name, f"{name}-*"]}])["Images"]:
+            if image["ImageId"] not in tagged:
+                self._report(f"left AMI {image['ImageId']} ({image.get('Name')}) alone: it "
+                             f"is named like the stage's but not tagged {c.TAG_STAGE}="
+                             f"{self._stage}; if it is yours, deregister it and delete its "
+                             "snapshot by hand")
 
     # ---- IAM ----------------------------------------------------------------------
 
@@ -253,17 +299,6 @@ class Teardown:
             return True
         self._report(f"left {what} alone: it is not tagged {c.TAG_STAGE}={self._stage}")
         return False
-
-    def _retry(self, call: Callable[[], Any], code: str, attempts: int = 30) -> None:
-        for _ in range(attempts - 1):
-            try:
-                call()
-                return
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != code:
-                    raise
-                self._sleep(5.0)
-        call()
 
     @staticmethod
     def _unless_missing(exc: ClientError, *codes: str) -> None:

@@ -24,6 +24,9 @@ from chalice.deploy.validate import validate_routes
 
 from skyclass.operations.project import PROJECT_DIR
 
+# As the Lambda host's and the workers' lines: time first (skyclass logs orders by it).
+LOG_FORMAT = "%(asctime)s %(name)s %(message)s"
+
 
 class GatewayServer(chalice_local.ThreadedHTTPServer):
     request_queue_size = 1024
@@ -35,6 +38,9 @@ def serve(stage: str, host: str, port: int, project_dir: Path = PROJECT_DIR) -> 
     config = factory.create_config_obj(chalice_stage_name=stage)
     app = config.chalice_app
     validate_routes(app.routes)
+    # Chalice's app logger writes without a time; the log shipper orders lines by theirs.
+    for handler in app.log.handlers:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
     # What chalice.local.create_local_server does, so the app runs as under `chalice local`.
     chalice_local.CustomLocalChalice.__bases__ = (chalice_local.LocalChalice, app.__class__)
     app.__class__ = chalice_local.CustomLocalChalice
@@ -48,7 +54,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format=LOG_FORMAT)
     serve(args.stage, args.host, args.port)
 
 

@@ -6,16 +6,21 @@ Runs in the foreground until SIGINT or SIGTERM. Everything else reaches it throu
 ``AWS_ENDPOINT_URL``; its state lives in memory, so each start is a fresh account.
 Known emulator gaps are worked around by callers as ARCHITECTURE.md lists them
 (lower-case S3 filter rule names, the ``s3:TestEvent`` message, S3 → Lambda through
-the local bridge). Five gaps are closed here, by four patches, so that ``skyclass
+the local bridge). Six gaps are closed here, by five patches, so that ``skyclass
 deploy`` and the fleet can be rehearsed against the emulator unchanged: API Gateway's
 import of the API Chalice writes, which moto refuses without a description and as
 Swagger 2.0 (``ApiImportCompat``, two gaps); bucket policies that refuse plain HTTP
 (``count_requests_as_tls``); instance profiles on multi-instance launches
-(``profile_every_launched_instance``); and the launch time of a restarted instance
-(``start_sets_launch_time``). Two costs are cut: SQS receives that rescanned the
+(``profile_every_launched_instance``); the launch time of a restarted instance
+(``start_sets_launch_time``); and tags for an image's snapshots at ``CreateImage``
+(``tag_image_snapshots``). Two costs are cut: SQS receives that rescanned the
 whole queue for every message (``read_queue_attributes_once``), and the lookup of the
 service a request is for, redone from the file system on every request
 (``look_up_services_once``).
+
+On request (``--eventual-consistency SECONDS``, or ``SKYCLASS_EMULATOR_LAG``) it is as
+slow to agree with itself as AWS is (``EventualConsistency``), so that bake, bootstrap,
+deploy and teardown can be rehearsed against it.
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ import functools
 import io
 import json
 import logging
+import os
 import re
 import signal
 import socket
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
@@ -36,6 +44,8 @@ from typing import Any
 from skyclass.runtime.errors import SkyclassError
 
 DEFAULT_PORT = 4566
+# Seconds for which new things are not found and released snapshots stay in use.
+LAG_VARIABLE = "SKYCLASS_EMULATOR_LAG"
 
 
 class PortInUseError(SkyclassError):
@@ -44,8 +54,9 @@ class PortInUseError(SkyclassError):
     code = "PortInUse"
 
 
-def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
-    """Serve the emulator on ``host:port`` until SIGINT or SIGTERM."""
+def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1", lag: float = 0.0) -> None:
+    """Serve the emulator on ``host:port`` until SIGINT or SIGTERM; with ``lag`` > 0,
+    eventually consistent for that many seconds (``EventualConsistency``)."""
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -58,6 +69,9 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
         raise PortInUseError(f"port {port} on {host} is already in use; pick another with --port")
     count_requests_as_tls()
     profile_every_launched_instance()
+    tag_image_snapshots()
+    if lag > 0:
+        EventualConsistency(lag).install()
     start_sets_launch_time()
     read_queue_attributes_once()
     look_up_services_once()
@@ -67,7 +81,8 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
     # bury anything worth reading in the emulator's log.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    print(f"AWS emulator (moto) listening on http://{host}:{port}", flush=True)
+    print(f"AWS emulator (moto) listening on http://{host}:{port}"
+          + (f", eventually consistent for {lag:g} s" if lag > 0 else ""), flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -176,6 +191,187 @@ def profile_every_launched_instance() -> None:
     InstanceResponse.run_instances = run_instances
 
 
+def tag_image_snapshots(patch: Callable[[Any, str, Any], None] = setattr) -> None:
+    """Apply ``CreateImage``'s tags for ``snapshot`` to the image's snapshot.
+
+    AWS tags an image and its snapshots in the one call that creates them, so nothing is
+    ever untagged; moto 5 raises NotImplementedError for snapshot tag specifications.
+    """
+    from moto.ec2.models import EC2Backend
+
+    create = EC2Backend.create_image
+
+    def create_image(backend: EC2Backend, instance_id: str, name: str, description: str,
+                     tag_specifications: list[dict[str, Any]]) -> Any:
+        for_snapshots = [s for s in tag_specifications if s["ResourceType"] == "snapshot"]
+        others = [s for s in tag_specifications if s["ResourceType"] != "snapshot"]
+        image = create(backend, instance_id, name, description, others)
+        for spec in for_snapshots:
+            backend.create_tags([image.ebs_snapshot.id],
+                                {t["Key"]: t["Value"] for t in spec["Tags"]})
+        return image
+
+    patch(EC2Backend, "create_image", create_image)
+
+
+class EventualConsistency:
+    """The emulator as slow to agree with itself as AWS, for ``lag`` seconds:
+
+    * EC2 refuses an instance profile younger than that at ``RunInstances``
+      (``InvalidParameterValue``: Invalid IAM Instance Profile), as it does on AWS while
+      IAM propagates;
+    * a young image is not found: ``DescribeImages`` by id and ``RunInstances`` answer
+      ``InvalidAMIID.NotFound``, listings leave it out;
+    * tags cannot be set on a young image or instance (``Invalid…ID.NotFound``);
+    * a deregistered image's snapshot stays ``InvalidSnapshot.InUse`` for that long.
+
+    Each is a patch on moto's API layer (its models stay consistent); ``patch`` is
+    ``setattr`` in the emulator and a test's ``monkeypatch.setattr`` in process, and
+    ``clock`` may be a test's fake clock.
+    """
+
+    def __init__(self, lag: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.lag = lag
+        self._clock = clock
+        self._born: dict[str, float] = {}  # id (or profile name/ARN) -> when created
+        self._in_use_until: dict[str, tuple[float, str]] = {}  # snapshot -> (until, image)
+        self._lock = threading.Lock()
+
+    def install(self, patch: Callable[[Any, str, Any], None] = setattr) -> None:
+        self._remember_births(patch)
+        self._late_instance_profiles_and_images_at_launch(patch)
+        self._late_images(patch)
+        self._late_tags(patch)
+        self._snapshots_in_use_after_deregistration(patch)
+
+    def young(self, resource: str) -> bool:
+        with self._lock:
+            born = self._born.get(resource)
+        return born is not None and self._clock() - born < self.lag
+
+    def _born_now(self, *resources: str) -> None:
+        with self._lock:
+            for resource in resources:
+                self._born[resource] = self._clock()
+
+    def _remember_births(self, patch: Callable[[Any, str, Any], None]) -> None:
+        from moto.ec2.models import EC2Backend
+        from moto.iam.models import IAMBackend
+
+        create_profile = IAMBackend.create_instance_profile
+        create_image = EC2Backend.create_image
+        register_image = EC2Backend.register_image
+        run_instances = EC2Backend.run_instances
+
+        def create_instance_profile(backend: IAMBackend, *args: Any, **kwargs: Any) -> Any:
+            profile = create_profile(backend, *args, **kwargs)
+            self._born_now(profile.name, profile.arn)
+            return profile
+
+        def new_image(original: Callable[..., Any]) -> Callable[..., Any]:
+            def wrapped(backend: EC2Backend, *args: Any, **kwargs: Any) -> Any:
+                image = original(backend, *args, **kwargs)
+                self._born_now(image.id)
+                return image
+            return wrapped
+
+        def launch(backend: EC2Backend, *args: Any, **kwargs: Any) -> Any:
+            reservation = run_instances(backend, *args, **kwargs)
+            self._born_now(*(i.id for i in reservation.instances))
+            return reservation
+
+        patch(IAMBackend, "create_instance_profile", create_instance_profile)
+        patch(EC2Backend, "create_image", new_image(create_image))
+        patch(EC2Backend, "register_image", new_image(register_image))
+        patch(EC2Backend, "run_instances", launch)
+
+    def _late_instance_profiles_and_images_at_launch(
+            self, patch: Callable[[Any, str, Any], None]) -> None:
+        from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError
+        from moto.ec2.responses.instances import InstanceResponse
+
+        launch = InstanceResponse.run_instances
+
+        def run_instances(response: InstanceResponse) -> Any:
+            for kind in ("Arn", "Name"):
+                profile = response._get_param(f"IamInstanceProfile.{kind}")
+                if profile and self.young(profile):
+                    raise EC2ClientError(
+                        "InvalidParameterValue",
+                        f"Value ({profile}) for parameter iamInstanceProfile.{kind.lower()} "
+                        f"is invalid. Invalid IAM Instance Profile {kind.lower()}")
+            image = response._get_param("ImageId")
+            if image and self.young(image):
+                raise InvalidAMIIdError(image)
+            return launch(response)
+
+        patch(InstanceResponse, "run_instances", run_instances)
+
+    def _late_images(self, patch: Callable[[Any, str, Any], None]) -> None:
+        from moto.ec2.exceptions import InvalidAMIIdError
+        from moto.ec2.responses.amis import AmisResponse
+
+        describe = AmisResponse.describe_images
+
+        def describe_images(response: AmisResponse) -> Any:
+            asked = response._get_param("ImageIds", [])
+            young = [i for i in asked if self.young(i)]
+            if young:
+                raise InvalidAMIIdError(young)
+            answer = describe(response)
+            answer.result["Images"] = [i for i in answer.result["Images"]
+                                       if not self.young(i.id)]
+            return answer
+
+        patch(AmisResponse, "describe_images", describe_images)
+
+    def _late_tags(self, patch: Callable[[Any, str, Any], None]) -> None:
+        from moto.ec2.exceptions import InvalidAMIIdError, InvalidInstanceIdError
+        from moto.ec2.responses.tags import TagResponse
+
+        tag = TagResponse.create_tags
+
+        def create_tags(response: TagResponse) -> Any:
+            for resource in response._get_param("Resources", []):
+                if self.young(resource):
+                    if resource.startswith("ami-"):
+                        raise InvalidAMIIdError(resource)
+                    raise InvalidInstanceIdError(resource)
+            return tag(response)
+
+        patch(TagResponse, "create_tags", create_tags)
+
+    def _snapshots_in_use_after_deregistration(
+            self, patch: Callable[[Any, str, Any], None]) -> None:
+        from moto.ec2.exceptions import InvalidSnapshotInUse
+        from moto.ec2.responses.amis import AmisResponse
+        from moto.ec2.responses.elastic_block_store import ElasticBlockStore
+
+        deregister = AmisResponse.deregister_image
+        delete = ElasticBlockStore.delete_snapshot
+
+        def deregister_image(response: AmisResponse) -> Any:
+            image_id = response._get_param("ImageId")
+            image = response.ec2_backend.amis.get(image_id)
+            answer = deregister(response)
+            if image is not None:
+                with self._lock:
+                    self._in_use_until[image.ebs_snapshot.id] = (
+                        self._clock() + self.lag, image_id)
+            return answer
+
+        def delete_snapshot(response: ElasticBlockStore) -> Any:
+            snapshot = response._get_param("SnapshotId")
+            with self._lock:
+                until, image_id = self._in_use_until.get(snapshot, (0.0, ""))
+            if self._clock() < until:
+                raise InvalidSnapshotInUse(snapshot, image_id)
+            return delete(response)
+
+        patch(AmisResponse, "deregister_image", deregister_image)
+        patch(ElasticBlockStore, "delete_snapshot", delete_snapshot)
+
+
 def _denies_plain_http(statement: dict[str, Any]) -> bool:
     condition = statement.get("Condition", {})
     return (statement.get("Effect") == "Deny"
@@ -274,10 +470,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the embedded AWS emulator (moto).")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--eventual-consistency", type=float, metavar="SECONDS",
+                        default=float(os.environ.get(LAG_VARIABLE) or 0),
+                        help="new instance profiles, images and tags are not found, and "
+                             "released snapshots stay in use, for this long (a rehearsal "
+                             f"of AWS's eventual consistency; env {LAG_VARIABLE})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        serve(args.port, args.host)
+        serve(args.port, args.host, lag=args.eventual_consistency)
     except PortInUseError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -9,7 +9,10 @@ notifications only to SQS (its Lambda needs Docker), so locally (ARCHITECTURE.md
   calls the same Chalice handler with the same event shape, one record per call. A
   notification is deleted only after the handler returned; if the handler raised, the
   message reappears after its visibility timeout and is retried, at most
-  ``MAX_ATTEMPTS`` times in all, as Lambda retries an asynchronous invocation.
+  ``MAX_ATTEMPTS`` times in all, as Lambda retries an asynchronous invocation. After
+  that, as the deployed function's on-failure destination does, a record of the failed
+  invocation goes to the stage's ingest-failures queue, where the scaling tick retries
+  it or fails its images (skyclass.runtime.ingest_failures).
 * ``Schedule`` calls the scaling handler every ``SKYCLASS_SCALE_PERIOD`` seconds with
   an EventBridge "Scheduled Event".
 * The SQS-triggered functions of bulk jobs run in processes of their own, which this
@@ -69,6 +72,7 @@ class S3EventBridge:
         max_attempts: int = MAX_ATTEMPTS,
         retry_after: int = RETRY_AFTER_SECONDS,
         concurrency: int = CONCURRENCY,
+        failure_queue_url: str | None = None,
     ):
         self._sqs = sqs
         self._queue_url = queue_url
@@ -78,6 +82,7 @@ class S3EventBridge:
         self._wait_seconds = wait_seconds
         self._max_attempts = max_attempts
         self._retry_after = retry_after
+        self._failure_queue_url = failure_queue_url
         # Lambda runs one invocation per S3 event, many at once; so does the bridge.
         self._invocations = ThreadPoolExecutor(max_workers=concurrency,
                                                thread_name_prefix=function_name)
@@ -115,11 +120,10 @@ class S3EventBridge:
         try:
             for record in records:
                 self._handler({"Records": [record]}, self._context_factory(self._function_name))
-        except Exception:
+        except Exception as exc:
             attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             if attempt >= self._max_attempts:
-                log.exception("%s failed %d times; dropping the event", self._function_name,
-                              attempt)
+                self._record_failure({"Records": records}, exc, attempt)
                 self._delete(message)
             else:
                 log.exception(
@@ -129,8 +133,35 @@ class S3EventBridge:
             return
         self._delete(message)
 
+    def _record_failure(self, event: dict[str, Any], exc: Exception, attempts: int) -> None:
+        """What Lambda does with an invocation that failed every try: send its record to
+        the on-failure destination (if there is none, the event is lost, as on AWS)."""
+        if self._failure_queue_url is None:
+            log.error("%s failed %d times; dropping the event: %s", self._function_name,
+                      attempts, exc)
+            return
+        record = invocation_failure_record(self._function_name, event, exc, attempts)
+        self._sqs.send_message(QueueUrl=self._failure_queue_url, MessageBody=json.dumps(record))
+        log.error("%s failed %d times (%s); sent the event to its on-failure destination",
+                  self._function_name, attempts, exc)
+
     def _delete(self, message: dict[str, Any]) -> None:
         self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def invocation_failure_record(function_name: str, event: dict[str, Any], exc: Exception,
+                              attempts: int) -> dict[str, Any]:
+    """The record Lambda sends to an on-failure destination after the last try."""
+    return {
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": function_name,
+                           "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
+                            "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": str(exc), "errorType": type(exc).__name__},
+    }
 
 
 def scheduled_event(
@@ -190,7 +221,7 @@ def main() -> int:
     from skyclass.operations.local.stack import local_state_dir
     from skyclass.operations.project import PROJECT_DIR
     from skyclass.runtime.aws import AwsClients
-    from skyclass.runtime.names import s3_events_queue_name
+    from skyclass.runtime.names import ingest_failures_queue_name, s3_events_queue_name
     from skyclass.runtime.settings import Settings
 
     logging.basicConfig(
@@ -199,8 +230,10 @@ def main() -> int:
     settings = Settings.from_env()
     aws = AwsClients(settings.region)
     events_url = aws.sqs.get_queue_url(QueueName=s3_events_queue_name(settings.stage))["QueueUrl"]
-    bridge = S3EventBridge(aws.sqs, events_url, on_s3_event)
-    schedule = Schedule(scale, settings.scale_period, region=settings.region)
+    failures_url = aws.sqs.get_queue_url(
+        QueueName=ingest_failures_queue_name(settings.stage))["QueueUrl"]
+    bridge = S3EventBridge(aws.sqs, events_url, on_s3_event, failure_queue_url=failures_url)
+    schedule = Schedule(scale, settings.scale_period, region=aws.region)
 
     stop = threading.Event()
 

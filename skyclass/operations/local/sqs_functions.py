@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = getattr(importlib.import_module(module), attribute)
     url = aws.sqs.get_queue_url(QueueName=queue_name(settings.stage))["QueueUrl"]
     source = SqsEventSource(
-        aws.sqs, url, handler, region=settings.region,
+        aws.sqs, url, handler, region=settings.region or "us-east-1",
         context_factory=lambda: LambdaContext(name, LAMBDA_MEMORY_MB,
                                               max_runtime_ms=settings.task_timeout * 1000))
     stop = threading.Event()

@@ -4,7 +4,9 @@ The supervisor starts the AWS emulator, provisions the ``local`` stage on it wit
 same code as for AWS, then starts Chalice's local server (API Gateway + the route
 Lambdas; skyclass.operations.local.api_server), the Lambda host (S3 events and the scaling
 schedule) and the instance runner (EC2 + systemd, polled from the supervisor's main
-loop). Every child gets the same environment: the emulator's endpoint, fake
+loop), and ships their log files into the emulator's CloudWatch Logs, as AWS would hold
+them (skyclass.operations.local.log_shipper), for ``skyclass logs``. Every child gets
+the same environment: the emulator's endpoint, fake
 credentials and the provisioned names, so nothing in the product code knows it is
 local. Ctrl-C or SIGTERM stops workers first, then the other processes in the reverse
 order of their start, each in its own process group, SIGKILL for stragglers; on Linux
@@ -27,6 +29,7 @@ from pathlib import Path
 from types import FrameType
 
 from skyclass.operations.local.emulator import port_is_free
+from skyclass.operations.local.log_shipper import LogShipper
 from skyclass.operations.local.processes import signal_group, spawn
 from skyclass.operations.local.runner import (
     POLL_PERIOD,
@@ -37,7 +40,7 @@ from skyclass.operations.local.runner import (
 from skyclass.operations.project import PROJECT_DIR, chalice_stage_env
 from skyclass.runtime import constants as c
 from skyclass.runtime.aws import AwsClients
-from skyclass.runtime.settings import Settings
+from skyclass.runtime.settings import Settings, standard_region
 
 STAGE = "local"
 
@@ -110,6 +113,9 @@ class LocalStack:
         self._log_dir = local_state_dir(project_dir) / "logs"
         self._children: list[_Child] = []
         self._runner: InstanceRunner | None = None
+        self._shipper: LogShipper | None = None
+        self._shipping = threading.Event()
+        self._shipper_thread: threading.Thread | None = None
 
     # ---- start -------------------------------------------------------------------
 
@@ -124,7 +130,8 @@ class LocalStack:
                 )
         self._log_dir.mkdir(parents=True, exist_ok=True)
         endpoint = f"http://{self._host}:{self._aws_port}"
-        aws_env = emulator_env(endpoint, region=os.environ.get(c.REGION) or "us-east-1")
+        # The emulator takes any region; the one the operator's chain names, if any.
+        aws_env = emulator_env(endpoint, region=standard_region(os.environ) or "us-east-1")
         os.environ.update(aws_env)
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)
@@ -148,6 +155,7 @@ class LocalStack:
             )
         except Exception as exc:  # botocore's errors, from an emulator that misbehaves
             raise StackError(f"could not provision the local stage on the emulator: {exc}") from exc
+        self._ship_logs(aws, settings.log_retention_days)
         r = provisioned.resources
         settings = settings.replace(
             input_bucket=r.input_bucket, output_bucket=r.output_bucket,
@@ -181,9 +189,17 @@ class LocalStack:
             f"  web page   {api}/\n"
             f"  emulator   {endpoint}  (AWS_ENDPOINT_URL; input bucket {r.input_bucket},"
             f" drop folder s3://{r.input_bucket}/{c.INCOMING_PREFIX})\n"
-            f"  logs       {self._log_dir}/ (worker-<instance id>.log per worker)\n"
+            f"  logs       {self._log_dir}/ (worker-<instance id>.log per worker); one "
+            f"image's trail: skyclass logs --stage {STAGE} --image ID\n"
             f"Ctrl-C stops everything."
         )
+
+    def _ship_logs(self, aws: AwsClients, retention_days: int) -> None:
+        self._shipper = LogShipper(aws.client("logs"), self._log_dir, STAGE, retention_days)
+        self._shipper_thread = threading.Thread(target=self._shipper.run,
+                                                args=(self._shipping,), name="log-shipper",
+                                                daemon=True)
+        self._shipper_thread.start()
 
     def _fetch_weights(self, env: Mapping[str, str]) -> None:
         """The default model's ImageNet weights, downloaded once into Keras' cache before
@@ -256,6 +272,7 @@ class LocalStack:
         other processes, newest first; SIGKILL whatever ignores SIGTERM."""
         if self._runner is not None:
             self._runner.shutdown()
+        self._last_logs()
         for child in reversed(self._children):
             signal_group(child.popen.pid, signal.SIGTERM)
             try:
@@ -267,6 +284,18 @@ class LocalStack:
             # Anything the child left behind in its process group goes too.
             signal_group(child.popen.pid, signal.SIGKILL)
         self._children.clear()
+
+    def _last_logs(self) -> None:
+        """The workers' last lines, shipped while the emulator still runs."""
+        if self._shipper is None or self._shipper_thread is None:
+            return
+        self._shipping.set()
+        self._shipper_thread.join(5)
+        try:
+            self._shipper.ship_once()
+        except Exception as exc:  # the emulator may be gone already
+            _say(f"could not ship the last log lines: {exc}")
+        self._shipper = None
 
 
 # ---- environment ---------------------------------------------------------------------

@@ -31,10 +31,12 @@ from skyclass.runtime.names import (
     callback_secret_parameter_name,
     event_bus_name,
     finish_queue_name,
+    ingest_failures_queue_name,
     jobs_table_name,
     lambda_function_name,
     list_queue_name,
     queue_name_of,
+    worker_log_group,
 )
 
 # The only actions granted on "*": AWS has no resource-level permissions for them.
@@ -107,6 +109,13 @@ class StageArns:
         return (f"arn:aws:logs:{self.region}:{self.account}:log-group:"
                 f"/aws/lambda/{function_name}:*")
 
+    def ingest_failures(self) -> str:
+        return self.queue_arn(ingest_failures_queue_name(self.stage))
+
+    def worker_logs(self) -> str:
+        return (f"arn:aws:logs:{self.region}:{self.account}:log-group:"
+                f"{worker_log_group(self.stage)}:*")
+
 
 def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
     """One policy document per Lambda function, keyed by Chalice's function name."""
@@ -141,6 +150,8 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             _allow("EnqueueWork", ["sqs:SendMessage"], [arns.queue_arn(arns.queue)]),
             _see_instances(),
             _start_stop(arns, ["ec2:StartInstances"]),
+            # Lambda sends the on-failure destination's records with the function's role.
+            _allow("RecordFailedInvocations", ["sqs:SendMessage"], [arns.ingest_failures()]),
             _count_answers(arns),
             *_send_tasks(arns, arns.finish_queue()),
         ],
@@ -152,9 +163,22 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             _see_instances(),
             _start_stop(arns, ["ec2:StartInstances", "ec2:StopInstances"]),
             _allow("ReadThroughput", ["cloudwatch:GetMetricData"], ["*"]),
+            # Each tick retries failed S3-event invocations through the Ingestor, which
+            # needs what the S3-event function has, and fails images that stay stuck.
+            _allow("RetryFailedInvocations", ["sqs:ReceiveMessage", "sqs:DeleteMessage"],
+                   [arns.ingest_failures()]),
+            _allow("ReingestImages", ["s3:GetObject"],
+                   arns.objects(arns.input_bucket, jobs, incoming)),
+            _allow("RequeueImages", ["sqs:SendMessage"], [arns.queue_arn(arns.queue)]),
+            _allow("FailStuckImages", ["s3:GetObject", "s3:PutObject"],
+                   arns.objects(arns.output_bucket, results)),
+            # A missing result must answer 404, not 403, to the check before writing one.
+            _allow("ListResults", ["s3:ListBucket"], [f"arn:aws:s3:::{arns.output_bucket}"],
+                   {"StringLike": {"s3:prefix": [f"{results}*"]}}),
             _allow("ActiveJobs", ["dynamodb:Query"], [arns.active_index()]),
-            _allow("SweepJobs", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [arns.table()]),
-            *_send_tasks(arns, arns.list_queue(), arns.finish_queue()),
+            # Completes jobs no worker completed; counts the images it fails (above).
+            _count_answers(arns),
+            *_send_tasks(arns, arns.finish_queue()),
         ],
         LIST_FUNCTION: [
             _consume_tasks(arns.list_queue()),
@@ -204,6 +228,10 @@ def worker_policy(arns: StageArns) -> dict[str, Any]:
                arns.objects(arns.output_bucket, c.RESULTS_PREFIX)),
         _allow("PublishMetrics", ["cloudwatch:PutMetricData"], ["*"],
                {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}),
+        # The CloudWatch agent ships the worker's log to its instance's stream in the
+        # stage's workers group (bootstrap creates the group and sets its retention).
+        _allow("ShipLogs", ["logs:CreateLogStream", "logs:PutLogEvents",
+                            "logs:DescribeLogStreams"], [arns.worker_logs()]),
         # Bulk jobs: objects read in place, read-only, in the configured buckets only.
         *([_allow("ReadSources", ["s3:GetObject"], arns.source_object_arns())]
           if arns.source_buckets else []),

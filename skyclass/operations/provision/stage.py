@@ -7,7 +7,10 @@ optionally the S3-notification queue the local bridge reads, and the pool of sto
 worker instances from the stage's AMI. On AWS the pool launches from a launch template
 with the worker instance profile and a closed security group
 (skyclass.operations.provision.workers); locally the runner stands in for EC2, so plain
-instances do. Running it twice changes nothing.
+instances do. Running it twice changes nothing; running it with other settings or a new
+AMI replaces the stopped workers launched from an older version of the template, so a
+worker never starts with settings the stage no longer has. Waits on AWS (a new
+instance profile, a new image, instances changing state) go through a ``Waiter``.
 """
 
 from __future__ import annotations
@@ -24,21 +27,27 @@ from skyclass.operations.provision.iam import tls_only_bucket_policy
 from skyclass.operations.provision.workers import (
     WorkerLaunch,
     ensure_worker_launch,
-    retry_while_iam_settles,
+    not_yet_visible_to_ec2,
 )
+from skyclass.operations.waiting import Waiter, error_code
 from skyclass.runtime import constants as c
 from skyclass.runtime.aws import AwsClients
 from skyclass.runtime.names import (
+    LAMBDA_FUNCTIONS,
     ROLE_WORKER_AMI,
     StageResources,
     bucket_name,
     dlq_name,
+    ingest_failures_queue_name,
+    lambda_log_group,
     pool_filters,
     queue_name,
     s3_events_queue_name,
+    stage_filter,
     stage_tags,
     tag_list,
     worker_ami_name,
+    worker_log_group,
     worker_tags,
 )
 from skyclass.runtime.settings import Settings
@@ -67,6 +76,8 @@ def provision(
     register_local_ami: bool = False,
     cors_origins: tuple[str, ...] = ("*",),
     aws_stage: bool = False,
+    ami_id: str | None = None,
+    waiter: Waiter | None = None,
 ) -> Provisioned:
     """Create whatever of the stage is missing and return its names.
 
@@ -78,14 +89,17 @@ def provision(
     refuse plain HTTP, and the pool launches from the stage's launch template with the
     worker instance profile and security group. The local stack leaves it off: its
     emulator only speaks plain HTTP, and its runner stands in for the instances.
+    ``ami_id``: the worker image to use (a bake just made it: a listing may not show it
+    yet); by default the stage's newest.
     """
+    waiter = waiter or Waiter(log.info)
     stage = settings.stage
     account = aws.sts.get_caller_identity()["Account"]
     tags = stage_tags(stage)
     input_bucket = settings.input_bucket or bucket_name(stage, "input", account)
     output_bucket = settings.output_bucket or bucket_name(stage, "output", account)
     for bucket in (input_bucket, output_bucket):
-        _ensure_bucket(aws, bucket, settings.region, tags, tls_only=aws_stage)
+        _ensure_bucket(aws, bucket, aws.region, tags, tls_only=aws_stage)
     _put_cors(aws, input_bucket, cors_origins)
     _expire_old_inputs(aws, input_bucket)
 
@@ -107,12 +121,24 @@ def provision(
         tags,
     )
 
+    # The stage's logs, kept as long as it says: its Lambdas' (made here, before Lambda
+    # would make them to keep for ever; Chalice's log_retention_in_days misnames the API
+    # function's group) and its workers' (the CloudWatch agent's, one stream each).
+    # Locally the stack's log shipper writes into the same groups.
+    for group in (*(lambda_log_group(stage, f) for f in LAMBDA_FUNCTIONS),
+                  worker_log_group(stage)):
+        _ensure_log_group(aws, group, settings.log_retention_days, tags)
+
+    # S3-event invocations that failed every try wait here for the scaling tick.
+    _ensure_queue(aws, ingest_failures_queue_name(stage),
+                  {"MessageRetentionPeriod": str(14 * 24 * 3600)}, tags)
+
     events_url = None
     if s3_events_to_queue:
         events_url = _ensure_queue(aws, s3_events_queue_name(stage), {}, tags)
         _notify_queue(aws, input_bucket, events_url)
 
-    ami_id = find_worker_ami(aws, stage)
+    ami_id = ami_id or find_worker_ami(aws, stage)
     if ami_id is None and register_local_ami:
         ami_id = _register_stand_in_ami(aws, stage)
     resources = StageResources(stage, input_bucket, output_bucket, queue_url, dlq_url,
@@ -121,7 +147,7 @@ def provision(
     launch = None
     if ami_id and aws_stage:
         launch = ensure_worker_launch(aws, settings, resources, account, ami_id)
-    instance_ids = _ensure_pool(aws, settings, ami_id, launch) if ami_id else []
+    instance_ids = _ensure_pool(aws, settings, ami_id, launch, waiter) if ami_id else []
 
     return Provisioned(
         resources=resources,
@@ -239,6 +265,20 @@ def _notify_queue(aws: AwsClients, bucket: str, queue_url: str) -> None:
     )
 
 
+# ---- logs ------------------------------------------------------------------------
+
+def _ensure_log_group(aws: AwsClients, name: str, retention_days: int,
+                      tags: dict[str, str]) -> None:
+    logs = aws.client("logs")
+    try:
+        logs.create_log_group(logGroupName=name, tags=tags)
+        log.info("created log group %s", name)
+    except ClientError as exc:
+        if error_code(exc) != "ResourceAlreadyExistsException":
+            raise
+    logs.put_retention_policy(logGroupName=name, retentionInDays=retention_days)
+
+
 # ---- queues ----------------------------------------------------------------------
 
 def _ensure_queue(
@@ -265,10 +305,13 @@ def _queue_arn(aws: AwsClients, url: str) -> str:
 # ---- worker AMI and pool ---------------------------------------------------------
 
 def find_worker_ami(aws: AwsClients, stage: str) -> str | None:
-    # Baked images are named ``skyclass-{stage}-worker-{timestamp}``; the newest wins.
+    """The stage's newest available worker image: named ``skyclass-{stage}-worker-…``
+    *and* tagged with the stage, so that deploy only ever uses an image teardown will
+    remove (an untagged one of that name is not the stage's to use)."""
     name = worker_ami_name(stage)
     images = aws.ec2.describe_images(
-        Owners=["self"], Filters=[{"Name": "name", "Values": [name, f"{name}-*"]}]
+        Owners=["self"], Filters=[{"Name": "name", "Values": [name, f"{name}-*"]},
+                                  stage_filter(stage)]
     )["Images"]
     available = [i for i in images if i.get("State") == "available"]
     if not available:
@@ -291,11 +334,15 @@ def _register_stand_in_ami(aws: AwsClients, stage: str) -> str:
 
 
 def _ensure_pool(
-    aws: AwsClients, settings: Settings, ami_id: str, launch: WorkerLaunch | None
+    aws: AwsClients, settings: Settings, ami_id: str, launch: WorkerLaunch | None,
+    waiter: Waiter,
 ) -> list[str]:
     """Keep ``max_workers`` worker instances in the pool; new ones are stopped at once,
-    so an idle pool costs only its EBS volumes. With a launch template, stopped
-    instances of an older AMI are replaced (a re-bake reaches the pool)."""
+    so an idle pool costs only its EBS volumes. With a launch template, stopped members
+    not launched from its current version are replaced: a worker's settings (its user
+    data) are fixed when it is launched, so this is how a re-bake or new settings reach
+    the pool. Running ones are left to finish their work; the next bootstrap after the
+    scaler stops them replaces them."""
     ec2 = aws.ec2
     existing = [
         i
@@ -303,12 +350,7 @@ def _ensure_pool(
         for i in r["Instances"]
     ]
     if launch is not None:
-        stale = [i["InstanceId"] for i in existing
-                 if i["ImageId"] != ami_id and i["State"]["Name"] == "stopped"]
-        if stale:
-            ec2.terminate_instances(InstanceIds=stale)
-            log.info("replacing %d stopped worker(s) of an older AMI", len(stale))
-            existing = [i for i in existing if i["InstanceId"] not in stale]
+        existing = _replace_stale_members(aws, existing, ami_id, launch, waiter)
     ids = [i["InstanceId"] for i in existing]
     missing = settings.max_workers - len(ids)
     if missing <= 0:
@@ -324,17 +366,57 @@ def _ensure_pool(
             ],
         )["Instances"]
     else:
-        created = retry_while_iam_settles(lambda: ec2.run_instances(
-            LaunchTemplate={"LaunchTemplateId": launch.launch_template_id,
-                            "Version": "$Default"},
-            IamInstanceProfile={"Arn": launch.instance_profile_arn},
-            MinCount=missing,
-            MaxCount=missing,
-        ))["Instances"]
+        created = waiter.retry(
+            "EC2 to accept the new worker instance profile",
+            lambda: ec2.run_instances(
+                LaunchTemplate={"LaunchTemplateId": launch.launch_template_id,
+                                "Version": str(launch.template_version)},
+                IamInstanceProfile={"Arn": launch.instance_profile_arn},
+                MinCount=missing,
+                MaxCount=missing,
+            ),
+            not_yet_visible_to_ec2, waiter.waits.iam_propagation,
+        )["Instances"]
     new_ids = [i["InstanceId"] for i in created]
     # EC2 refuses to stop an instance that is still pending.
-    ec2.get_waiter("instance_running").wait(InstanceIds=new_ids)
+    wait_for_instances(aws, waiter, new_ids, "running", "new worker(s)")
     ec2.stop_instances(InstanceIds=new_ids)
     log.info("added %d stopped worker instance(s) to the pool", len(new_ids))
     return ids + new_ids
+
+
+def _replace_stale_members(aws: AwsClients, members: list[dict[str, Any]], ami_id: str,
+                           launch: WorkerLaunch, waiter: Waiter) -> list[dict[str, Any]]:
+    """Terminate the stopped members not launched from the template's current version;
+    returns the members that stay."""
+    stale = [i for i in members
+             if i["ImageId"] != ami_id or not launch.launched_from_current(i)]
+    stopped = [i["InstanceId"] for i in stale if i["State"]["Name"] == "stopped"]
+    running = [i["InstanceId"] for i in stale if i["State"]["Name"] != "stopped"]
+    if stopped:
+        aws.ec2.terminate_instances(InstanceIds=stopped)
+        waiter.report(f"replacing {len(stopped)} stopped worker(s) launched with an older "
+                      f"AMI or settings (template version now {launch.template_version})")
+    if running:
+        waiter.report(f"{len(running)} worker(s) running with an older AMI or settings "
+                      f"({', '.join(running)}) keep working; once the scaler stops them, "
+                      "the next bootstrap replaces them")
+    return [i for i in members if i["InstanceId"] not in stopped]
+
+
+def wait_for_instances(aws: AwsClients, waiter: Waiter, ids: list[str], state: str,
+                       what: str = "instance(s)") -> None:
+    """Wait, reporting progress, until every instance of ``ids`` is in ``state``."""
+
+    def reached() -> bool | None:
+        try:
+            reservations = aws.ec2.describe_instances(InstanceIds=ids)["Reservations"]
+        except ClientError as exc:  # new instance ids can be unknown for a moment
+            if error_code(exc) == "InvalidInstanceID.NotFound":
+                return None
+            raise
+        states = {i["State"]["Name"] for r in reservations for i in r["Instances"]}
+        return True if states == {state} else None
+
+    waiter.until(f"{len(ids)} {what} to be {state}", reached, waiter.waits.instance_state)
 

@@ -12,15 +12,15 @@ import base64
 import hashlib
 import json
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from skyclass.operations.provision.iam import EC2_TRUST, StageArns, worker_policy
+from skyclass.operations.waiting import error_code
 from skyclass.runtime.aws import AwsClients
+from skyclass.runtime.errors import SkyclassError
 from skyclass.runtime.names import (
     StageResources,
     launch_template_name,
@@ -42,22 +42,42 @@ ROOT_DEVICE = "/dev/xvda"
 ROOT_VOLUME_GIB = 30
 
 
+# EC2 tags every instance launched from a template with the template and its version.
+TEMPLATE_ID_TAG = "aws:ec2launchtemplate:id"
+TEMPLATE_VERSION_TAG = "aws:ec2launchtemplate:version"
+
+
+class NoDefaultVpcError(SkyclassError):
+    """The region has no default VPC for the workers."""
+
+    code = "NoDefaultVpc"
+
+
 @dataclass(frozen=True)
 class WorkerLaunch:
-    """How the pool's instances are launched."""
+    """How the pool's instances are launched: the template's default version is what a
+    pool member must have been launched from to be current."""
 
     launch_template_id: str
     instance_profile_arn: str
     security_group_id: str
+    template_version: int = 1
+
+    def launched_from_current(self, instance: dict[str, Any]) -> bool:
+        """Whether ``instance`` (as DescribeInstances answers) came from the current
+        version of the template: the AMI, settings and disk the stage has now."""
+        tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+        return (tags.get(TEMPLATE_ID_TAG) == self.launch_template_id
+                and tags.get(TEMPLATE_VERSION_TAG) == str(self.template_version))
 
 
 def ensure_worker_launch(aws: AwsClients, settings: Settings, resources: StageResources,
                          account: str, ami_id: str) -> WorkerLaunch:
-    profile_arn = ensure_instance_profile(aws, StageArns.of(resources, settings.region, account))
+    profile_arn = ensure_instance_profile(aws, StageArns.of(resources, aws.region, account))
     group_id = ensure_security_group(aws, settings.stage)
-    template_id = ensure_launch_template(
+    template_id, version = ensure_launch_template(
         aws, settings, ami_id, profile_arn, group_id, worker_user_data(settings, resources))
-    return WorkerLaunch(template_id, profile_arn, group_id)
+    return WorkerLaunch(template_id, profile_arn, group_id, version)
 
 
 def worker_user_data(settings: Settings, resources: StageResources) -> str:
@@ -111,6 +131,7 @@ def ensure_security_group(aws: AwsClients, stage: str) -> str:
     if found:
         group = found[0]
     else:
+        _require_default_vpc(aws)
         group_id = ec2.create_security_group(
             GroupName=name, Description=f"skyclass {stage} workers: no inbound",
             TagSpecifications=[{"ResourceType": "security-group",
@@ -122,6 +143,17 @@ def ensure_security_group(aws: AwsClients, stage: str) -> str:
         ec2.revoke_security_group_ingress(GroupId=group["GroupId"],
                                           IpPermissions=group["IpPermissions"])
     return group["GroupId"]
+
+
+def _require_default_vpc(aws: AwsClients) -> None:
+    """Workers go into the default VPC's public subnets (no NAT gateway to pay for); an
+    account can delete it, and then EC2 answers VPCIdNotSpecified deep in a launch."""
+    vpcs = aws.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+    if not vpcs:
+        raise NoDefaultVpcError(
+            f"no default VPC in {aws.region}: the workers need one (its public subnets reach "
+            "SQS and S3 without a NAT gateway). Create it with `aws ec2 create-default-vpc "
+            f"--region {aws.region}`, then run this again (docs/deploy.md, \"Default VPC\")")
 
 
 # ---- launch template --------------------------------------------------------------
@@ -149,9 +181,10 @@ def launch_template_data(settings: Settings, ami_id: str, profile_arn: str, grou
 
 
 def ensure_launch_template(aws: AwsClients, settings: Settings, ami_id: str,
-                           profile_arn: str, group_id: str, user_data: str) -> str:
+                           profile_arn: str, group_id: str, user_data: str) -> tuple[str, int]:
     """The stage's launch template, with a new default version only when what the
-    workers launch with has changed (a new AMI, other settings); returns its id."""
+    workers launch with has changed (a new AMI, other settings); returns its id and
+    its default version."""
     ec2 = aws.ec2
     name = launch_template_name(settings.stage)
     data = launch_template_data(settings, ami_id, profile_arn, group_id, user_data)
@@ -170,10 +203,11 @@ def ensure_launch_template(aws: AwsClients, settings: Settings, ami_id: str,
                                 "Tags": tag_list(stage_tags(settings.stage))}],
         )["LaunchTemplate"]
         log.info("created launch template %s", template["LaunchTemplateId"])
-        return template["LaunchTemplateId"]
+        return template["LaunchTemplateId"], int(template.get("DefaultVersionNumber", 1))
     template_id = found[0]["LaunchTemplateId"]
     current = ec2.describe_launch_template_versions(
         LaunchTemplateId=template_id, Versions=["$Default"])["LaunchTemplateVersions"][0]
+    version = int(current["VersionNumber"])
     if current.get("VersionDescription") != description:
         version = ec2.create_launch_template_version(
             LaunchTemplateId=template_id, VersionDescription=description,
@@ -181,23 +215,16 @@ def ensure_launch_template(aws: AwsClients, settings: Settings, ami_id: str,
         ec2.modify_launch_template(LaunchTemplateId=template_id,
                                    DefaultVersion=str(version))
         log.info("launch template %s: version %s is now the default", template_id, version)
-    return template_id
+    return template_id, int(version)
 
 
-def retry_while_iam_settles(call: Callable[[], Any], *, attempts: int = 10,
-                            sleep: Callable[[float], None] = time.sleep) -> Any:
-    """Run ``call``, retrying while EC2 does not yet see a just-created instance profile
-    (IAM is eventually consistent: a profile can take ~10 s to become usable)."""
-    for _ in range(attempts - 1):
-        try:
-            return call()
-        except ClientError as exc:
-            error = exc.response["Error"]
-            if not (error["Code"] == "InvalidParameterValue"
-                    and "iamInstanceProfile" in error.get("Message", "")):
-                raise
-            sleep(2.0)
-    return call()
+def not_yet_visible_to_ec2(exc: ClientError) -> bool:
+    """Whether RunInstances refused only because EC2 does not see a new thing yet: an
+    instance profile IAM just created (it propagates within a minute or two), or an
+    image just made available."""
+    message = exc.response.get("Error", {}).get("Message", "")
+    return ((error_code(exc) == "InvalidParameterValue" and "iamInstanceProfile" in message)
+            or error_code(exc) == "InvalidAMIID.NotFound")
 
 
 def _unless(exc: ClientError, code: str) -> None:
