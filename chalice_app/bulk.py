@@ -62,7 +62,7 @@ def on_list_task(event: SQSEvent) -> None:
 
     Lambda handler ``chalice_app.bulk.on_list_task``; the local Lambda host calls it the
     same way, with an SQS event and a context."""
-    remaining = _remaining_time()
+    remaining = _remaining_time(event.context)
     for record in event:
         task = _task(record.body)
         if task is not None:
@@ -93,9 +93,10 @@ def _task(body: str) -> Task | None:
         return None
 
 
-def _remaining_time():
-    """Seconds this invocation has left (Lambda's context; else the tasks' timeout)."""
-    context = bp.lambda_context
+def _remaining_time(context: Any):
+    """Seconds this invocation has left (Lambda's context; else the tasks' timeout). The
+    context comes with the event: a blueprint's ``lambda_context`` needs the app, which
+    Lambda does not import for a handler of this module."""
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
         return lambda: context.get_remaining_time_in_millis() / 1000.0
     deadline = time.monotonic() + lambda_settings().task_timeout

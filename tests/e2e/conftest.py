@@ -25,6 +25,12 @@ RESULT_TIMEOUT = 90.0
 # tests, run back to back, find a warm worker.
 IDLE_GRACE = "12"
 VISIBILITY_TIMEOUT = "15"
+# Bulk jobs (tests/e2e/test_bulk.py): the one bucket the stage may read in place; pages
+# of two keys, so a listing of a few dozen keys takes many steps (a kill lands
+# mid-listing); tasks of three seconds, so a killed lister's task is back in 18 s.
+SOURCE_BUCKET = "skyclass-e2e-archive"
+LIST_PAGE_SIZE = "2"
+TASK_TIMEOUT = "3"
 
 T = TypeVar("T")
 
@@ -90,6 +96,9 @@ def running_stack(tiny_model: Any, state_dir: Path) -> Iterator[RunningStack]:
         "SKYCLASS_IDLE_GRACE": IDLE_GRACE,
         # Short, so the fault tests see a killed worker's messages come back soon.
         "SKYCLASS_VISIBILITY_TIMEOUT": VISIBILITY_TIMEOUT,
+        "SKYCLASS_SOURCE_BUCKETS": SOURCE_BUCKET,
+        "SKYCLASS_LIST_PAGE_SIZE": LIST_PAGE_SIZE,
+        "SKYCLASS_TASK_TIMEOUT": TASK_TIMEOUT,
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     started = start_stack(state_dir, env, max_workers=2, boot_delay=0.5)

@@ -159,7 +159,8 @@ def test_a_listing_killed_at_any_step_resumes_losing_no_key(world, dies_at, afte
         assert ids.setdefault(m.key, m.image_id) == m.image_id
     # AND the counts are exact
     view = world.store.get(job_id).view()
-    assert (view["queued"], view["listed"]) == (IMAGES, IMAGES + 4)
+    assert (view["queued"], view["listed"], view["resent"]) == (
+        IMAGES, IMAGES + 4, report.resent)
 
 
 def test_a_cancelled_job_stops_listing(world):

@@ -71,6 +71,7 @@ def test_redelivered_messages_are_classified_and_counted_once(world, stage):
     assert counting.images == 5
     job = JobStore(world.aws.client("dynamodb"), stage.bulk.jobs_table).get(job_id)
     assert (job.count("done"), job.count("failed"), job.state) == (5, 0, "complete")
+    assert job.view()["duplicates_dropped"] == 4
     # AND the job's completion is queued once, and no message is left
     tasks = world.aws.sqs.receive_message(QueueUrl=stage.bulk.finish_queue_url,
                                           MaxNumberOfMessages=10).get("Messages", [])

@@ -47,7 +47,7 @@ FINISH_QUEUED = "queued"
 FINISH_DONE = "finished"
 
 COUNTERS = ("total", "done", "failed", "listed", "queued", "skip_type", "skip_size",
-            "dropped")
+            "dropped", "resent", "duplicates")
 
 
 @dataclass(frozen=True)
@@ -151,9 +151,13 @@ class Job:
                 skipped={"total": self.count("skip_type") + self.count("skip_size"),
                          "not_an_image": self.count("skip_type"),
                          "size": self.count("skip_size")},
+                # Keys a lister sent again after a crash, and second copies the
+                # workers dropped without inference (docs/bulk.md, "Crashes").
+                resent=self.count("resent"),
             )
         else:
             view["accepting_uploads"] = running and not self.sealed
+        view["duplicates_dropped"] = self.count("duplicates")
         if self.callback_url:
             view["callback"] = {k: v for k, v in (self.callback or {"status": "waiting"}).items()
                                 if k in ("status", "attempts", "last_error")}
@@ -250,11 +254,14 @@ class JobStore:
         self._update(job_id, "SET #finish = :done" + (" REMOVE #act" if retire else ""),
                      "attribute_exists(pk)", {":done": FINISH_DONE})
 
-    def add_dropped(self, counts: dict[str, int]) -> None:
-        """Count messages of ended jobs that workers dropped (the scaler's estimate of
-        what such a job still has queued); approximate, so no transaction."""
-        for job_id, n in counts.items():
-            self._try_update(job_id, "ADD #dropped :n", "attribute_exists(pk)", {":n": n})
+    def add_drops(self, job_id: str, dropped: int = 0, duplicates: int = 0) -> None:
+        """Count messages workers dropped unanswered: ``dropped``, those of an ended job
+        (the scaler's estimate of what it still has queued); ``duplicates``, second
+        copies of answered images. Statistics, not the job's counts: no transaction."""
+        adds = {name: n for name, n in (("dropped", dropped), ("duplicates", duplicates)) if n}
+        if adds:
+            self._try_update(job_id, "ADD " + ", ".join(f"#{n} :{n}" for n in adds),
+                             "attribute_exists(pk)", {f":{n}": v for n, v in adds.items()})
 
     def advance_listing(self, job_id: str, lseq: int, changes: dict[str, Any],
                         counts: dict[str, int], remove: tuple[str, ...] = ()) -> bool:

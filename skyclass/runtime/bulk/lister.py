@@ -174,16 +174,17 @@ class Lister:
         report.resent = len(images)
         log.info("job %s: sent again the %d keys in flight when a listing stopped",
                  state.job_id, len(images))
-        return self._commit(state)
+        return self._commit(state, resent=len(images))
 
-    def _commit(self, state: _Listing, seal: bool = False) -> bool:
+    def _commit(self, state: _Listing, seal: bool = False, resent: int = 0) -> bool:
         """Count the last step's images as queued (and, at the end, seal the job)."""
         if not state.uncommitted and not seal and not state.job.inflight:
             return True
         n = state.uncommitted
         changes = {"sealed": True} if seal else {}
         if not self._jobs.advance_listing(state.job_id, state.lseq, changes,
-                                          {"queued": n, "total": n}, remove=("inflight",)):
+                                          {"queued": n, "total": n, "resent": resent},
+                                          remove=("inflight",)):
             return False
         state.moved(state.cursor, 0)
         return True

@@ -89,10 +89,11 @@ class JobTracker:
         and count ``dropped`` messages of ended jobs. Best effort: the scaler's tick
         completes any job left here."""
         try:
-            ended = Counter(m.job_id for m in dropped
-                            if m.job_id and self._known.get(m.job_id) in (CANCELLED, FAILED))
-            if ended:
-                self._jobs.add_dropped(dict(ended))
+            drops = Counter((m.job_id, self._known.get(m.job_id) in (CANCELLED, FAILED))
+                            for m in dropped if m.job_id and self.is_tracked(m.job_id))
+            for (job_id, ended), n in drops.items():
+                self._jobs.add_drops(job_id, dropped=n if ended else 0,
+                                     duplicates=0 if ended else n)
             for job_id in sorted({j for j in answered_jobs if j and self.is_tracked(j)}
                                  | {m.job_id for m in dropped if m.job_id
                                     and self._known.get(m.job_id) == RUNNING}):

@@ -1,0 +1,252 @@
+"""A bulk job over an S3 prefix in the local stack, from ``POST /jobs`` to its export.
+
+    python -m bench.bulk [--images 10000] [--compare 1000] [--workers 2]
+
+The stack runs the tests' tiny model (tests/support/tiny_model.py, trained once and
+cached), so the figures are the service's own costs — listing, queueing, counting,
+exporting — not ResNet-50's. The source bucket gets ``--compare`` images under one
+prefix and ``--images`` under another (small JPEGs, three objects in every hundred not
+images, so skipping is exercised too); each prefix is then classified in place as one
+job, the smaller first, and for each the bench prints:
+
+* wall time from ``POST /jobs`` to the export being there, and images per second;
+* AWS requests per image by API (S3 GET/PUT/LIST, SQS send/receive/delete,
+  DynamoDB...), from the emulator's request counter over the job's run, less what the
+  idle stack spends in that time (measured before each job): whether the per-image cost
+  grows with the job's size is the comparison of the two jobs;
+* the export's rows, which must equal the images, and the skipped count.
+
+Then ``GET /jobs/{id}`` is timed on the big job and on a 10-image job, in interleaved
+rounds (the same page size, ``limit=10``, and the default page), and listing alone is
+measured: a copy of the lister, in this process, lists the big prefix into a scratch
+queue and table of the emulator (no worker sees them), counting its own requests.
+
+Figures go to docs/bulk.md beside this command; they are a local machine's, where every
+"instance" and the emulator share a few cores: never mistake them for AWS's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import boto3  # noqa: E402
+import requests  # noqa: E402
+
+from bench.support import TINY_MODEL_CACHE, model_env, running_stack  # noqa: E402
+from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes  # noqa: E402
+
+SOURCE_BUCKET = "bench-bulk-archive"
+POLL_S = 2.0
+JOB_TIMEOUT_S = 3 * 3600
+LATENCY_ROUNDS = 40
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--compare", type=int, default=1_000,
+                        help="images of the smaller job the per-image costs are compared with")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--page-size", type=int, default=1000)
+    args = parser.parse_args()
+    print(cpu_line())
+    from tests.support.tiny_model import train_tiny_model
+
+    tiny = train_tiny_model(TINY_MODEL_CACHE)
+    env = model_env(tiny.model_path, tiny.labels_path, SKYCLASS_SOURCE_BUCKETS=SOURCE_BUCKET,
+                    SKYCLASS_LIST_PAGE_SIZE=str(args.page_size))
+    with running_stack(env, max_workers=args.workers) as bench:
+        stack = bench.stack
+        s3 = client(stack.endpoint, "s3")
+        s3.create_bucket(Bucket=SOURCE_BUCKET)
+        sizes = [("compare", args.compare), ("job", args.images), ("tiny", 10)]
+        started = time.monotonic()
+        counts = {name: fill(s3, f"{name}/", n) for name, n in sizes}
+        filled = time.monotonic() - started
+        print(f"source                 s3://{SOURCE_BUCKET}: "
+              + ", ".join(f"{name}/ {n} images + {counts[name]} other objects"
+                          for name, n in sizes) + f" (filled in {filled:.0f} s)")
+        jobs = {}
+        for name, n in sizes:
+            jobs[name] = run_job(stack, name, n, counts[name], report=name != "tiny")
+        latency(stack, jobs["job"], args.images, jobs["tiny"])
+        listing_alone(stack.endpoint, "job/", args.page_size, args.images + counts["job"])
+
+
+def cpu_line() -> str:
+    model, flags = platform.processor() or "?", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"cpu                    {model}, {os.cpu_count()} cores, flags: {' '.join(wanted)}"
+
+
+def client(endpoint: str, service: str) -> Any:
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def fill(s3: Any, prefix: str, images: int) -> int:
+    """``images`` small JPEGs under ``prefix`` and, for every hundred, three objects that
+    are not images (a note, an empty file, a folder marker); returns how many of those."""
+    others = {f"{prefix}notes-{i}.txt": b"notes" for i in range(images // 100)}
+    others |= {f"{prefix}empty-{i}.jpg": b"" for i in range(images // 100)}
+    others |= {f"{prefix}folder-{i}/": b"" for i in range(images // 100)}
+
+    def put(index: int) -> None:
+        label = CLASSES[index % len(CLASSES)]
+        s3.put_object(Bucket=SOURCE_BUCKET, Key=f"{prefix}{label}/{index:07d}.jpg",
+                      Body=image_bytes(label, HELD_OUT_SEED + index % 500, size=(64, 48)))
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(put, range(images)))
+        list(pool.map(lambda kv: s3.put_object(Bucket=SOURCE_BUCKET, Key=kv[0], Body=kv[1]),
+                      others.items()))
+    return len(others)
+
+
+def emulator_requests(endpoint: str) -> Counter[str] | None:
+    """Requests the emulator served so far by API (``service:Operation``), from its
+    request counter; None where the emulator has none."""
+    try:
+        response = requests.get(f"{endpoint}/_skyclass/requests", timeout=10)
+        counts = response.json()
+    except (requests.RequestException, ValueError):
+        return None
+    by_operation = counts.get("by_operation")
+    return Counter(by_operation) if by_operation is not None else None
+
+
+def run_job(stack: Any, name: str, images: int, others: int, report: bool) -> str:
+    idle = idle_rate(stack.endpoint) if report else None
+    before = emulator_requests(stack.endpoint)
+    began = time.monotonic()
+    created = requests.post(f"{stack.api}/jobs", json={"source": f"s3://{SOURCE_BUCKET}/{name}/"},
+                            timeout=30)
+    created.raise_for_status()
+    job_id = created.json()["job_id"]
+    while True:
+        job = requests.get(f"{stack.api}/jobs/{job_id}?limit=1", timeout=30).json()
+        if job.get("export") or time.monotonic() - began > JOB_TIMEOUT_S:
+            break
+        time.sleep(POLL_S)
+    wall = time.monotonic() - began
+    after = emulator_requests(stack.endpoint)
+    assert job["export"] and job["export"]["rows"] == images, job
+    assert job["done"] + job["failed"] == images and job["skipped"]["total"] == others, job
+    if not report:
+        return job_id
+    print(f"-- {name}: {images} images ({others} other objects) in one job")
+    print(f"wall time              {wall:.1f} s from POST /jobs to the export "
+          f"({images / wall:.1f} images/s); {job['done']} done, {job['failed']} failed, "
+          f"{job['skipped']['total']} skipped, export {job['export']['rows']} rows")
+    if before is None or after is None or idle is None:
+        print("requests per image     (the emulator has no request counter by API)")
+        return job_id
+    spent = after - before
+    for operation, rate in idle.items():
+        spent[operation] = max(0, spent[operation] - round(rate * wall))
+    print("requests per image     " + ", ".join(
+        f"{operation} {count / images:.3f}" for operation, count in
+        sorted(spent.items(), key=lambda kv: -kv[1]) if count / images >= 0.0005))
+    print(f"                       total {sum(spent.values()) / images:.2f} per image "
+          f"(the idle stack's own requests, {sum(idle.values()):.1f}/s, left out)")
+    return job_id
+
+
+def idle_rate(endpoint: str, seconds: float = 15.0) -> Counter[str] | None:
+    """Requests per second by API the idle stack makes (runner, scaler ticks)."""
+    before = emulator_requests(endpoint)
+    time.sleep(seconds)
+    after = emulator_requests(endpoint)
+    if before is None or after is None:
+        return None
+    return Counter({op: n / seconds for op, n in (after - before).items()})
+
+
+def latency(stack: Any, big: str, images: int, small: str) -> None:
+    """GET /jobs/{id} on the big and the 10-image job, interleaved, same page size."""
+    timings: dict[tuple[str, str], list[float]] = {}
+    for _ in range(LATENCY_ROUNDS):
+        for label, job_id in (("10,000" if images == 10_000 else str(images), big),
+                              ("10", small)):
+            for query in ("?limit=10", ""):
+                start = time.perf_counter()
+                response = requests.get(f"{stack.api}/jobs/{job_id}{query}", timeout=30)
+                elapsed = time.perf_counter() - start
+                response.raise_for_status()
+                timings.setdefault((label, query or "default page"), []).append(elapsed * 1000)
+    print(f"-- GET /jobs/{{id}}, {LATENCY_ROUNDS} interleaved rounds, median (p90) ms")
+    for (label, query), values in timings.items():
+        values.sort()
+        print(f"{label:>6}-image job, {query:<13} {statistics.median(values):7.1f} "
+              f"({values[int(0.9 * len(values))]:.1f})")
+
+
+def listing_alone(endpoint: str, prefix: str, page_size: int, keys: int) -> None:
+    """The lister, in this process, over the big prefix into a scratch queue and table."""
+    from skyclass.operations.provision.bulk import ensure_jobs_table
+    from skyclass.runtime.aws import AwsClients
+    from skyclass.runtime.bulk.jobstore import JobStore
+    from skyclass.runtime.bulk.lister import Lister
+    from skyclass.runtime.bulk.tasks import TaskQueues
+    from skyclass.runtime.queue import WorkQueue
+    from skyclass.runtime.settings import Settings
+
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing",
+                      AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    aws = AwsClients("us-east-1")
+    calls: Counter[str] = Counter()
+    for service in ("s3", "sqs", "dynamodb"):
+        aws.client(service).meta.events.register(
+            "before-call", _counter(calls, service))
+    scratch = f"bench-listing-{uuid.uuid4().hex[:8]}"
+    table = ensure_jobs_table(aws, scratch, {})
+    queue = WorkQueue(aws.sqs, aws.sqs.create_queue(QueueName=scratch)["QueueUrl"])
+    settings = Settings.from_env({}, source_buckets=SOURCE_BUCKET, list_page_size=page_size,
+                                 stage="bench")
+    jobs = JobStore(aws.client("dynamodb"), table)
+    job_id = uuid.uuid4().hex[:20]
+    jobs.create(job_id, "source", sealed=False, source_bucket=SOURCE_BUCKET,
+                source_prefix=prefix)
+    lister = Lister(aws.s3, jobs, queue, TaskQueues(aws.sqs, "bench"), settings)
+    calls.clear()
+    start = time.monotonic()
+    report = lister.run(job_id, remaining=lambda: 3600.0)
+    wall = time.monotonic() - start
+    print(f"-- listing alone: {report.listed} keys listed, {report.queued} enqueued in "
+          f"{wall:.1f} s: {report.listed / wall:.0f} keys/s listed, "
+          f"{report.queued / wall:.0f} images/s enqueued ({report.pages} pages)")
+    print("   requests per image  " + ", ".join(
+        f"{op} {n / report.queued:.3f}" for op, n in calls.most_common()))
+    assert report.listed == keys and report.outcome == "listed", report
+    aws.sqs.delete_queue(QueueUrl=queue.url)
+    aws.client("dynamodb").delete_table(TableName=table)
+
+
+def _counter(calls: Counter[str], service: str) -> Callable[..., None]:
+    def count(model: Any, **_: Any) -> None:
+        calls[f"{service}:{model.name}"] += 1
+    return count
+
+
+if __name__ == "__main__":
+    main()
