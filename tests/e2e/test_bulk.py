@@ -154,26 +154,27 @@ def test_a_prefix_is_classified_in_place_through_a_killed_lister(local_stack, tm
 def test_a_cancelled_job_stops_using_workers_at_the_next_scaling_tick(local_stack):
     stack = local_stack
     truth = archive(stack, "cancel-me/", per_class=40, first=4000)
-    # GIVEN a job well under way
+    # GIVEN a job under way, its prefix partly listed
     job_id = stack.post("/jobs", json={"source": f"s3://{SOURCE_BUCKET}/cancel-me/"}).json()[
         "job_id"]
-    eventually(lambda: stack.get(f"/jobs/{job_id}").json()["done"] >= 3, JOB_TIMEOUT,
-               "the first results", stack, period=0.1)
+    eventually(lambda: stack.get(f"/jobs/{job_id}").json()["listed"] >= 10, JOB_TIMEOUT,
+               "the listing under way", stack, period=0.05)
     # WHEN it is cancelled
     cancelled = stack.post(f"/jobs/{job_id}/cancel")
     cancelled_at = time.time()
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
-    # THEN the first scaling decision after it counts none of the job's queued messages
+    # THEN the first scaling decision after it counts none of the job's work: nothing to
+    # list, none of its queued messages (workers drop them unclassified)
     decision = eventually(lambda: _decision_after(stack, cancelled_at), 30,
                           "a scaling tick after the cancel", stack, period=0.2)
-    assert decision["jobs"]["listing"] == 0
+    assert (decision["jobs"]["listing"], decision["jobs"]["to_list"]) == (0, 0)
     assert "backlog 0 " in decision["reason"], decision["reason"]
-    # AND the workers drop what was queued: the job ends with some images done and the
-    # rest cancelled, never all classified, and its messages leave the queue
+    # AND its listing stopped part-way, and every image it had queued ended classified
+    # (in a worker's hands at the cancel) or cancelled (dropped without inference)
     job = eventually(lambda: _drained(stack, job_id), JOB_TIMEOUT, "the queue draining",
                      stack)
-    assert job["done"] + job["cancelled"] == job["total"] and job["cancelled"] > 0
-    assert job["total"] <= len(truth)
+    assert job["state"] == "cancelled" and job["listed"] < len(truth) + 3
+    assert job["done"] + job["failed"] + job["cancelled"] == job["total"]
     # AND its end was announced with its export, as for any job
     export = eventually(lambda: stack.get(f"/jobs/{job_id}").json().get("export"), 60,
                         "the export", stack)
