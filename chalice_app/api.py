@@ -20,7 +20,7 @@ from chalice_app.wiring import services
 from skyclass.runtime.contracts import PENDING
 from skyclass.runtime.errors import BadRequestError
 from skyclass.runtime.fleet.status import fleet_status
-from skyclass.runtime.input_policy import ALLOWED_TYPES, MAX_NAME_CHARS
+from skyclass.runtime.input_policy import ALLOWED_TYPES, MAX_NAME_CHARS, check_classify_body
 from skyclass.runtime.jobs import MAX_IMAGES_PER_JOB
 
 bp = Blueprint(__name__)
@@ -63,6 +63,7 @@ def classify() -> Response:
     request = bp.current_request
     content_type = request.headers.get("content-type", "")
     body = request.raw_body or b""
+    check_classify_body(len(body), services().settings.max_image_bytes)
     if content_type.lower().startswith(MULTIPART):
         name, body = multipart.first_file(body, content_type)
     else:

@@ -7,6 +7,7 @@ the same ``skyclass.operations.provision.stage`` code the local stack and AWS us
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,81 @@ os.environ.update(
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The IAM judge (tests/support/iam/judge.py): every AWS call a component makes, in this
+# process and in every process the tests start (the folder below on PYTHONPATH loads
+# it there), is judged against the policy skyclass generates for that component and
+# answered as AWS would. A test during which a call was denied, or a missing key was
+# answered 403, fails with what to add (``iam_check``). SKYCLASS_IAM_ENFORCE=0 records
+# without refusing.
+from tests.support.iam.judge import LOG_DIR_ENV, Judge, install  # noqa: E402
+
+IAM_LOG_DIR = Path(tempfile.mkdtemp(prefix="skyclass-iam-"))
+os.environ[LOG_DIR_ENV] = str(IAM_LOG_DIR)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(REPO_ROOT / "tests" / "support" / "iam_site"),
+                os.environ.get("PYTHONPATH")) if p)
+IAM = install(Judge(enforce=os.environ.get("SKYCLASS_IAM_ENFORCE", "1") != "0"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "iam_findings_expected: the test provokes IAM findings on purpose "
+                   "and takes them itself")
+
+
+class _ChildFindings:
+    """Findings the tests' child processes appended to IAM_LOG_DIR since a mark."""
+
+    def __init__(self) -> None:
+        self._offsets = self._sizes()
+
+    @staticmethod
+    def _sizes() -> dict[Path, int]:
+        return {path: path.stat().st_size for path in IAM_LOG_DIR.glob("*.jsonl")}
+
+    def new(self) -> list[dict]:
+        import json
+
+        found = []
+        for path in self._sizes():
+            with path.open() as lines:
+                lines.seek(self._offsets.get(path, 0))
+                found += [json.loads(line) for line in lines.read().splitlines()
+                          if line.strip()]
+        self._offsets = self._sizes()
+        return found
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many calls of each component the IAM judge saw, here and in child processes."""
+    import json
+    import shutil
+
+    counts: dict[str, int] = {}
+    rows = [[*key, n] for key, n in IAM.counts.items()]
+    for path in IAM_LOG_DIR.glob("calls-*.json"):
+        rows += json.loads(path.read_text())
+    for component, _service, _operation, n in rows:
+        counts[component] = counts.get(component, 0) + n
+    if counts:
+        terminalreporter.write_line("IAM judge: calls judged, by component: " + ", ".join(
+            f"{component} {n}" for component, n in sorted(counts.items())))
+    shutil.rmtree(IAM_LOG_DIR, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def iam_check(request: pytest.FixtureRequest) -> Iterator[Judge]:
+    """Fail the test during which a component made a call its policy does not allow."""
+    mark, children = IAM.mark(), _ChildFindings()
+    yield IAM
+    if request.node.get_closest_marker("iam_findings_expected"):
+        return
+    messages = [f.explain() for f in IAM.findings(mark)]
+    messages += [f["explain"] for f in children.new()]
+    if messages:
+        pytest.fail("calls AWS would refuse (IAM judge, tests/support/iam):\n"
+                    + "\n".join(sorted(set(messages))), pytrace=False)
 
 
 @pytest.fixture

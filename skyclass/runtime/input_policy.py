@@ -36,6 +36,15 @@ MAX_NAME_CHARS = 255
 # How many leading bytes sniff_format needs (WebP's signature ends at byte 12).
 SNIFF_BYTES = 16
 
+# POST /classify carries the image inside the Lambda's event: API Gateway base64-encodes
+# a binary body, and a synchronous invocation takes at most 6 MB, envelope included
+# (every header twice, the request context). A request body of this size is 5.6 MB in
+# base64, which leaves the envelope room (tests/unit/test_classify_limit.py); a larger
+# body may never reach the Lambda (API Gateway then answers a 5xx of its own), so the
+# API refuses what does reach it with 413 and names POST /jobs, whose presigned uploads
+# go straight to S3, up to SKYCLASS_MAX_IMAGE_BYTES.
+CLASSIFY_MAX_BODY_BYTES = 4 * 1024 * 1024
+
 
 def normalise_content_type(content_type: str | None) -> str:
     """``"Image/JPEG; charset=x"`` -> ``"image/jpeg"``; aliases to their standard name."""
@@ -122,3 +131,14 @@ def check_bytes(head: bytes, size: int, max_bytes: int) -> str:
 def content_type_of(fmt: str) -> str:
     """The standard content type of a format sniff_format returned."""
     return next(t for t, f in ALLOWED_TYPES.items() if f == fmt)
+
+
+def check_classify_body(size: int, max_image_bytes: int) -> None:
+    """Refuse a ``POST /classify`` request body that cannot travel in a Lambda's event."""
+    if size > CLASSIFY_MAX_BODY_BYTES:
+        raise PayloadTooLargeError(
+            f"POST /classify takes a request body of at most {CLASSIFY_MAX_BODY_BYTES} bytes "
+            f"(this one is {size}): AWS Lambda receives it base64-encoded, within a 6 MB "
+            f"limit. Send larger images with POST /jobs, which uploads them straight to S3 "
+            f"(up to {max_image_bytes} bytes); the skyclass CLI and web page do."
+        )

@@ -147,6 +147,16 @@ def lambda_log_group(stage: str, function: str) -> str:
     return f"/aws/lambda/{lambda_function_name(stage, function)}"
 
 
+def lambda_role_name(stage: str, function: str) -> str:
+    """The role Chalice creates for a function with its own policy file."""
+    return f"{APP_NAME}-{stage}-{function}"
+
+
+def schedule_rule_name(stage: str) -> str:
+    """The EventBridge rule Chalice creates for the scaling Lambda's schedule."""
+    return f"{APP_NAME}-{stage}-{SCALE_FUNCTION}-event"
+
+
 def worker_log_group(stage: str) -> str:
     """The workers' log group: one stream per instance, named by its instance id."""
     return f"/{PREFIX}/{stage}/workers"

@@ -25,11 +25,27 @@ from botocore.exceptions import ClientError
 
 # What S3 answers for a key that does not exist (GET says NoSuchKey, HEAD a bare 404).
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+# What S3 answers a conditional write whose condition no longer holds (412), or that
+# raced another conditional write to the same key (409).
+CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 
 
 def is_not_found(exc: ClientError) -> bool:
-    """Whether an S3 error means the object is not there."""
+    """Whether an S3 error means the object is not there.
+
+    S3 answers a missing key with 404 only to a caller that may list the key's prefix
+    (``s3:ListBucket``, evaluated with the key as ``s3:prefix``); to any other caller
+    it answers 403 AccessDenied, exactly as for a key the caller may not read. So 403
+    is never taken for "absent" here: every skyclass role that reads a key which may be
+    missing is granted that listing (skyclass.operations.provision.iam), and a 403 is a
+    real refusal, raised for the operator to see rather than hidden as "no such image".
+    """
     return exc.response.get("Error", {}).get("Code") in NOT_FOUND_CODES
+
+
+def is_conflict(exc: ClientError) -> bool:
+    """Whether a conditional write lost: the object changed (or appeared) since."""
+    return exc.response.get("Error", {}).get("Code") in CONFLICT_CODES
 
 
 class JsonStore:
@@ -40,18 +56,42 @@ class JsonStore:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def put(self, key: str, result: dict[str, Any]) -> None:
-        self._s3.put_object(
+    def put(self, key: str, result: dict[str, Any]) -> str:
+        """Write ``result`` at ``key``; returns its ETag."""
+        return self._s3.put_object(
             Bucket=self.bucket,
             Key=key,
             Body=json.dumps(result, ensure_ascii=False).encode("utf-8"),
             ContentType="application/json",
-        )
+        )["ETag"]
+
+    def replace(self, key: str, document: dict[str, Any], etag: str | None) -> str | None:
+        """Write ``document`` at ``key`` only if the object there is still the one with
+        ``etag`` (None: only if there is none); returns the new ETag, or None if another
+        writer got there first. S3 checks the condition, so of two writers that read
+        the same version, exactly one wins."""
+        condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        try:
+            return self._s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=json.dumps(document, ensure_ascii=False).encode("utf-8"),
+                ContentType="application/json",
+                **condition,
+            )["ETag"]
+        except ClientError as exc:
+            if is_conflict(exc):
+                return None
+            raise
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The JSON object at ``key``, or None if there is none (yet)."""
         found = self._get(key)
         return None if found is None else found[1]
+
+    def get_versioned(self, key: str) -> tuple[str, dict[str, Any]] | None:
+        """The ETag and JSON object at ``key`` (for ``replace``), or None if there is none."""
+        return self._get(key)
 
     def keys(self, prefix: str) -> list[str]:
         return [key for key, _ in self._list(prefix)]

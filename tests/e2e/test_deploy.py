@@ -162,7 +162,13 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     ami_id = account.ec2.register_image(
         Name=f"skyclass-{STAGE}-worker-20260101T000000Z", Architecture="x86_64",
         RootDeviceName="/dev/xvda", VirtualizationType="hvm")["ImageId"]
-    _until(lambda: account.ec2.create_tags(Resources=[ami_id], Tags=[
+    # ... tagged as the bake tags it: the image and its snapshot (the operator's policy
+    # lets teardown delete only what carries the stage's tag)
+    [image] = _until(lambda: account.ec2.describe_images(ImageIds=[ami_id])["Images"],
+                     "the new image")
+    its_snapshots = [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", [])
+                     if "SnapshotId" in m.get("Ebs", {})]
+    _until(lambda: account.ec2.create_tags(Resources=[ami_id, *its_snapshots], Tags=[
         {"Key": "skyclass:stage", "Value": STAGE},
         {"Key": "skyclass:role", "Value": "worker-ami"}]), "tags on the new image")
     account.s3.create_bucket(Bucket="someone-elses-bucket",

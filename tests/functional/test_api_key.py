@@ -8,6 +8,7 @@ from chalice.test import Client
 from app import app
 from chalice_app import auth
 from skyclass.runtime import constants as c
+from skyclass.runtime.names import api_key_parameter_name
 from tests.conftest import REPO_ROOT
 
 KEY = "k3y-from-ssm-0123456789"
@@ -16,9 +17,10 @@ KEY = "k3y-from-ssm-0123456789"
 @pytest.fixture
 def client(aws, lambda_env, monkeypatch):
     # GIVEN a deployed-like stage whose key lives in an SSM SecureString parameter
-    aws.client("ssm").put_parameter(Name="/skyclass/operations/local/api-key", Value=KEY,
-                                    Type="SecureString")
-    monkeypatch.setenv(c.API_KEY_PARAMETER, "/skyclass/operations/local/api-key")
+    # (the stage's own parameter: the API's role may read only that one)
+    name = api_key_parameter_name("local")
+    aws.client("ssm").put_parameter(Name=name, Value=KEY, Type="SecureString")
+    monkeypatch.setenv(c.API_KEY_PARAMETER, name)
     auth.expected_key.cache_clear()
     with Client(app, stage_name="local", project_dir=str(REPO_ROOT)) as test_client:
         yield test_client

@@ -24,6 +24,7 @@ from skyclass.runtime.names import (
     API_FUNCTION,
     EVENTS_FUNCTION,
     FINISH_FUNCTION,
+    LAMBDA_FUNCTIONS,
     LIST_FUNCTION,
     SCALE_FUNCTION,
     StageResources,
@@ -34,15 +35,25 @@ from skyclass.runtime.names import (
     ingest_failures_queue_name,
     jobs_table_name,
     lambda_function_name,
+    lambda_log_group,
+    lambda_role_name,
     list_queue_name,
     queue_name_of,
+    s3_events_queue_name,
+    schedule_rule_name,
     worker_log_group,
+    worker_role_name,
 )
 
 # The only actions granted on "*": AWS has no resource-level permissions for them.
 UNSCOPABLE_ACTIONS = frozenset(
-    {"ec2:DescribeInstances", "cloudwatch:GetMetricData", "cloudwatch:PutMetricData"}
+    {"ec2:DescribeInstances", "cloudwatch:GetMetricData", "cloudwatch:PutMetricData",
+     "ec2:DescribeImages", "ec2:DescribeLaunchTemplates",
+     "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeSecurityGroups",
+     "ec2:DescribeSnapshots", "ec2:DescribeVpcs"}
 )
+# The AMI bake's base image: Amazon's public parameter (ami_build/bake.py).
+BASE_IMAGE_PARAMETERS = "/aws/service/ami-amazon-linux-latest/*"
 
 Statement = dict[str, Any]
 
@@ -109,6 +120,29 @@ class StageArns:
         return (f"arn:aws:logs:{self.region}:{self.account}:log-group:"
                 f"/aws/lambda/{function_name}:*")
 
+    def log_group_named(self, name: str) -> str:
+        return f"arn:aws:logs:{self.region}:{self.account}:log-group:{name}"
+
+    def ec2(self, resource_type: str, resource_id: str = "*") -> str:
+        # Images and snapshots are named without an account.
+        owner = "" if resource_type in ("image", "snapshot") else self.account
+        return f"arn:aws:ec2:{self.region}:{owner}:{resource_type}/{resource_id}"
+
+    def role(self, name: str) -> str:
+        return f"arn:aws:iam::{self.account}:role/{name}"
+
+    def instance_profile(self, name: str) -> str:
+        return f"arn:aws:iam::{self.account}:instance-profile/{name}"
+
+    def function(self, name: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account}:function:{name}"
+
+    def rule(self, name: str) -> str:
+        return f"arn:aws:events:{self.region}:{self.account}:rule/{name}"
+
+    def buckets(self) -> list[str]:
+        return [f"arn:aws:s3:::{self.input_bucket}", f"arn:aws:s3:::{self.output_bucket}"]
+
     def ingest_failures(self) -> str:
         return self.queue_arn(ingest_failures_queue_name(self.stage))
 
@@ -127,8 +161,9 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             _allow("WriteManifests", ["s3:PutObject"], arns.objects(arns.output_bucket, jobs)),
             _allow("ReadManifestsResultsAndFleet", ["s3:GetObject"],
                    arns.objects(arns.output_bucket, jobs, results, fleet)),
-            _allow("ListResults", ["s3:ListBucket"], [f"arn:aws:s3:::{arns.output_bucket}"],
-                   {"StringLike": {"s3:prefix": [f"{results}*"]}}),
+            # Lists results; and, for a missing manifest, result or decision, S3 answers
+            # 404 only to a caller that may list the key's prefix (else 403).
+            _list("ListJobsResultsAndFleet", arns.output_bucket, jobs, results, fleet),
             _allow("QueueDepths", ["sqs:GetQueueAttributes"],
                    [arns.queue_arn(arns.queue), arns.queue_arn(arns.dlq)]),
             _see_instances(),
@@ -145,6 +180,8 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
         EVENTS_FUNCTION: [
             _allow("ReadNewImages", ["s3:GetObject"],
                    arns.objects(arns.input_bucket, jobs, incoming)),
+            # The HEAD of an input deleted since its event answers 404, not 403.
+            _list("ListNewImages", arns.input_bucket, jobs, incoming),
             _allow("FailBadImages", ["s3:PutObject"],
                    arns.objects(arns.output_bucket, results)),
             _allow("EnqueueWork", ["sqs:SendMessage"], [arns.queue_arn(arns.queue)]),
@@ -172,9 +209,10 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             _allow("RequeueImages", ["sqs:SendMessage"], [arns.queue_arn(arns.queue)]),
             _allow("FailStuckImages", ["s3:GetObject", "s3:PutObject"],
                    arns.objects(arns.output_bucket, results)),
-            # A missing result must answer 404, not 403, to the check before writing one.
-            _allow("ListResults", ["s3:ListBucket"], [f"arn:aws:s3:::{arns.output_bucket}"],
-                   {"StringLike": {"s3:prefix": [f"{results}*"]}}),
+            # Missing keys must answer 404, not 403: the decision before the first tick,
+            # a result not written yet, an input deleted before it was retried.
+            _list("ListDecisionsAndResults", arns.output_bucket, fleet, results),
+            _list("ListRetriedImages", arns.input_bucket, jobs, incoming),
             _allow("ActiveJobs", ["dynamodb:Query"], [arns.active_index()]),
             # Completes jobs no worker completed; counts the images it fails (above).
             _count_answers(arns),
@@ -224,6 +262,8 @@ def worker_policy(arns: StageArns) -> dict[str, Any]:
                [arns.queue_arn(arns.queue)]),
         _allow("ReadImages", ["s3:GetObject"],
                arns.objects(arns.input_bucket, c.JOBS_PREFIX, c.INCOMING_PREFIX)),
+        # An input deleted before its turn answers 404 ("gone"), not 403.
+        _list("ListImages", arns.input_bucket, c.JOBS_PREFIX, c.INCOMING_PREFIX),
         _allow("WriteResults", ["s3:PutObject"],
                arns.objects(arns.output_bucket, c.RESULTS_PREFIX)),
         _allow("PublishMetrics", ["cloudwatch:PutMetricData"], ["*"],
@@ -237,6 +277,132 @@ def worker_policy(arns: StageArns) -> dict[str, Any]:
           if arns.source_buckets else []),
         _count_answers(arns),
         *_send_tasks(arns, arns.finish_queue()),
+    ])
+
+
+def operator_policy(arns: StageArns) -> dict[str, Any]:
+    """What the operator (a person or CI) needs to run ``skyclass bootstrap``, ``deploy``,
+    ``bake-ami`` and ``teardown`` for this stage, ``chalice deploy``/``delete`` inside
+    them included; docs/deploy.md prints it (``python -m
+    skyclass.operations.provision.iam``). Scoped like the components' policies: the
+    stage's names, and ``skyclass:stage`` tags for EC2 resources whose ids are not
+    known in advance (request tags when created, resource tags when changed). Left
+    open, for want of a narrower form in AWS: the EC2 describes, the parts of a launch
+    that are not the instance (image, subnet, interface, group, volume), the images
+    and snapshots a new AMI creates, and API Gateway's REST APIs (their ids are
+    unknown until Chalice creates one)."""
+    stage, region = arns.stage, arns.region
+    tagged = {"StringEquals": {f"aws:RequestTag/{c.TAG_STAGE}": stage}}
+    owned = {"StringEquals": {f"aws:ResourceTag/{c.TAG_STAGE}": stage}}
+    queues = [arns.queue_arn(arns.queue), arns.queue_arn(arns.dlq),
+              arns.queue_arn(s3_events_queue_name(stage)), arns.ingest_failures()]
+    log_groups = [*(lambda_log_group(stage, f) for f in LAMBDA_FUNCTIONS),
+                  worker_log_group(stage)]
+    worker_role = worker_role_name(stage)
+    functions = [arns.function(lambda_function_name(stage, f)) for f in LAMBDA_FUNCTIONS]
+    return _document([
+        # S3: the stage's two buckets, their settings, and emptying them on teardown.
+        _allow("StageBuckets",
+               ["s3:CreateBucket", "s3:DeleteBucket", "s3:ListBucket", "s3:ListBucketVersions",
+                "s3:GetBucketTagging", "s3:PutBucketTagging", "s3:PutBucketPublicAccessBlock",
+                "s3:PutEncryptionConfiguration", "s3:PutBucketPolicy"], arns.buckets()),
+        _allow("InputBucketSettings",
+               ["s3:PutBucketCORS", "s3:PutLifecycleConfiguration",
+                "s3:GetBucketNotification", "s3:PutBucketNotification"],
+               [f"arn:aws:s3:::{arns.input_bucket}"]),
+        _allow("EmptyStageBuckets", ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+               [f"{bucket}/*" for bucket in arns.buckets()]),
+        _allow("BakeSources", ["s3:PutObject", "s3:GetObject"],
+               arns.objects(arns.output_bucket, "bake/")),
+        # SQS: the stage's queues (the S3-events one is only found, never made, on AWS).
+        _allow("StageQueues",
+               ["sqs:CreateQueue", "sqs:TagQueue", "sqs:GetQueueUrl", "sqs:GetQueueAttributes",
+                "sqs:SetQueueAttributes", "sqs:ListQueueTags", "sqs:DeleteQueue"], queues),
+        # EC2: describes take no resource.
+        _allow("SeeEc2",
+               ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeLaunchTemplates",
+                "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeSecurityGroups",
+                "ec2:DescribeSnapshots", "ec2:DescribeVpcs"], ["*"]),
+        # EC2: what is created must carry the stage's tag, set in the creating call.
+        _allow("LaunchOnlyTaggedInstances", ["ec2:RunInstances"], [arns.ec2("instance")],
+               tagged),
+        _allow("CreateTaggedTemplates", ["ec2:CreateLaunchTemplate"],
+               [arns.ec2("launch-template")], tagged),
+        _allow("CreateTaggedGroups", ["ec2:CreateSecurityGroup"],
+               [arns.ec2("security-group")], tagged),
+        _allow("LaunchFrom",
+               ["ec2:RunInstances"],
+               [arns.ec2("image"), arns.ec2("subnet"), arns.ec2("network-interface"),
+                arns.ec2("security-group"), arns.ec2("volume")]),
+        _allow("LaunchFromThisStagesTemplate", ["ec2:RunInstances"],
+               [arns.ec2("launch-template")], owned),
+        _allow("GroupsInTheDefaultVpc", ["ec2:CreateSecurityGroup"], [arns.ec2("vpc")]),
+        _allow("TagWhileCreating", ["ec2:CreateTags"],
+               [arns.ec2(t) for t in ("instance", "volume", "launch-template",
+                                      "security-group", "image", "snapshot")],
+               {"StringEquals": {
+                   "ec2:CreateAction": ["RunInstances", "CreateLaunchTemplate",
+                                        "CreateSecurityGroup", "CreateImage"],
+                   f"aws:RequestTag/{c.TAG_STAGE}": stage}}),
+        # A new AMI: its image and snapshot have no tag yet (they get the stage's).
+        _allow("NewImages", ["ec2:CreateImage"], [arns.ec2("image"), arns.ec2("snapshot")]),
+        _allow("TagNewImages", ["ec2:CreateTags"], [arns.ec2("image"), arns.ec2("snapshot")],
+               tagged),
+        # EC2: change or delete only what carries the stage's tag.
+        _allow("ChangeOnlyThisStagesEc2",
+               ["ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances",
+                "ec2:CreateImage", "ec2:DeregisterImage", "ec2:DeleteSnapshot",
+                "ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate",
+                "ec2:DeleteLaunchTemplate", "ec2:RevokeSecurityGroupIngress",
+                "ec2:DeleteSecurityGroup"],
+               [arns.ec2(t) for t in ("instance", "image", "snapshot", "launch-template",
+                                      "security-group")], owned),
+        # IAM: the worker role and profile, and the roles Chalice makes for the Lambdas.
+        _allow("StageRoles",
+               ["iam:CreateRole", "iam:TagRole", "iam:GetRole", "iam:PutRolePolicy",
+                "iam:DeleteRolePolicy", "iam:ListRolePolicies", "iam:ListRoleTags",
+                "iam:DeleteRole"],
+               [arns.role(worker_role),
+                *(arns.role(lambda_role_name(stage, f)) for f in LAMBDA_FUNCTIONS)]),
+        _allow("WorkerInstanceProfile",
+               ["iam:CreateInstanceProfile", "iam:TagInstanceProfile", "iam:GetInstanceProfile",
+                "iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile",
+                "iam:DeleteInstanceProfile"], [arns.instance_profile(worker_role)]),
+        _allow("PassTheWorkerRoleToEc2", ["iam:PassRole"], [arns.role(worker_role)],
+               {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}),
+        _allow("PassTheLambdaRolesToLambda", ["iam:PassRole"],
+               [arns.role(lambda_role_name(stage, f)) for f in LAMBDA_FUNCTIONS],
+               {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}),
+        # Lambda, EventBridge, API Gateway: what chalice deploy and delete do.
+        _allow("StageFunctions",
+               ["lambda:CreateFunction", "lambda:GetFunction", "lambda:GetFunctionConfiguration",
+                "lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration",
+                "lambda:DeleteFunction", "lambda:AddPermission", "lambda:RemovePermission",
+                "lambda:GetPolicy", "lambda:ListTags", "lambda:TagResource",
+                "lambda:UntagResource", "lambda:PutFunctionConcurrency",
+                "lambda:DeleteFunctionConcurrency"], functions),
+        _allow("KeepFailedS3Events", ["lambda:PutFunctionEventInvokeConfig"],
+               [arns.function(lambda_function_name(stage, EVENTS_FUNCTION))]),
+        _allow("ScalingSchedule",
+               ["events:PutRule", "events:DescribeRule", "events:PutTargets",
+                "events:ListTargetsByRule", "events:RemoveTargets", "events:DeleteRule"],
+               [arns.rule(schedule_rule_name(stage))]),
+        _allow("RestApis",
+               ["apigateway:GET", "apigateway:POST", "apigateway:PUT", "apigateway:PATCH",
+                "apigateway:DELETE"],
+               [f"arn:aws:apigateway:{region}::/restapis",
+                f"arn:aws:apigateway:{region}::/restapis/*"]),
+        # SSM: the API key, and the base image's id for a bake.
+        _allow("ApiKey",
+               ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:ListTagsForResource",
+                "ssm:DeleteParameter"], [arns.parameter(api_key_parameter_name(stage))]),
+        _allow("BaseImage", ["ssm:GetParameter"],
+               [f"arn:aws:ssm:{region}::parameter{BASE_IMAGE_PARAMETERS}"]),
+        # The Lambdas' and the workers' log groups, made with the stage's retention.
+        _allow("StageLogGroups",
+               ["logs:CreateLogGroup", "logs:TagResource", "logs:PutRetentionPolicy",
+                "logs:DeleteLogGroup"],
+               [arns.log_group_named(name) for name in log_groups]),
     ])
 
 
@@ -277,6 +443,14 @@ def _consume_tasks(queue: str) -> Statement:
                                    "sqs:GetQueueAttributes"], [queue])
 
 
+def _list(sid: str, bucket: str, *prefixes: str) -> Statement:
+    """List ``bucket`` under ``prefixes`` only. Besides listing, this decides what S3
+    answers for a missing key: 404 to a caller that may list the key's prefix, 403 to
+    one that may not (S3 evaluates the permission with the key as ``s3:prefix``)."""
+    return _allow(sid, ["s3:ListBucket"], [f"arn:aws:s3:::{bucket}"],
+                  {"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}})
+
+
 def _see_instances() -> Statement:
     return _allow("SeeWorkers", ["ec2:DescribeInstances"], ["*"])
 
@@ -301,3 +475,34 @@ def _allow(sid: str, actions: list[str], resources: list[str],
 
 def _document(statements: list[Statement]) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print a stage's policy documents: ``operator`` (default), ``worker`` or a
+    Lambda function's name."""
+    import argparse
+    import json
+
+    from skyclass.runtime.names import bucket_name, dlq_name, queue_name
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("which", nargs="?", default="operator",
+                        choices=["operator", "worker", *LAMBDA_FUNCTIONS])
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--account", required=True, help="the AWS account id")
+    parser.add_argument("--region", required=True)
+    args = parser.parse_args(argv)
+    sqs = f"https://sqs.{args.region}.amazonaws.com/{args.account}"
+    resources = StageResources(
+        args.stage, bucket_name(args.stage, "input", args.account),
+        bucket_name(args.stage, "output", args.account),
+        f"{sqs}/{queue_name(args.stage)}", f"{sqs}/{dlq_name(args.stage)}")
+    arns = StageArns.of(resources, args.region, args.account)
+    document = {"operator": operator_policy, "worker": worker_policy}.get(
+        args.which, lambda a: lambda_policies(a)[args.which])(arns)
+    print(json.dumps(document, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

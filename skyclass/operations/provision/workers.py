@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from skyclass.operations.provision.iam import EC2_TRUST, StageArns, worker_policy
 from skyclass.operations.waiting import error_code
+from skyclass.runtime import constants as c
 from skyclass.runtime.aws import AwsClients
 from skyclass.runtime.errors import SkyclassError
 from skyclass.runtime.names import (
@@ -40,6 +42,12 @@ WORKER_POLICY_NAME = "skyclass-worker"
 ROOT_DEVICE = "/dev/xvda"
 # The bake's builder disk (ami_build/bake.py): a worker's root volume is at least its AMI's.
 ROOT_VOLUME_GIB = 30
+# User data is no place for a secret: anyone who may describe the instance or the launch
+# template reads it, and it stays in every template version. So no setting whose name
+# says it is a key, secret, token or password goes there, whatever it holds; a worker
+# that needs one must fetch it with its role. A worker's id is its instance's own.
+SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL")
+NOT_FOR_WORKERS = frozenset({c.WORKER_ID})
 
 
 # EC2 tags every instance launched from a template with the template and its version.
@@ -82,12 +90,14 @@ def ensure_worker_launch(aws: AwsClients, settings: Settings, resources: StageRe
 
 def worker_user_data(settings: Settings, resources: StageResources) -> str:
     """``NAME=value`` lines for ``fetch-settings``: the stage's settings with the
-    provisioned names, so a worker needs nothing from the image but the code."""
+    provisioned names, so a worker needs nothing from the image but the code; never a
+    secret (``SECRET_NAME``)."""
     env = settings.replace(
         input_bucket=resources.input_bucket, output_bucket=resources.output_bucket,
-        queue_url=resources.queue_url, dlq_url=resources.dlq_url, worker_id=None,
+        queue_url=resources.queue_url, dlq_url=resources.dlq_url,
     ).as_env()
-    return "".join(f"{name}={value}\n" for name, value in sorted(env.items()))
+    return "".join(f"{name}={value}\n" for name, value in sorted(env.items())
+                   if name not in NOT_FOR_WORKERS and not SECRET_NAME.search(name))
 
 
 # ---- instance profile -------------------------------------------------------------

@@ -7,6 +7,14 @@ the next tick finds the policy's state (a Lambda keeps none between invocations)
 
 An EC2 or SQS error is logged and recorded, never raised: the next tick simply tries
 again. A CloudWatch error only means the configured throughput is used this tick.
+
+Ticks may overlap: nothing reserves the function a single instance (a reservation fails
+on accounts with little Lambda concurrency; docs/deploy.md), and EventBridge delivers a
+scheduled event at least once. So a tick first claims the decision document with a
+conditional write on the version it read; of two ticks that read the same version,
+S3 lets exactly one write, and the other changes nothing. A decision that cannot be
+read or claimed (an S3 error) is logged, and the tick still decides, without the
+history: a fleet that is never stopped costs more than one that forgets its grace.
 """
 
 from __future__ import annotations
@@ -19,7 +27,6 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from skyclass.runtime import constants as c
 from skyclass.runtime.bulk.backlog import JobsBacklog
 from skyclass.runtime.fleet.policy import Observation, Plan, decide
 from skyclass.runtime.fleet.pool import InstancePool
@@ -35,6 +42,18 @@ DEFAULT = "default"
 # How far back the fleet's finished images count towards the arrival rate: long enough
 # for a few of the workers' 10 s metric flushes, short enough to follow a changing stream.
 FINISHED_WINDOW = timedelta(minutes=2)
+
+
+ANOTHER_TICK = "another scaling tick is deciding; this one changed nothing"
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """The decision this tick found (empty before the first), and the ETag of its claim
+    on the document: the record replaces only that version (None: write regardless)."""
+
+    previous: dict[str, Any]
+    etag: str | None
 
 
 @dataclass(frozen=True)
@@ -70,9 +89,6 @@ class Scaler:
         self._clock = clock
         self._cloudwatch = cloudwatch
 
-    def last_decision(self) -> dict[str, Any] | None:
-        return self._store.get(c.FLEET_DECISION_KEY)
-
     def throughput(self, now: float) -> ThroughputUsed:
         default = ThroughputUsed(self._settings.worker_throughput, DEFAULT)
         if self._cloudwatch is None:
@@ -94,7 +110,11 @@ class Scaler:
 
     def run_once(self) -> Plan:
         now = self._clock()
-        previous = self.last_decision() or {}
+        claim = self._claim(now)
+        if claim is None:
+            log.info(ANOTHER_TICK)
+            return Plan(reason=ANOTHER_TICK)
+        previous = claim.previous
         last_busy_at = previous.get("last_busy_at")
         recent = [(float(e[0]), int(e[1]), int(e[2])) for e in previous.get("recent") or []
                   if len(e) == 3]
@@ -132,7 +152,7 @@ class Scaler:
         record = _record(plan, backlog, throughput, now)
         record["jobs"] = {"to_list": jobs.to_list, "cancelled_queued": jobs.ended_queued,
                           "listing": jobs.listing_jobs}
-        self._store.put(c.FLEET_DECISION_KEY, record)
+        self._record(record, claim)
         return plan
 
     def _jobs_backlog(self) -> JobsBacklog:
@@ -146,10 +166,11 @@ class Scaler:
             return JobsBacklog()
 
 
+
 def _record(plan: Plan, backlog: int | None, throughput: ThroughputUsed,
             now: float) -> dict[str, Any]:
     return {
-        "at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
+        "at": _iso(now),
         "backlog": backlog,
         "desired": plan.desired,
         "reason": plan.reason,
@@ -161,3 +182,7 @@ def _record(plan: Plan, backlog: int | None, throughput: ThroughputUsed,
         "last_busy_at": plan.last_busy_at,
         "recent": [list(entry) for entry in plan.recent],
     }
+
+
+def _iso(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
