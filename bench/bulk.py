@@ -227,7 +227,7 @@ def listing_alone(endpoint: str, prefix: str, page_size: int, keys: int) -> None
     job_id = uuid.uuid4().hex[:20]
     jobs.create(job_id, "source", sealed=False, source_bucket=SOURCE_BUCKET,
                 source_prefix=prefix)
-    lister = Lister(aws.s3, jobs, queue, TaskQueues(aws.sqs, "bench"), settings)
+    lister = Lister(aws.s3, jobs, queue, TaskQueues(aws.sqs, "bench", queue.url), settings)
     calls.clear()
     start = time.monotonic()
     report = lister.run(job_id, remaining=lambda: 3600.0)

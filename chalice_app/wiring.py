@@ -76,7 +76,7 @@ def services() -> Services:
     dynamodb = aws.client("dynamodb")
     job_store = JobStore(dynamodb, resources.jobs_table)
     ledger = Ledger(dynamodb, resources.jobs_table)
-    tasks = TaskQueues(aws.sqs, settings.stage)
+    tasks = TaskQueues(aws.sqs, settings.stage, resources.queue_url)
     tracker = JobTracker(job_store, ledger, tasks)
     ingestor = Ingestor(aws.s3, queue, pool, store, resources, settings, tracker=tracker)
     failures = WorkQueue(aws.sqs, queue_url_beside(

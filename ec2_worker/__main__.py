@@ -71,7 +71,7 @@ def main() -> int:
         input_bucket=resources.input_bucket,
         worker_id=settings.worker_id or _instance_id() or socket.gethostname(),
         metrics=MetricsPublisher(aws.cloudwatch, settings.stage),
-        tracker=JobTracker.for_stage(aws, settings.stage),
+        tracker=JobTracker.for_stage(aws, resources),
     )
 
     stop = threading.Event()

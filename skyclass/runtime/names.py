@@ -30,7 +30,7 @@ ROLE_BUILDER = "ami-builder"
 API_FUNCTION = "api_handler"
 EVENTS_FUNCTION = "on_s3_event"
 SCALE_FUNCTION = "scale"
-# Bulk jobs (chalice_app/bulk.py): the lister and the finisher, fed by their task queues.
+# Bulk jobs (chalice_app/tasks.py): the lister and the finisher, fed by their task queues.
 LIST_FUNCTION = "on_list_task"
 FINISH_FUNCTION = "on_finish_task"
 LAMBDA_FUNCTIONS = (API_FUNCTION, EVENTS_FUNCTION, SCALE_FUNCTION, LIST_FUNCTION,

@@ -48,7 +48,7 @@ class StandInWorker:
         self._stage = stage
         self._queue = WorkQueue(aws.sqs, stage.resources.queue_url)
         self._store = JsonStore(aws.s3, stage.resources.output_bucket)
-        self._tracker = JobTracker.for_stage(aws, stage.resources.stage)
+        self._tracker = JobTracker.for_stage(aws, stage.resources)
 
     def step(self) -> None:
         sqs, url = self._aws.sqs, self._stage.s3_events_queue_url

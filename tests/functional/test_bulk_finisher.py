@@ -37,7 +37,8 @@ class World:
         dynamodb = aws.client("dynamodb")
         self.jobs = JobStore(dynamodb, stage.bulk.jobs_table)
         self.ledger = Ledger(dynamodb, stage.bulk.jobs_table)
-        self.tasks = TaskQueues(aws.sqs, stage.resources.stage)
+        self.tasks = TaskQueues(aws.sqs, stage.resources.stage,
+                                stage.resources.queue_url)
         self.settings = settings.replace(top_k=2)
 
     def ended_job(self, images: int, callback_url: str | None = None) -> None:

@@ -44,7 +44,7 @@ def images(count: int, start: int = 0) -> list[dict]:
 
 def answer(aws, stage, job_id: str, image_ids: list[str], failed: set[str] = frozenset()):
     """What a worker does for these images: store each result, count it in its job."""
-    tracker = JobTracker.for_stage(aws, stage.resources.stage)
+    tracker = JobTracker.for_stage(aws, stage.resources)
     messages = [WorkMessage(bucket=stage.resources.input_bucket,
                             key=job_input_key(job_id, i), job_id=job_id, image_id=i,
                             name=i, size=100, etag="e") for i in image_ids]

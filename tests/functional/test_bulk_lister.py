@@ -18,15 +18,18 @@ from skyclass.runtime.queue import WorkQueue
 from tests.conftest import REPO_ROOT
 
 SOURCE_BUCKET = "photo-archive"
+MISSING_BUCKET = "no-such-archive"
 IMAGES = 37
 
 
 @pytest.fixture
-def settings():
+def settings(monkeypatch):
+    """The stage reads two buckets in place (one of which does not exist): in the
+    environment too, where IAM's grants for them come from."""
     from skyclass.runtime.settings import Settings
 
-    return Settings.from_env({}, max_workers=3, source_buckets=SOURCE_BUCKET,
-                             list_page_size=7, max_image_bytes=1000)
+    monkeypatch.setenv("SKYCLASS_SOURCE_BUCKETS", f"{SOURCE_BUCKET},{MISSING_BUCKET}")
+    return Settings.from_env({}, max_workers=3, list_page_size=7, max_image_bytes=1000)
 
 
 @pytest.fixture
@@ -50,7 +53,7 @@ class World:
         self.stage = stage
         self.settings = settings
         self.store = JobStore(aws.client("dynamodb"), stage.bulk.jobs_table)
-        self.tasks = TaskQueues(aws.sqs, stage.resources.stage)
+        self.tasks = TaskQueues(aws.sqs, stage.resources.stage, stage.resources.queue_url)
         self.queue = WorkQueue(aws.sqs, stage.resources.queue_url)
 
     def job(self, prefix: str = "photos/", bucket: str = SOURCE_BUCKET) -> str:
@@ -173,7 +176,7 @@ def test_a_cancelled_job_stops_listing(world):
 
 
 def test_a_source_that_cannot_be_listed_fails_the_job_with_the_reason(world):
-    job_id = world.job(bucket="no-such-archive")
+    job_id = world.job(bucket=MISSING_BUCKET)
     report = world.lister().run(job_id, budget(1000))
     assert report.outcome == "failed"
     job = world.store.get(job_id)
@@ -191,7 +194,6 @@ def test_an_empty_prefix_completes_the_job_at_once(world):
 def test_post_jobs_with_a_source_starts_the_listing_through_the_list_handler(
     world, lambda_env, monkeypatch
 ):
-    monkeypatch.setenv("SKYCLASS_SOURCE_BUCKETS", SOURCE_BUCKET)
     monkeypatch.setenv("SKYCLASS_MAX_IMAGE_BYTES", "1000")
     with Client(app, stage_name="local", project_dir=str(REPO_ROOT)) as client:
         # GIVEN a job over the prefix, created through the API

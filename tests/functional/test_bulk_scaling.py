@@ -25,7 +25,7 @@ LISTING, CANCELLED, DONE = ("1" * 20, "2" * 20, "3" * 20)
 def world(aws, stage, settings):
     dynamodb = aws.client("dynamodb")
     store = JobStore(dynamodb, stage.bulk.jobs_table)
-    tasks = TaskQueues(aws.sqs, stage.resources.stage)
+    tasks = TaskQueues(aws.sqs, stage.resources.stage, stage.resources.queue_url)
     queue = WorkQueue(aws.sqs, stage.resources.queue_url, stage.resources.dlq_url)
     return store, tasks, queue
 
@@ -63,7 +63,7 @@ def test_the_scaler_adds_what_is_listed_and_leaves_out_what_was_cancelled(
     plan = scaler.run_once()
     # THEN its backlog is the 5 live messages plus the listing job's estimate (as much
     # again as it queued, at least a page)
-    decision = scaler.last_decision()
+    decision = JsonStore(aws.s3, stage.resources.output_bucket).get("fleet/last-decision.json")
     assert decision["jobs"] == {"to_list": 1000, "cancelled_queued": 70, "listing": 1}
     assert "backlog 1005 (5 waiting, 0 in flight, 1000 to list)" in plan.reason
 

@@ -54,7 +54,7 @@ def run_worker(world: World, stage, counting: CountingEngine, **settings) -> Non
                     settings=world.settings.replace(**settings),
                     input_bucket=world.resources.input_bucket, worker_id="i-test",
                     poll_seconds=0,
-                    tracker=JobTracker.for_stage(world.aws, stage.resources.stage))
+                    tracker=JobTracker.for_stage(world.aws, stage.resources))
     while worker.process_batch():
         pass
 

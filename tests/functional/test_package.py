@@ -192,8 +192,8 @@ def test_the_package_imports_every_handler_with_only_boto3_beside_it(package, tm
     seen = json.loads(run.stdout)
 
     assert handlers == [
-        "app.app", "chalice_app.bulk.on_finish_task", "chalice_app.bulk.on_list_task",
-        "chalice_app.events.on_s3_event", "chalice_app.scaling.scale"
+        "app.app", "chalice_app.events.on_s3_event", "chalice_app.scaling.scale",
+        "chalice_app.tasks.on_finish_task", "chalice_app.tasks.on_list_task",
     ]
     assert all(seen["handlers"].values()) and all(seen["views"])
     assert seen["routes"] == {
@@ -234,8 +234,8 @@ def test_the_terraform_holds_the_handlers_the_schedule_and_the_s3_subscription(p
     # THEN it deploys the five handlers under the stage's names, with its variables
     assert {name: f["handler"] for name, f in functions.items()} == {
         "api_handler": "app.app", "on_s3_event": "chalice_app.events.on_s3_event",
-        "scale": "chalice_app.scaling.scale", "on_list_task": "chalice_app.bulk.on_list_task",
-        "on_finish_task": "chalice_app.bulk.on_finish_task"}
+        "scale": "chalice_app.scaling.scale", "on_list_task": "chalice_app.tasks.on_list_task",
+        "on_finish_task": "chalice_app.tasks.on_finish_task"}
     assert {f["function_name"] for f in functions.values()} == {
         f"skyclass-{STAGE}", f"skyclass-{STAGE}-on_s3_event", f"skyclass-{STAGE}-scale",
         f"skyclass-{STAGE}-on_list_task", f"skyclass-{STAGE}-on_finish_task"}

@@ -44,8 +44,8 @@ log = logging.getLogger("skyclass.operations.local.sqs_functions")
 
 # Chalice's function name -> (handler, the queue named for a stage).
 FUNCTIONS: dict[str, tuple[str, Callable[[str], str]]] = {
-    LIST_FUNCTION: ("chalice_app.bulk.on_list_task", list_queue_name),
-    FINISH_FUNCTION: ("chalice_app.bulk.on_finish_task", finish_queue_name),
+    LIST_FUNCTION: ("chalice_app.tasks.on_list_task", list_queue_name),
+    FINISH_FUNCTION: ("chalice_app.tasks.on_finish_task", finish_queue_name),
 }
 LAMBDA_MEMORY_MB = 512
 RESTART_DELAY_S = 1.0

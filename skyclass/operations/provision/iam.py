@@ -41,6 +41,7 @@ from skyclass.runtime.names import (
     queue_name_of,
     s3_events_queue_name,
     schedule_rule_name,
+    tasks_dlq_name,
     worker_log_group,
     worker_role_name,
 )
@@ -295,7 +296,10 @@ def operator_policy(arns: StageArns) -> dict[str, Any]:
     tagged = {"StringEquals": {f"aws:RequestTag/{c.TAG_STAGE}": stage}}
     owned = {"StringEquals": {f"aws:ResourceTag/{c.TAG_STAGE}": stage}}
     queues = [arns.queue_arn(arns.queue), arns.queue_arn(arns.dlq),
-              arns.queue_arn(s3_events_queue_name(stage)), arns.ingest_failures()]
+              arns.queue_arn(s3_events_queue_name(stage)), arns.ingest_failures(),
+              arns.list_queue(), arns.finish_queue(), arns.queue_arn(tasks_dlq_name(stage))]
+    task_functions = [arns.function(lambda_function_name(stage, f))
+                      for f in (LIST_FUNCTION, FINISH_FUNCTION)]
     log_groups = [*(lambda_log_group(stage, f) for f in LAMBDA_FUNCTIONS),
                   worker_log_group(stage)]
     worker_role = worker_role_name(stage)
@@ -392,10 +396,33 @@ def operator_policy(arns: StageArns) -> dict[str, Any]:
                 "apigateway:DELETE"],
                [f"arn:aws:apigateway:{region}::/restapis",
                 f"arn:aws:apigateway:{region}::/restapis/*"]),
-        # SSM: the API key, and the base image's id for a bake.
+        # Chalice subscribes the bulk jobs' task Lambdas to their queues (creating and
+        # listing mappings takes no resource; the function is the condition).
+        _allow("TaskEventSources",
+               ["lambda:CreateEventSourceMapping", "lambda:ListEventSourceMappings"], ["*"],
+               {"ArnLike": {"lambda:FunctionArn": task_functions}}),
+        _allow("ChangeTaskEventSources",
+               ["lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping",
+                "lambda:DeleteEventSourceMapping"],
+               [f"arn:aws:lambda:{region}:{arns.account}:event-source-mapping:*"],
+               {"ArnLike": {"lambda:FunctionArn": task_functions}}),
+        # Bulk jobs: the jobs table, the stage's event bus (and, on teardown, the rules
+        # its subscribers put on it) and the callback secret.
+        _allow("JobsTable",
+               ["dynamodb:CreateTable", "dynamodb:DescribeTable", "dynamodb:TagResource",
+                "dynamodb:ListTagsOfResource", "dynamodb:DeleteTable"], [arns.table()]),
+        _allow("EventBus",
+               ["events:CreateEventBus", "events:DescribeEventBus", "events:TagResource",
+                "events:ListTagsForResource", "events:DeleteEventBus"], [arns.event_bus()]),
+        _allow("ListRules", ["events:ListRules"], ["*"]),
+        _allow("SubscribersRules",
+               ["events:ListTargetsByRule", "events:RemoveTargets", "events:DeleteRule"],
+               [arns.rule(f"{event_bus_name(stage)}/*")]),
+        # SSM: the API key and the callback secret, and the base image's id for a bake.
         _allow("ApiKey",
                ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:ListTagsForResource",
-                "ssm:DeleteParameter"], [arns.parameter(api_key_parameter_name(stage))]),
+                "ssm:DeleteParameter"], [arns.parameter(api_key_parameter_name(stage)),
+                                         arns.parameter(callback_secret_parameter_name(stage))]),
         _allow("BaseImage", ["ssm:GetParameter"],
                [f"arn:aws:ssm:{region}::parameter{BASE_IMAGE_PARAMETERS}"]),
         # The Lambdas' and the workers' log groups, made with the stage's retention.
@@ -427,14 +454,15 @@ def tls_only_bucket_policy(bucket: str) -> dict[str, Any]:
 
 def _count_answers(arns: StageArns) -> Statement:
     """Screen a batch (BatchGetItem), count its answers exactly once (TransactWriteItems
-    of conditional puts and updates) and complete jobs (GetItem, UpdateItem)."""
+    of conditional puts and updates: PutItem, UpdateItem) and complete jobs (GetItem,
+    UpdateItem)."""
     return _allow("CountAnswers",
                   ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem",
-                   "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"], [arns.table()])
+                   "dynamodb:UpdateItem"], [arns.table()])
 
 
 def _send_tasks(arns: StageArns, *queues: str) -> list[Statement]:
-    return [_allow("SendTasks", ["sqs:SendMessage", "sqs:GetQueueUrl"], list(queues))]
+    return [_allow("SendTasks", ["sqs:SendMessage"], list(queues))]
 
 
 def _consume_tasks(queue: str) -> Statement:

@@ -10,13 +10,12 @@ records as done. Queue URLs are looked up by name once, on first use.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from skyclass.runtime.contracts import is_job_id
 from skyclass.runtime.errors import InvalidMessageError
-from skyclass.runtime.names import finish_queue_name, list_queue_name
+from skyclass.runtime.names import finish_queue_name, list_queue_name, queue_url_beside
 
 LIST = "list"
 FINISH = "finish"
@@ -48,18 +47,13 @@ class Task:
 
 
 class TaskQueues:
-    def __init__(self, sqs: Any, stage: str) -> None:
+    def __init__(self, sqs: Any, stage: str, work_queue_url: str) -> None:
         self._sqs = sqs
-        self._stage = stage
-        self._urls: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self._urls = {kind: queue_url_beside(work_queue_url, name(stage))
+                      for kind, name in _QUEUE_NAMES.items()}
 
     def url(self, kind: str) -> str:
-        with self._lock:
-            if kind not in self._urls:
-                self._urls[kind] = self._sqs.get_queue_url(
-                    QueueName=_QUEUE_NAMES[kind](self._stage))["QueueUrl"]
-            return self._urls[kind]
+        return self._urls[kind]
 
     def send(self, task: Task, delay: int = 0) -> None:
         self._sqs.send_message(QueueUrl=self.url(task.task), MessageBody=task.to_json(),

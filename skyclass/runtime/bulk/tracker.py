@@ -26,7 +26,7 @@ from skyclass.runtime.bulk.jobstore import CANCELLED, FAILED, RUNNING, JobStore
 from skyclass.runtime.bulk.ledger import Answer, Ledger
 from skyclass.runtime.bulk.tasks import TaskQueues
 from skyclass.runtime.contracts import WorkMessage
-from skyclass.runtime.names import jobs_table_name
+from skyclass.runtime.names import StageResources
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,11 @@ class JobTracker:
         self._known: OrderedDict[str, str | None] = OrderedDict()
 
     @classmethod
-    def for_stage(cls, aws: AwsClients, stage: str) -> JobTracker:
-        table = jobs_table_name(stage)
+    def for_stage(cls, aws: AwsClients, resources: StageResources) -> JobTracker:
         dynamodb = aws.client("dynamodb")
-        return cls(JobStore(dynamodb, table), Ledger(dynamodb, table),
-                   TaskQueues(aws.sqs, stage))
+        return cls(JobStore(dynamodb, resources.jobs_table),
+                   Ledger(dynamodb, resources.jobs_table),
+                   TaskQueues(aws.sqs, resources.stage, resources.queue_url))
 
     def screen(self, messages: Sequence[WorkMessage | None]) -> list[str | None]:
         """For each message, None to classify it, or why to drop it unanswered."""

@@ -27,6 +27,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from skyclass.runtime import constants as c
 from skyclass.runtime.bulk.backlog import JobsBacklog
 from skyclass.runtime.fleet.policy import Observation, Plan, decide
 from skyclass.runtime.fleet.pool import InstancePool
@@ -165,6 +166,27 @@ class Scaler:
                         exc_info=True)
             return JobsBacklog()
 
+    def _claim(self, now: float) -> _Claim | None:
+        """Take this tick (see the module's docstring); None if another tick has it."""
+        previous: dict[str, Any] = {}
+        try:
+            found = self._store.get_versioned(c.FLEET_DECISION_KEY)
+            etag, previous = found if found else (None, {})
+            claimed = self._store.replace(
+                c.FLEET_DECISION_KEY, {**previous, "tick_started_at": _iso(now)}, etag)
+        except (ClientError, BotoCoreError):
+            log.exception("could not read or claim the last decision; deciding without it")
+            return _Claim(previous, None)
+        return None if claimed is None else _Claim(previous, claimed)
+
+    def _record(self, document: dict[str, Any], claim: _Claim) -> None:
+        try:
+            if claim.etag is None:
+                self._store.put(c.FLEET_DECISION_KEY, document)
+            elif self._store.replace(c.FLEET_DECISION_KEY, document, claim.etag) is None:
+                log.warning("a later scaling tick claimed the decision; its record stands")
+        except (ClientError, BotoCoreError):
+            log.exception("could not record the decision; the next tick decides without it")
 
 
 def _record(plan: Plan, backlog: int | None, throughput: ThroughputUsed,
