@@ -97,13 +97,15 @@ def package(tmp_path_factory) -> Path:
 # app.py as it is, but the S3-event handler registered as a plain function.
 APP_FOR_CLOUDFORMATION = '''from chalice import Chalice
 
-from chalice_app import api, auth, events, scaling
+from chalice_app import api, auth, bulk, events, scaling, tasks
 
 app = Chalice(app_name="skyclass")
 api.configure(app)
 app.register_blueprint(auth.bp)
 app.register_blueprint(api.bp)
+app.register_blueprint(bulk.bp)
 app.register_blueprint(scaling.bp)
+app.register_blueprint(tasks.bp)
 
 
 @app.lambda_function(name="on_s3_event")

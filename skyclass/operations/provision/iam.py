@@ -398,9 +398,9 @@ def operator_policy(arns: StageArns) -> dict[str, Any]:
                 f"arn:aws:apigateway:{region}::/restapis/*"]),
         # Chalice subscribes the bulk jobs' task Lambdas to their queues (creating and
         # listing mappings takes no resource; the function is the condition).
-        _allow("TaskEventSources",
-               ["lambda:CreateEventSourceMapping", "lambda:ListEventSourceMappings"], ["*"],
+        _allow("TaskEventSources", ["lambda:CreateEventSourceMapping"], ["*"],
                {"ArnLike": {"lambda:FunctionArn": task_functions}}),
+        _allow("SeeEventSources", ["lambda:ListEventSourceMappings"], ["*"]),
         _allow("ChangeTaskEventSources",
                ["lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping",
                 "lambda:DeleteEventSourceMapping"],
