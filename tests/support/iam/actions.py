@@ -72,6 +72,10 @@ class Lookup:
     def role_of_profile(self, profile: Mapping[str, Any]) -> str | None:
         return None
 
+    def function_of_mapping(self, uuid: str) -> str | None:
+        """The ARN of the function a Lambda event source mapping feeds."""
+        return None
+
 
 class UnmappedCallError(LookupError):
     """The call's authorization cannot be worked out here; the message says what to add."""
@@ -415,8 +419,14 @@ def _event_source_mapping(action: str) -> Callable[[Call, Lookup], list[Need]]:
 
 
 def _mapping(action: str) -> Callable[[Call, Lookup], list[Need]]:
-    return lambda call, lookup: [Need(action, f"arn:aws:lambda:{call.region}:{call.account}:"
-                                              f"event-source-mapping:{call.params['UUID']}")]
+    """An existing mapping, with its function as the ``lambda:FunctionArn`` key."""
+    def found(call: Call, lookup: Lookup) -> list[Need]:
+        uuid = call.params["UUID"]
+        function = lookup.function_of_mapping(uuid)
+        return [Need(action, f"arn:aws:lambda:{call.region}:{call.account}:"
+                             f"event-source-mapping:{uuid}",
+                     {"lambda:FunctionArn": function} if function else {})]
+    return found
 
 
 # ---- API Gateway ----------------------------------------------------------------------

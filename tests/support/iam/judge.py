@@ -187,6 +187,15 @@ class _EmulatorLookup(Lookup):
         found = versions["LaunchTemplateVersions"]
         return found[0]["LaunchTemplateData"] if found else {}
 
+    def function_of_mapping(self, uuid: str) -> str | None:
+        if self._client.meta.service_model.service_name != "lambda":
+            return None
+        with self._judge.unjudged():
+            try:
+                return self._client.get_event_source_mapping(UUID=uuid)["FunctionArn"]
+            except ClientError:
+                return None
+
     def role_of_profile(self, profile: Mapping[str, Any]) -> str | None:
         name = profile.get("Name") or (profile.get("Arn") or "").rsplit("/", 1)[-1]
         if not name:
