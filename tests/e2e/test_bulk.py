@@ -121,7 +121,7 @@ def test_a_prefix_is_classified_in_place_through_a_killed_lister(local_stack, tm
         # THEN every key was listed and queued once, and every image answered once
         assert (job["state"], job["listed"], job["queued"], job["total"]) == (
             "complete", len(truth) + 3, len(truth), len(truth))
-        assert job["skipped"] == {"total": 3, "not_an_image": 2, "size": 1}
+        assert job["skipped"] == {"total": 3, "not_an_image": 2, "size": 1, "archived": 0}
         assert (job["done"], job["failed"], job["pending"]) == (len(truth), 0, 0)
         # AND only the step in flight at the kill could have been sent twice; any second
         # copy was dropped by a worker without inference

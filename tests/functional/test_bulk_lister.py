@@ -34,7 +34,8 @@ def settings(monkeypatch):
 
 @pytest.fixture
 def archive(aws, stage):
-    """A source bucket: 37 images under photos/ among things that are not, and others."""
+    """A source bucket: 37 images under photos/ among five things that are not (text, a
+    folder marker, empty, too big, archived), and others elsewhere."""
     s3 = aws.s3
     s3.create_bucket(Bucket=SOURCE_BUCKET)
     for i in range(IMAGES):
@@ -43,6 +44,8 @@ def archive(aws, stage):
     s3.put_object(Bucket=SOURCE_BUCKET, Key="photos/sub/", Body=b"")
     s3.put_object(Bucket=SOURCE_BUCKET, Key="photos/empty.png", Body=b"")
     s3.put_object(Bucket=SOURCE_BUCKET, Key="photos/huge.png", Body=b"x" * 2000)
+    s3.put_object(Bucket=SOURCE_BUCKET, Key="photos/archived.jpg", Body=b"x" * 50,
+                  StorageClass="DEEP_ARCHIVE")
     s3.put_object(Bucket=SOURCE_BUCKET, Key="elsewhere/other.jpg", Body=b"x" * 50)
     return stage
 
@@ -116,8 +119,8 @@ def test_a_prefix_is_listed_into_one_message_per_image_across_hand_offs(world):
     # AND the job counts what it listed, queued and skipped, and is sealed
     view = world.store.get(job_id).view()
     assert (view["listed"], view["queued"], view["total"], view["listing"]) == (
-        IMAGES + 4, IMAGES, IMAGES, False)
-    assert view["skipped"] == {"total": 4, "not_an_image": 2, "size": 2}
+        IMAGES + 5, IMAGES, IMAGES, False)
+    assert view["skipped"] == {"total": 5, "not_an_image": 2, "size": 2, "archived": 1}
 
 
 class DyingQueue(WorkQueue):
@@ -163,7 +166,7 @@ def test_a_listing_killed_at_any_step_resumes_losing_no_key(world, dies_at, afte
     # AND the counts are exact
     view = world.store.get(job_id).view()
     assert (view["queued"], view["listed"], view["resent"]) == (
-        IMAGES, IMAGES + 4, report.resent)
+        IMAGES, IMAGES + 5, report.resent)
 
 
 def test_a_cancelled_job_stops_listing(world):

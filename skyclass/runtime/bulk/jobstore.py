@@ -47,7 +47,7 @@ FINISH_QUEUED = "queued"
 FINISH_DONE = "finished"
 
 COUNTERS = ("total", "done", "failed", "listed", "queued", "skip_type", "skip_size",
-            "dropped", "resent", "duplicates")
+            "skip_archived", "dropped", "resent", "duplicates")
 
 
 @dataclass(frozen=True)
@@ -148,9 +148,11 @@ class Job:
                 listing=running and not self.sealed,
                 listed=self.count("listed"),
                 queued=self.count("queued"),
-                skipped={"total": self.count("skip_type") + self.count("skip_size"),
+                skipped={"total": sum(self.count(n) for n in
+                                      ("skip_type", "skip_size", "skip_archived")),
                          "not_an_image": self.count("skip_type"),
-                         "size": self.count("skip_size")},
+                         "size": self.count("skip_size"),
+                         "archived": self.count("skip_archived")},
                 # Keys a lister sent again after a crash, and second copies the
                 # workers dropped without inference (docs/bulk.md, "Crashes").
                 resent=self.count("resent"),

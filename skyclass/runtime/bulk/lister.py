@@ -14,11 +14,11 @@ workers drop such a second copy without inference (tracker.py), and each image i
 counted once (ledger.py). Images are numbered once, in listing order, when their step
 is recorded, so a resent message names the same image and result key.
 
-Objects that are not images by extension, or empty, or above the size limit, are
-skipped and counted by reason. An invocation lists until its time is nearly up, then
-commits and hands the listing on with a new task (``tasks.py``); the last page seals
-the job (no more images will come) and completes it if every image is answered
-already. A job that is cancelled stops at its next write; a source that cannot be
+Objects that are not images by extension, empty or above the size limit, or archived,
+are skipped and counted by reason (sources.py). An invocation lists until its time is
+nearly up, then commits and hands the listing on with a new task (``tasks.py``); the
+last page seals the job (no more images will come) and completes it if every image is
+answered already. A job that is cancelled stops at its next write; a source that cannot be
 listed (no such bucket, access denied) fails the job with the reason.
 """
 
@@ -69,7 +69,8 @@ def plan_steps(objects: list[dict[str, Any]], max_bytes: int) -> list[Step]:
     listed = 0
     for obj in objects:
         listed += 1
-        reason = skip_reason(obj["Key"], int(obj.get("Size", 0)), max_bytes)
+        reason = skip_reason(obj["Key"], int(obj.get("Size", 0)), max_bytes,
+                             obj.get("StorageClass"))
         if reason:
             skipped[reason] += 1
         else:

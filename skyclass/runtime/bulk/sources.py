@@ -3,8 +3,9 @@
 A source is ``s3://BUCKET/PREFIX``; only buckets named in ``SKYCLASS_SOURCE_BUCKETS``
 are accepted (IAM grants the lister and the workers read access to exactly those, so
 the API's refusal and AWS's agree). An object is classified when its key ends in an
-image extension and its size is within the input limit; others are skipped and
-counted by reason, never silently.
+image extension, its size is within the input limit and it is not in an archive
+storage class (Glacier Flexible Retrieval, Deep Archive: S3 answers no GET until it is
+restored); others are skipped and counted by reason, never silently.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", 
                               ".tif", ".tiff"})
 SKIP_TYPE = "skip_type"  # not an image by its extension (folder markers included)
 SKIP_SIZE = "skip_size"  # empty, or above SKYCLASS_MAX_IMAGE_BYTES
+SKIP_ARCHIVED = "skip_archived"  # in an archive storage class: no GET until restored
+ARCHIVED_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 MAX_PREFIX_BYTES = 1024  # S3's longest key
 
@@ -61,7 +64,8 @@ def parse_source(value: object, readable: tuple[str, ...]) -> Source:
     return Source(bucket, prefix)
 
 
-def skip_reason(key: str, size: int, max_bytes: int) -> str | None:
+def skip_reason(key: str, size: int, max_bytes: int,
+                storage_class: str | None = None) -> str | None:
     """Why an object listed under a source is not classified, or None for an image."""
     name = key.rsplit("/", 1)[-1]
     extension = name[name.rfind("."):].lower() if "." in name else ""
@@ -69,4 +73,6 @@ def skip_reason(key: str, size: int, max_bytes: int) -> str | None:
         return SKIP_TYPE
     if not 0 < size <= max_bytes:
         return SKIP_SIZE
+    if storage_class in ARCHIVED_CLASSES:
+        return SKIP_ARCHIVED
     return None
