@@ -4,16 +4,20 @@
 
 The stack runs the tests' tiny model (tests/support/tiny_model.py, trained once and
 cached), so the figures are the service's own costs — listing, queueing, counting,
-exporting — not ResNet-50's. The source bucket gets ``--compare`` images under one
-prefix and ``--images`` under another (small JPEGs, three objects in every hundred not
-images, so skipping is exercised too); each prefix is then classified in place as one
-job, the smaller first, and for each the bench prints:
+exporting — not ResNet-50's. Each job gets a stack of its own: first ``--compare``
+images, then ``--images``, small JPEGs under a prefix with three objects in every
+hundred that are not images (so skipping is exercised too), classified in place as one
+job. For each the bench prints:
 
 * wall time from ``POST /jobs`` to the export being there, and images per second;
 * AWS requests per image by API (S3 GET/PUT/LIST, SQS send/receive/delete,
-  DynamoDB...), from the emulator's request counter over the job's run, less what the
-  idle stack spends in that time (measured before each job): whether the per-image cost
-  grows with the job's size is the comparison of the two jobs;
+  DynamoDB...), as the stack's own components made them: the IAM judge
+  (tests/support/iam), loaded into every process of the stack to record without
+  refusing, counts each component's calls by operation and writes them when its
+  process ends. The scaler's ticks and the API's answers to this bench's polling
+  follow the clock, not the images, and are shown apart; whether the per-image cost
+  grows with the job's size is the comparison of the two jobs. (Recording costs the
+  stack some CPU, so the wall times are a little pessimistic.)
 * the export's rows, which must equal the images, and the skipped count.
 
 Then ``GET /jobs/{id}`` is timed on the big job and on a 10-image job, in interleaved
@@ -28,9 +32,11 @@ Figures go to docs/bulk.md beside this command; they are a local machine's, wher
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -45,6 +51,7 @@ import boto3  # noqa: E402
 import requests  # noqa: E402
 
 from bench.support import TINY_MODEL_CACHE, model_env, running_stack  # noqa: E402
+from tests.support.stack_process import REPO_ROOT  # noqa: E402
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes  # noqa: E402
 
 SOURCE_BUCKET = "bench-bulk-archive"
@@ -65,24 +72,68 @@ def main() -> None:
     from tests.support.tiny_model import train_tiny_model
 
     tiny = train_tiny_model(TINY_MODEL_CACHE)
-    env = model_env(tiny.model_path, tiny.labels_path, SKYCLASS_SOURCE_BUCKETS=SOURCE_BUCKET,
-                    SKYCLASS_LIST_PAGE_SIZE=str(args.page_size))
-    with running_stack(env, max_workers=args.workers) as bench:
-        stack = bench.stack
-        s3 = client(stack.endpoint, "s3")
-        s3.create_bucket(Bucket=SOURCE_BUCKET)
-        sizes = [("compare", args.compare), ("job", args.images), ("tiny", 10)]
-        started = time.monotonic()
-        counts = {name: fill(s3, f"{name}/", n) for name, n in sizes}
-        filled = time.monotonic() - started
-        print(f"source                 s3://{SOURCE_BUCKET}: "
-              + ", ".join(f"{name}/ {n} images + {counts[name]} other objects"
-                          for name, n in sizes) + f" (filled in {filled:.0f} s)")
-        jobs = {}
-        for name, n in sizes:
-            jobs[name] = run_job(stack, name, n, counts[name], report=name != "tiny")
-        latency(stack, jobs["job"], args.images, jobs["tiny"])
-        listing_alone(stack.endpoint, "job/", args.page_size, args.images + counts["job"])
+    for name, images in (("compare", args.compare), ("job", args.images)):
+        with tempfile.TemporaryDirectory(prefix="skyclass-bench-calls-") as calls:
+            env = model_env(tiny.model_path, tiny.labels_path,
+                            SKYCLASS_SOURCE_BUCKETS=SOURCE_BUCKET,
+                            SKYCLASS_LIST_PAGE_SIZE=str(args.page_size), **recording(calls))
+            with running_stack(env, max_workers=args.workers) as bench:
+                stack = bench.stack
+                s3 = client(stack.endpoint, "s3")
+                s3.create_bucket(Bucket=SOURCE_BUCKET)
+                started = time.monotonic()
+                others = fill(s3, f"{name}/", images)
+                print(f"-- {name}: s3://{SOURCE_BUCKET}/{name}/ holds {images} images and "
+                      f"{others} other objects (filled in {time.monotonic() - started:.0f} s)")
+                job_id, wall = run_job(stack, name, images, others)
+                if name == "job":
+                    fill(s3, "tiny/", 10)
+                    tiny_job, _ = run_job(stack, "tiny", 10, 0)
+                    latency(stack, job_id, images, tiny_job)
+                    listing_alone(stack.endpoint, f"{name}/", args.page_size, images + others)
+            # The stack has stopped: every process wrote what its components called.
+            print_requests(read_calls(Path(calls)), images)
+
+
+def recording(folder: str) -> dict[str, str]:
+    """The environment that has the stack's processes record every AWS call their
+    components make: the IAM judge (tests/support/iam), recording without refusing."""
+    site = str(REPO_ROOT / "tests" / "support" / "iam_site")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (site, os.environ.get("PYTHONPATH"))
+                                          if p),
+            "SKYCLASS_IAM_LOG_DIR": folder, "SKYCLASS_IAM_ENFORCE": "0"}
+
+
+def read_calls(folder: Path) -> Counter[tuple[str, str]]:
+    """Calls by (component, "service:Operation"), summed over the processes."""
+    calls: Counter[tuple[str, str]] = Counter()
+    for path in folder.glob("calls-*.json"):
+        for component, service, operation, n in json.loads(path.read_text()):
+            calls[(component, f"{service}:{operation}")] += n
+    return calls
+
+
+# Components whose calls follow the clock or the client rather than the images: the
+# scaler's ticks, and the API answering this bench's polling and timing rounds.
+APART = ("scale", "api_handler")
+
+
+def print_requests(calls: Counter[tuple[str, str]], images: int) -> None:
+    if not calls:
+        print("requests per image     (no calls recorded)")
+        return
+    by_api: Counter[str] = Counter()
+    for (component, api), n in calls.items():
+        if component not in APART:
+            by_api[api] += n
+    print("requests per image     " + ", ".join(
+        f"{api} {n / images:.3f}" for api, n in by_api.most_common()
+        if n / images >= 0.0005))
+    apart = {c: sum(n for (component, _), n in calls.items() if component == c)
+             for c in APART}
+    print(f"                       total {sum(by_api.values()) / images:.2f} per image "
+          "(lister, workers, finisher); besides, over the stack's life: "
+          + ", ".join(f"{c} {n} calls" for c, n in apart.items()))
 
 
 def cpu_line() -> str:
@@ -123,21 +174,7 @@ def fill(s3: Any, prefix: str, images: int) -> int:
     return len(others)
 
 
-def emulator_requests(endpoint: str) -> Counter[str] | None:
-    """Requests the emulator served so far by API (``service:Operation``), from its
-    request counter; None where the emulator has none."""
-    try:
-        response = requests.get(f"{endpoint}/_skyclass/requests", timeout=10)
-        counts = response.json()
-    except (requests.RequestException, ValueError):
-        return None
-    by_operation = counts.get("by_operation")
-    return Counter(by_operation) if by_operation is not None else None
-
-
-def run_job(stack: Any, name: str, images: int, others: int, report: bool) -> str:
-    idle = idle_rate(stack.endpoint) if report else None
-    before = emulator_requests(stack.endpoint)
+def run_job(stack: Any, name: str, images: int, others: int) -> tuple[str, float]:
     began = time.monotonic()
     created = requests.post(f"{stack.api}/jobs", json={"source": f"s3://{SOURCE_BUCKET}/{name}/"},
                             timeout=30)
@@ -149,37 +186,14 @@ def run_job(stack: Any, name: str, images: int, others: int, report: bool) -> st
             break
         time.sleep(POLL_S)
     wall = time.monotonic() - began
-    after = emulator_requests(stack.endpoint)
     assert job["export"] and job["export"]["rows"] == images, job
     assert job["done"] + job["failed"] == images and job["skipped"]["total"] == others, job
-    if not report:
-        return job_id
-    print(f"-- {name}: {images} images ({others} other objects) in one job")
-    print(f"wall time              {wall:.1f} s from POST /jobs to the export "
-          f"({images / wall:.1f} images/s); {job['done']} done, {job['failed']} failed, "
-          f"{job['skipped']['total']} skipped, export {job['export']['rows']} rows")
-    if before is None or after is None or idle is None:
-        print("requests per image     (the emulator has no request counter by API)")
-        return job_id
-    spent = after - before
-    for operation, rate in idle.items():
-        spent[operation] = max(0, spent[operation] - round(rate * wall))
-    print("requests per image     " + ", ".join(
-        f"{operation} {count / images:.3f}" for operation, count in
-        sorted(spent.items(), key=lambda kv: -kv[1]) if count / images >= 0.0005))
-    print(f"                       total {sum(spent.values()) / images:.2f} per image "
-          f"(the idle stack's own requests, {sum(idle.values()):.1f}/s, left out)")
-    return job_id
-
-
-def idle_rate(endpoint: str, seconds: float = 15.0) -> Counter[str] | None:
-    """Requests per second by API the idle stack makes (runner, scaler ticks)."""
-    before = emulator_requests(endpoint)
-    time.sleep(seconds)
-    after = emulator_requests(endpoint)
-    if before is None or after is None:
-        return None
-    return Counter({op: n / seconds for op, n in (after - before).items()})
+    if name != "tiny":
+        print(f"wall time              {wall:.1f} s from POST /jobs to the export "
+              f"({images / wall:.1f} images/s); {job['done']} done, {job['failed']} failed, "
+              f"{job['skipped']['total']} skipped, export {job['export']['rows']} rows; "
+              f"{job['resent']} keys sent twice, {job['duplicates_dropped']} copies dropped")
+    return job_id, wall
 
 
 def latency(stack: Any, big: str, images: int, small: str) -> None:
