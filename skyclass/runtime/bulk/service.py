@@ -23,6 +23,7 @@ from skyclass.runtime.bulk.jobstore import (
     RUNNING,
     SOURCE,
     UPLOAD,
+    Job,
     JobConflictError,
     JobStore,
 )
@@ -163,7 +164,7 @@ class BulkJobs:
                 "location": f"s3://{self._output_bucket}/{key}",
                 "expires_in": EXPORT_LINK_EXPIRES}
 
-    def _job(self, job_id: str):
+    def _job(self, job_id: str) -> Job:
         job = self._jobs.get(job_id) if contracts.is_job_id(job_id) else None
         if job is None:
             raise JobNotFoundError(f"no job {job_id!r}")
