@@ -181,7 +181,7 @@ def run_job(stack: Any, name: str, images: int, others: int) -> tuple[str, float
     created.raise_for_status()
     job_id = created.json()["job_id"]
     while True:
-        job = requests.get(f"{stack.api}/jobs/{job_id}?limit=1", timeout=30).json()
+        job = requests.get(f"{stack.api}/jobs/{job_id}?limit=1", timeout=120).json()
         if job.get("export") or time.monotonic() - began > JOB_TIMEOUT_S:
             break
         time.sleep(POLL_S)

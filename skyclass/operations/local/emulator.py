@@ -13,10 +13,11 @@ Swagger 2.0 (``ApiImportCompat``, two gaps); bucket policies that refuse plain H
 (``count_requests_as_tls``); instance profiles on multi-instance launches
 (``profile_every_launched_instance``); the launch time of a restarted instance
 (``start_sets_launch_time``); and tags for an image's snapshots at ``CreateImage``
-(``tag_image_snapshots``). Two costs are cut: SQS receives that rescanned the
-whole queue for every message (``read_queue_attributes_once``), and the lookup of the
+(``tag_image_snapshots``). Three costs are cut: SQS receives that rescanned the
+whole queue for every message (``read_queue_attributes_once``), the lookup of the
 service a request is for, redone from the file system on every request
-(``look_up_services_once``).
+(``look_up_services_once``), and DynamoDB transactions that copied whole tables
+(``snapshot_transaction_items``).
 
 On request (``--eventual-consistency SECONDS``, or ``SKYCLASS_EMULATOR_LAG``) it is as
 slow to agree with itself as AWS is (``EventualConsistency``), so that bake, bootstrap,
@@ -37,6 +38,7 @@ import socket
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
@@ -74,6 +76,7 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1", lag: float = 0.0) -
         EventualConsistency(lag).install()
     start_sets_launch_time()
     read_queue_attributes_once()
+    snapshot_transaction_items()
     look_up_services_once()
     app = ApiImportCompat(DomainDispatcherApplication(create_backend_app))
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
@@ -433,6 +436,65 @@ def read_queue_attributes_once() -> None:
 
     SQSBackend.get_queue_attributes = get_queue_attributes
     SQSBackend.is_message_valid_based_on_retention_period = retained
+
+
+def snapshot_transaction_items(patch: Callable[[Any, str, Any], None] = setattr) -> None:
+    """Make moto's DynamoDB transaction cost O(items it writes), not O(table).
+
+    Before a ``TransactWriteItems`` moto deep-copies every table the transaction names,
+    once for each of its items, to roll back to on failure. A bulk job's ledger holds an
+    item per image, so with a few thousand images each worker's count of a batch cost the
+    emulator seconds, and the whole stack stalled behind it. Here the copy is of the
+    items the transaction names, and on failure exactly those are put back: the same
+    all-or-nothing, as DynamoDB gives it.
+    """
+    import copy as real_copy
+
+    from moto.dynamodb import models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    class _TablesAsThey(types.ModuleType):
+        """``copy`` for moto's module, minus the deep copy of whole tables."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_copy, name)
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else real_copy.deepcopy(value, memo)
+
+    transact = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]
+                             ) -> None:
+        saved = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            attrs = op.get("Item") or op.get("Key") or {}
+            key = {table.hash_key_attr: attrs.get(table.hash_key_attr)}
+            if table.range_key_attr is not None:
+                key[table.range_key_attr] = attrs.get(table.range_key_attr)
+            if None in key.values():
+                continue
+            current = self.get_item(table.name, key)
+            saved.append((table.name, key, current.to_json()["Attributes"] if current else None))
+        try:
+            return transact(self, transact_items)
+        except Exception:
+            for table_name, key, attributes in reversed(saved):
+                if attributes is None:
+                    if self.get_item(table_name, key) is not None:
+                        self.delete_item(table_name, key)
+                else:
+                    self.put_item(table_name, attributes)
+            raise
+
+    patch(models, "copy", _TablesAsThey("copy"))
+    patch(DynamoDBBackend, "transact_write_items", transact_write_items)
 
 
 def look_up_services_once() -> None:
