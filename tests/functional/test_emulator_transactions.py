@@ -65,3 +65,27 @@ def test_a_transaction_never_copies_the_table(table, monkeypatch):
     # THEN they did so without a copy, and the failed one left nothing
     keys = {i["sk"]["S"] for i in table.scan(TableName="t")["Items"]}
     assert keys == {"i#0", "counts"}
+
+
+def test_concurrent_writes_to_one_item_all_count(table, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from skyclass.operations.local.emulator import serialize_item_writes
+
+    # GIVEN the emulator's item writes made atomic, as DynamoDB's are
+    serialize_item_writes(monkeypatch.setattr)
+
+    def add(n: int) -> None:
+        for i in range(25):
+            if i % 2:
+                table.update_item(**_count(table))
+            else:
+                table.transact_write_items(TransactItems=[
+                    _put(f"w#{n}-{i}"), {"Update": _count(table)}])
+
+    # WHEN eight writers add to one counter at once, alone and in transactions
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(add, range(8)))
+    # THEN no addition was lost
+    item = table.get_item(TableName="t", Key={"pk": {"S": "job"}, "sk": {"S": "counts"}})
+    assert item["Item"]["n"]["N"] == str(8 * 25)

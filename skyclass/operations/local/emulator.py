@@ -17,7 +17,8 @@ Swagger 2.0 (``ApiImportCompat``, two gaps); bucket policies that refuse plain H
 whole queue for every message (``read_queue_attributes_once``), the lookup of the
 service a request is for, redone from the file system on every request
 (``look_up_services_once``), and DynamoDB transactions that copied whole tables
-(``snapshot_transaction_items``).
+(``snapshot_transaction_items``). One more gap: DynamoDB's item writes are atomic,
+moto's server's are not under concurrent requests (``serialize_item_writes``).
 
 On request (``--eventual-consistency SECONDS``, or ``SKYCLASS_EMULATOR_LAG``) it is as
 slow to agree with itself as AWS is (``EventualConsistency``), so that bake, bootstrap,
@@ -77,6 +78,7 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1", lag: float = 0.0) -
     start_sets_launch_time()
     read_queue_attributes_once()
     snapshot_transaction_items()
+    serialize_item_writes()
     look_up_services_once()
     app = ApiImportCompat(DomainDispatcherApplication(create_backend_app))
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
@@ -495,6 +497,30 @@ def snapshot_transaction_items(patch: Callable[[Any, str, Any], None] = setattr)
 
     patch(models, "copy", _TablesAsThey("copy"))
     patch(DynamoDBBackend, "transact_write_items", transact_write_items)
+
+
+def serialize_item_writes(patch: Callable[[Any, str, Any], None] = setattr) -> None:
+    """Make the emulator's DynamoDB item writes atomic, as DynamoDB's are.
+
+    moto's server answers requests on many threads, and its ``UpdateItem`` reads an
+    item, changes it and stores it back with no lock: two updates of one item at once
+    (a lister moving a job's cursor while a worker adds to the job's ``done``) can lose
+    one of them, which DynamoDB never does. Here item writes (puts, updates, deletes,
+    transactions) take one lock, so each happens whole.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+
+    def locked(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def write(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+        return write
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        patch(DynamoDBBackend, name, locked(getattr(DynamoDBBackend, name)))
 
 
 def look_up_services_once() -> None:
