@@ -3,10 +3,12 @@
 Called by the S3-event Lambda (chalice_app/events.py) and, locally, by the bridge that
 replays the emulator's S3 notifications through the same handler. For each record it
 finds the image (job upload or drop folder), applies the input policy to what is
-actually in S3 (size from a HEAD, format from a small ranged GET) and either sends one
-WorkMessage or writes a ``failed`` result at once, so every image ends with exactly one
-result and a bad one never reaches the queue. If no worker is up, it starts one
-straight away instead of waiting for the next scaling tick (a cold start costs a boot).
+actually in S3 (size and format from one small ranged GET, which also brings the
+metadata) and either sends one WorkMessage or writes a ``failed`` result at once, so
+every image ends with exactly one result and a bad one never reaches the queue. An
+event of several records is read concurrently and queued in batches. If no worker is
+up, it starts one straight away instead of waiting for the next scaling tick (a cold
+start costs a boot).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, unquote_plus
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 
 INGEST_WORKER = "ingest"
 FLEET_CHECK_MEMO_S = 10.0
+_RECORD_THREADS = 8
 _REJECTED = "rejected"
 _IGNORED = "ignored"
 
@@ -73,17 +77,18 @@ class Ingestor:
     def handle_event(self, event: dict[str, Any]) -> IngestReport:
         """Handle one S3 notification (``{"Records": [...]}``). Messages without
         records, such as the ``s3:TestEvent`` S3 sends when notifications are set up,
-        are ignored."""
-        messages: list[WorkMessage] = []
-        rejected = ignored = 0
-        for record in event.get("Records") or []:
-            outcome = self._handle_record(record)
-            if isinstance(outcome, WorkMessage):
-                messages.append(outcome)
-            elif outcome == _REJECTED:
-                rejected += 1
-            else:
-                ignored += 1
+        are ignored. S3 sends one record per invocation; an event of several (the
+        local bridge's, standing in for invocations that run side by side) has its
+        records read concurrently and its messages sent in batches."""
+        records = event.get("Records") or []
+        if len(records) > 1:
+            with ThreadPoolExecutor(max_workers=min(_RECORD_THREADS, len(records))) as pool:
+                outcomes = list(pool.map(self._handle_record, records))
+        else:
+            outcomes = [self._handle_record(record) for record in records]
+        messages = [o for o in outcomes if isinstance(o, WorkMessage)]
+        rejected = sum(1 for o in outcomes if o == _REJECTED)
+        ignored = len(outcomes) - len(messages) - rejected
         started: list[str] = []
         if messages:
             self._queue.send(messages)
@@ -109,7 +114,7 @@ class Ingestor:
             log.info("ignoring s3://%s/%s: not an input key", bucket, key)
             return _IGNORED
         try:
-            head = self._s3.head_object(Bucket=bucket, Key=key)
+            found = self._read_head(bucket, key, record["s3"]["object"].get("size"))
         except ClientError as exc:
             if is_not_found(exc):
                 return _IGNORED  # deleted since; nothing left to classify
@@ -119,12 +124,13 @@ class Ingestor:
             key=key,
             job_id=job_id,
             image_id=image_id,
-            name=_name(head, image_id),
-            size=int(head["ContentLength"]),
-            etag=head.get("ETag", "").strip('"'),
+            name=_name(found.metadata, image_id),
+            size=found.size,
+            etag=found.etag,
         )
         try:
-            self._check(message)
+            input_policy.check_size(message.size, self._settings.max_image_bytes)
+            input_policy.check_bytes(found.head, message.size, self._settings.max_image_bytes)
         except SkyclassError as exc:
             result = failed_result(message, exc.message, model=None, worker=INGEST_WORKER)
             self._store.put(message.result_key, result)
@@ -141,15 +147,29 @@ class Ingestor:
             self._tracker.record([(message, result)])
             self._tracker.after_batch([message.job_id], [])
 
-    def _check(self, message: WorkMessage) -> None:
-        # Size first: it needs no GET, and an empty object has no byte range to read.
-        input_policy.check_size(message.size, self._settings.max_image_bytes)
-        head = self._s3.get_object(
-            Bucket=message.bucket,
-            Key=message.key,
-            Range=f"bytes=0-{input_policy.SNIFF_BYTES - 1}",
-        )["Body"].read()
-        input_policy.check_bytes(head, message.size, self._settings.max_image_bytes)
+    def _read_head(self, bucket: str, key: str, size: int | None) -> _Head:
+        """The object's first bytes, size, ETag and metadata: one ranged GET when the
+        event says the object is not empty (S3 answers the whole size in Content-Range);
+        a HEAD first when the event does not say; a HEAD alone for an empty object, or
+        one emptied since (an empty object has no byte range to read)."""
+        if size is None:
+            size = int(self._s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        if size:
+            try:
+                response = self._s3.get_object(
+                    Bucket=bucket, Key=key, Range=f"bytes=0-{input_policy.SNIFF_BYTES - 1}")
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "InvalidRange":
+                    raise
+            else:
+                head = response["Body"].read()
+                total = str(response.get("ContentRange", "")).rpartition("/")[2]
+                return _Head(head, int(total) if total.isdigit() else len(head),
+                             response.get("ETag", "").strip('"'),
+                             response.get("Metadata") or {})
+        response = self._s3.head_object(Bucket=bucket, Key=key)
+        return _Head(b"", int(response["ContentLength"]), response.get("ETag", "").strip('"'),
+                     response.get("Metadata") or {})
 
     def _cold_start(self) -> list[str]:
         """Start one stopped worker if none is pending or running. Best effort: if EC2
@@ -173,8 +193,18 @@ class Ingestor:
             return []
 
 
-def _name(head: dict[str, Any], image_id: str) -> str:
+@dataclass(frozen=True)
+class _Head:
+    """What ingest reads of a new object: its first bytes (empty if it is empty), its
+    size, ETag and user metadata."""
+
+    head: bytes
+    size: int
+    etag: str
+    metadata: dict[str, str]
+
+
+def _name(metadata: dict[str, str], image_id: str) -> str:
     """The original file name from the upload's metadata (URL-encoded there, as S3
     metadata is ASCII); for a drop-folder object, its path under ``incoming/``."""
-    meta = head.get("Metadata") or {}
-    return unquote(meta.get(c.META_NAME, "")) or image_id
+    return unquote(metadata.get(c.META_NAME, "")) or image_id

@@ -4,15 +4,18 @@
 A job is a manifest in the output bucket plus one input object per image under
 ``jobs/{job_id}/{image_id}`` in the input bucket. Clients upload straight to S3 with
 presigned POSTs that S3 itself limits in size and content type; the S3 event then
-queues the work (skyclass.runtime.ingest). ``classify`` takes the same path for one image and
-waits, bounded, for its result. Image names are data: they live in the manifest and in
-object metadata (URL-encoded, since S3 metadata is ASCII), never in a key.
+queues the work (skyclass.runtime.ingest). ``classify`` takes the same path for one image
+and waits, bounded, for its result (skyclass.runtime.waiter). Image names are data: they
+live in the manifest and in object metadata (URL-encoded, since S3 metadata is ASCII),
+never in a key.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,17 +26,17 @@ from skyclass.runtime import constants as c
 from skyclass.runtime import contracts, input_policy
 from skyclass.runtime.errors import BadRequestError, ImageNotFoundError, JobNotFoundError
 from skyclass.runtime.names import StageResources
-from skyclass.runtime.settings import Settings
+from skyclass.runtime.settings import MAX_CLASSIFY_WAIT, Settings
 from skyclass.runtime.store import JsonStore
+from skyclass.runtime.waiter import ResultWaiter
 
 log = logging.getLogger(__name__)
 
 # Images per POST /jobs request (a job takes more in pages: skyclass.runtime.bulk.service),
 # so a request, its manifest and its reply stay small.
 MAX_IMAGES_PER_JOB = 1000
-_FIRST_POLL_S = 0.05
-_MAX_POLL_S = 1.0
-
+# Images a process remembers it has seen the manifest of.
+_KNOWN_IMAGES = 10_000
 
 
 @dataclass(frozen=True)
@@ -58,14 +61,18 @@ class JobService:
         resources: StageResources,
         settings: Settings,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        waiter: ResultWaiter | None = None,
     ) -> None:
+        """``waiter``: the process's one waiter for ``classify`` results (one is made
+        if none is given; JobService is built once per process)."""
         self._s3 = s3
         self._store = store
         self._resources = resources
         self._settings = settings
         self._clock = clock
-        self._sleep = sleep
+        self._waiter = waiter or ResultWaiter(store, clock=clock)
+        self._known: OrderedDict[str, None] = OrderedDict()
+        self._known_lock = threading.Lock()
 
     # ---- POST /jobs ----------------------------------------------------------------
 
@@ -186,12 +193,21 @@ class JobService:
         if job_id is None:
             raise ImageNotFoundError(f"no image {image_id!r}")
         result = self._store.get(_result_key(job_id, image_id))
-        if result is not None:
+        if result is not None or image_id in self._known:
             return result
         manifest = self._manifest(job_id)
         if manifest is None or image_id not in {i["image_id"] for i in manifest["images"]}:
             raise ImageNotFoundError(f"no image {image_id!r}")
+        self._remember(image_id)
         return None
+
+    def _remember(self, image_id: str) -> None:
+        """An image this process knows exists (its manifest was written or read here), so
+        polling its status costs one GET, not two."""
+        with self._known_lock:
+            self._known[image_id] = None
+            while len(self._known) > _KNOWN_IMAGES:
+                self._known.popitem(last=False)
 
     def _manifest(self, job_id: str) -> dict[str, Any] | None:
         if not contracts.is_job_id(job_id):
@@ -200,9 +216,11 @@ class JobService:
 
     # ---- POST /classify ------------------------------------------------------------
 
-    def classify(self, body: bytes, name: str) -> Classified:
+    def classify(self, body: bytes, name: str, wait: float | None = None) -> Classified:
         """Store one image as a one-image job (the S3 event queues it like any other)
-        and wait up to ``classify_timeout`` for its result."""
+        and wait for its result: ``wait`` seconds from the call (``classify_timeout``
+        when None), within 0..MAX_CLASSIFY_WAIT, the upload included."""
+        deadline = self._clock() + self.wait_seconds(wait)
         input_policy.check_name(name)
         fmt = input_policy.check_bytes(
             body[: input_policy.SNIFF_BYTES], len(body), self._settings.max_image_bytes
@@ -219,21 +237,22 @@ class JobService:
             ContentType=actual,
             Metadata={c.META_NAME: quote(name, safe="")},
         )
-        return Classified(image["image_id"],
-                          self._wait_for(_result_key(job_id, image["image_id"])))
+        key = _result_key(job_id, image["image_id"])
+        self._remember(image["image_id"])
+        left = deadline - self._clock()
+        result = self._waiter.wait(key, left) if left > 0 else self._store.get(key)
+        return Classified(image["image_id"], result)
 
-    def _wait_for(self, key: str) -> dict[str, Any] | None:
-        """Poll for ``key``: every 50 ms at first (a warm worker answers in well under a
-        second), backing off to 1 s, until the deadline."""
-        deadline = self._clock() + self._settings.classify_timeout
-        delay = _FIRST_POLL_S
-        while True:
-            result = self._store.get(key)
-            remaining = deadline - self._clock()
-            if result is not None or remaining <= 0:
-                return result
-            self._sleep(min(delay, remaining))
-            delay = min(delay * 1.5, _MAX_POLL_S)
+    def wait_seconds(self, wait: float | None) -> float:
+        """How long ``classify`` waits: ``wait`` if given (refused outside
+        0..MAX_CLASSIFY_WAIT), else the stage's ``classify_timeout``."""
+        if wait is None:
+            return self._settings.classify_timeout
+        if not 0 <= wait <= MAX_CLASSIFY_WAIT:
+            raise BadRequestError(
+                f"wait must be within 0..{MAX_CLASSIFY_WAIT:g} seconds (API Gateway ends a "
+                f"request at 29 s), not {wait:g}")
+        return wait
 
 
 def _result_key(job_id: str, image_id: str) -> str:

@@ -23,6 +23,9 @@ from skyclass.runtime.errors import ConfigurationError
 
 # S3's rule for bucket names (no dots needed by skyclass, but allowed).
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# The longest /classify may wait for a result: API Gateway ends an integration at 29 s,
+# and the upload before the wait and the answer after it need the rest.
+MAX_CLASSIFY_WAIT = 28.0
 # The retention periods CloudWatch Logs accepts (PutRetentionPolicy), in days.
 LOG_RETENTION_CHOICES = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
                          1827, 2192, 2557, 2922, 3288, 3653)
@@ -58,7 +61,8 @@ class Settings:
     max_receives: int = field(default=5, metadata=_env(c.MAX_RECEIVES))
     visibility_timeout: int = field(default=120, metadata=_env(c.VISIBILITY_TIMEOUT))
 
-    # API behaviour. /classify waits below API Gateway's 29 s limit.
+    # API behaviour. /classify waits below API Gateway's 29 s limit (a client may ask for
+    # another wait, up to MAX_CLASSIFY_WAIT).
     classify_timeout: float = field(default=20.0, metadata=_env(c.CLASSIFY_TIMEOUT))
     upload_expires: int = field(default=300, metadata=_env(c.UPLOAD_EXPIRES))
     # API key: required on every route but the page and /health when set. Deployed
@@ -79,6 +83,9 @@ class Settings:
     boot_time: float = field(default=70.0, metadata=_env(c.BOOT_TIME))
     instance_type: str = field(default="c7i.large", metadata=_env(c.INSTANCE_TYPE))
     scale_period: float = field(default=60.0, metadata=_env(c.SCALE_PERIOD))
+    # Why the fleet's limits are what they are, where something chose them for the
+    # operator (`skyclass up` sizes the local fleet to the machine); GET /fleet shows it.
+    fleet_note: str | None = field(default=None, metadata=_env(c.FLEET_NOTE))
 
     # Bulk jobs (docs/bulk.md): the buckets the stage classifies in place (comma-separated
     # names; nothing else may be a job's source), keys per listing page (S3's most is
@@ -132,6 +139,10 @@ class Settings:
             raise ConfigurationError(f"{c.TOP_K} must be at least 1, not {self.top_k}")
         if self.batch_size < 1:
             raise ConfigurationError(f"{c.BATCH_SIZE} must be at least 1, not {self.batch_size}")
+        if not 0 <= self.classify_timeout <= MAX_CLASSIFY_WAIT:
+            raise ConfigurationError(
+                f"{c.CLASSIFY_TIMEOUT} must be within 0..{MAX_CLASSIFY_WAIT:g} s (API "
+                f"Gateway ends a request at 29 s), not {self.classify_timeout:g}")
         if self.precision not in ("fp32", "bf16"):
             raise ConfigurationError(
                 f"{c.PRECISION} must be fp32 or bf16, not {self.precision!r}")

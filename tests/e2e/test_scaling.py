@@ -1,5 +1,6 @@
 """Elasticity on the real local stack: a backlog grows the fleet from zero past one
-worker, and the idle fleet goes back to zero.
+worker, workers start one at a time, a crowd of synchronous requests is answered, and
+the idle fleet goes back to zero.
 
 This module runs its own ``skyclass up`` (not the session's stack): a 2 s simulated EC2
 boot, a pool of 3, a short idle grace, and a tiny configured throughput and target
@@ -8,10 +9,13 @@ latency, so that a few dozen images need more than one worker.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urljoin
 
 import pytest
 
@@ -90,11 +94,57 @@ def test_a_backlog_grows_the_fleet_from_zero_and_idle_brings_it_back(scaling_sta
     assert status["done"] == len(files)
     assert all(r["name"].startswith(f"{r['label']}-") for r in status["results"])
     assert peak > 1, "the fleet never grew past one worker"
+    # AND its workers started one at a time, each once the one before it was ready
+    assert_started_one_at_a_time(stack)
+    # AND /fleet says the size was chosen, and that the workers share the cores
+    note = stack.get("/fleet").json()["limits"]["note"]
+    assert note.startswith(f"{MAX_WORKERS} workers as chosen") and "inference thread" in note
     # AND once idle past the grace, no instance runs and no worker process is left
     eventually(lambda: not up(stack) and not stack.worker_processes(), IDLE_GRACE + 45,
                "the fleet back at zero", stack)
     decision = stack.get("/fleet").json()["last_decision"]
     assert decision["desired"] == 0
+
+
+def test_a_crowd_of_synchronous_requests_is_answered_each_with_its_own_result(
+        scaling_stack):
+    # GIVEN 30 clients, each with one image
+    files = [(f"{label}-{i}.jpg", body)
+             for i, (label, body) in enumerate(held_out_images(10, first=500))]
+
+    def classify(file: tuple[str, bytes]) -> dict:
+        response = scaling_stack.post("/classify", files={"myfile": (*file, "image/jpeg")})
+        if response.status_code == 202:
+            url = urljoin(f"{scaling_stack.api}/classify", response.json()["status_url"])
+            return eventually(lambda: _done(scaling_stack, url), RESULTS_WITHIN, "a result",
+                              scaling_stack)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    # WHEN they all POST /classify at once
+    with ThreadPoolExecutor(max_workers=len(files)) as pool:
+        results = list(pool.map(classify, files))
+    # THEN each gets its own image's result: 200, or 202 and then done at its status URL
+    assert [r["name"] for r in results] == [name for name, _ in files]
+    assert all(r["status"] == "done" and r["name"].startswith(f"{r['label']}-")
+               for r in results)
+
+
+def assert_started_one_at_a_time(stack: RunningStack) -> None:
+    events = re.findall(r"worker (i-\w+) (started|ready)", stack.console.read_text())
+    starting = None
+    for instance, what in events:
+        if what == "started":
+            assert starting is None, f"{instance} started while {starting} was starting"
+            starting = instance
+        elif instance == starting:
+            starting = None
+    assert sum(what == "started" for _, what in events) > 1, events
+
+
+def _done(stack: RunningStack, url: str) -> dict | None:
+    response = stack.get(url.removeprefix(stack.api))
+    return response.json() if response.status_code == 200 else None
 
 
 def test_skyclass_status_watch_redraws_until_ctrl_c(scaling_stack):

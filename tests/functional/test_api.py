@@ -235,6 +235,49 @@ def test_classify_waits_for_a_worker_that_answers_in_time(client, aws, stage, mo
     assert response.json_body["label"] == "tabby"
 
 
+def test_classify_waits_as_long_as_the_client_asks_within_the_gateways_limit(
+        client, aws, stage):
+    # GIVEN a stage that waits 0.2 s by default, and a worker that answers after a poll
+    worker = StandInWorker(aws, stage)
+    stop = threading.Event()
+
+    def run() -> None:
+        stop.wait(1.0)  # later than the stage's default wait
+        while not stop.wait(0.05):
+            worker.step()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        # WHEN a client asks to wait up to 10 s
+        response = client.http.post("/classify?wait=10",
+                                    headers={"Content-Type": "image/png"}, body=PNG)
+    finally:
+        stop.set()
+        thread.join()
+    # THEN it gets the result, not a 202
+    assert response.status_code == 200
+    assert response.json_body["label"] == "tabby"
+
+
+def test_classify_with_no_wait_answers_202_at_once(client):
+    response = client.http.post("/classify?wait=0", headers={"Content-Type": "image/png"},
+                                body=PNG)
+
+    assert response.status_code == 202
+    assert response.json_body["status_url"].startswith("images/")
+    assert int(response.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("wait", ["29", "-1", "soon", "nan"])
+def test_classify_refuses_a_wait_outside_what_the_gateway_allows(client, wait):
+    response = client.http.post(f"/classify?wait={wait}",
+                                headers={"Content-Type": "image/png"}, body=PNG)
+
+    assert_error(response, 400, "BadRequest")
+    assert "wait" in response.json_body["Message"]
+
+
 @pytest.mark.parametrize("field", ["file", "myfile"])
 def test_classify_takes_a_multipart_file_field_of_any_name(client, aws, field):
     boundary = "b0undary"
@@ -300,7 +343,8 @@ def test_fleet_shows_queue_instances_and_the_last_decision(client, stage):
 
     fleet = client.http.get("/fleet").json_body
 
-    assert fleet["queue"] == {"visible": 0, "in_flight": 0, "delayed": 0, "dead_letter": 0}
+    assert fleet["queue"] == {"visible": 0, "in_flight": 0, "delayed": 0, "dead_letter": 0,
+                              "ingesting": 0}
     assert sorted(i["id"] for i in fleet["instances"]) == sorted(stage.worker_instance_ids)
     assert {i["state"] for i in fleet["instances"]} == {"stopped"}
     assert fleet["last_decision"]["desired"] == 0

@@ -191,3 +191,44 @@ def test_a_burst_asks_ec2_once_then_trusts_the_answer_for_a_while(aws, stage, se
     # ...until the memo runs out, when it looks again and starts one
     clock.now += 11
     assert len(ingestor.handle_event(events[2]).started) == 1
+
+
+def test_an_event_of_many_records_queues_each_image_once(aws, stage, lambda_env):
+    # GIVEN twelve uploads, one of them not an image, delivered as one event
+    for n in range(11):
+        aws.s3.put_object(Bucket=lambda_env.input_bucket, Key=f"incoming/{n:02d}.png", Body=PNG)
+    aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="incoming/notes.png", Body=b"hi")
+    records = [r for body in s3_notifications(aws, stage) for r in body.get("Records", [])]
+
+    report = on_s3_event({"Records": records}, None)
+
+    # THEN the images are queued, the other one failed, and one worker started
+    assert (report["queued"], report["rejected"]) == (11, 1)
+    keys = [m.key for m in queued(aws, stage)] + [m.key for m in queued(aws, stage)]
+    assert sorted(keys) == [f"incoming/{n:02d}.png" for n in range(11)]
+    assert len(running(aws)) == 1
+
+
+def test_an_image_emptied_after_its_upload_fails_as_empty(aws, stage, lambda_env):
+    # GIVEN an upload whose event says it has bytes, then an empty object at its key
+    aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="incoming/gone.png", Body=PNG)
+    (event,) = [b for b in s3_notifications(aws, stage) if "Records" in b]
+    aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="incoming/gone.png", Body=b"")
+    s3_notifications(aws, stage)
+
+    on_s3_event(event, None)
+
+    assert "empty" in result(aws, stage, "results/incoming/gone.png.json")["error"]
+    assert queued(aws, stage) == []
+
+
+def test_an_event_without_a_size_is_read_all_the_same(aws, stage, lambda_env):
+    aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="incoming/a.png", Body=PNG,
+                      Metadata={c.META_NAME: "cat.png"})
+    (event,) = [b for b in s3_notifications(aws, stage) if "Records" in b]
+    del event["Records"][0]["s3"]["object"]["size"]
+
+    on_s3_event(event, None)
+
+    (message,) = queued(aws, stage)
+    assert (message.name, message.size) == ("cat.png", len(PNG))

@@ -22,6 +22,16 @@ while True:
     time.sleep(0.05)
 """
 CRASHING_WORKER = "import sys; print('crash: no model here', flush=True); sys.exit(3)"
+# A worker stand-in that gets ready when told to (a file appears), as ec2_worker logs it.
+SLOW_WORKER = """
+import os, sys, time
+from pathlib import Path
+go = Path(sys.argv[1]) / ("go-" + os.environ["SKYCLASS_WORKER_ID"])
+while not go.exists():
+    time.sleep(0.02)
+print("INFO ec2_worker: worker", os.environ["SKYCLASS_WORKER_ID"], "ready: model x", flush=True)
+time.sleep(60)
+"""
 
 
 def _eventually(check, timeout: float = 10.0) -> None:
@@ -61,6 +71,30 @@ def test_running_instance_gets_a_worker_that_stops_cleanly(tmp_path):
     assert "finishing batch" in log.read_text()
     assert worker.poll() == 0
     assert runner.workers() == {}
+
+
+def test_workers_start_one_at_a_time_each_once_the_previous_one_is_ready(tmp_path):
+    # GIVEN two running instances whose workers take a while to get ready
+    states = {"i-1": "running", "i-2": "running"}
+    spawner = LocalWorkerSpawner({}, tmp_path, cwd=tmp_path,
+                                 argv=(sys.executable, "-c", SLOW_WORKER, str(tmp_path)))
+    runner = InstanceRunner(lambda: dict(states), spawner, stop_grace=5.0,
+                            report=lambda m: None)
+    try:
+        # WHEN the runner looks, for a while
+        for _ in range(5):
+            runner.reconcile()
+            time.sleep(0.05)
+        # THEN one worker runs
+        first = runner.workers()["i-1"]
+        assert set(runner.workers()) == {"i-1"} and not first.ready()
+        # WHEN it logs that it is ready: THEN the second one starts
+        (tmp_path / "go-i-1").touch()
+        _eventually(lambda: first.ready())
+        _eventually(lambda: (runner.reconcile(), "i-2" in runner.workers())[1])
+    finally:
+        states.clear()
+        runner.shutdown(grace=1.0)
 
 
 def test_crashing_worker_is_restarted_while_its_instance_runs(tmp_path):

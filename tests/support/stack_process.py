@@ -92,15 +92,17 @@ class StackProcess:
         return "\n".join(parts)
 
 
-def start_stack(state_dir: Path, env: Mapping[str, str], *, max_workers: int,
+def start_stack(state_dir: Path, env: Mapping[str, str], *, max_workers: int | None,
                 boot_delay: float = 0.0) -> StackProcess:
-    """Start ``skyclass up`` on free ports, its logs under ``state_dir``."""
+    """Start ``skyclass up`` on free ports, its logs under ``state_dir``
+    (``max_workers`` None: the stack sizes the fleet to the machine)."""
     api_port, aws_port = free_port(), free_port()
     console = state_dir / "console.log"
+    sizing = [] if max_workers is None else ["--max-workers", str(max_workers)]
     with console.open("wb") as out:
         process = subprocess.Popen(
             [str(SKYCLASS), "up", "--api-port", str(api_port), "--aws-port", str(aws_port),
-             "--max-workers", str(max_workers), "--boot-delay", str(boot_delay)],
+             *sizing, "--boot-delay", str(boot_delay)],
             cwd=REPO_ROOT, env={**os.environ, "SKYCLASS_LOCAL_DIR": str(state_dir), **env},
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -25,6 +25,7 @@ def test_environment_beats_default_and_argument_beats_environment():
     ({"SKYCLASS_TOP_K": "0"}, {}, "SKYCLASS_TOP_K"),
     ({"SKYCLASS_PRECISION": "fp8"}, {}, "SKYCLASS_PRECISION"),
     ({"SKYCLASS_BATCH_SIZE": "0"}, {}, "SKYCLASS_BATCH_SIZE"),
+    ({"SKYCLASS_CLASSIFY_TIMEOUT": "30"}, {}, "SKYCLASS_CLASSIFY_TIMEOUT"),
 ])
 def test_bad_values_are_configuration_errors_naming_the_variable(environ, overrides, named):
     with pytest.raises(ConfigurationError, match=named) as raised:

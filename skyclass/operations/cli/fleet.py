@@ -50,7 +50,8 @@ def render_fleet(fleet: dict[str, Any]) -> str:
     queue = fleet.get("queue", {})
     lines = [
         f"backlog {queue.get('visible', 0)} visible, {queue.get('in_flight', 0)} in flight, "
-        f"{queue.get('delayed', 0)} delayed; {queue.get('dead_letter', 0)} dead letters",
+        f"{queue.get('delayed', 0)} delayed; {queue.get('dead_letter', 0)} dead letters"
+        + (f"; {queue['ingesting']} still to ingest" if queue.get("ingesting") else ""),
     ]
     throughput = fleet.get("throughput") or {}
     if throughput.get("per_worker") is not None:
@@ -62,6 +63,9 @@ def render_fleet(fleet: dict[str, Any]) -> str:
     instances = fleet.get("instances", [])
     up = sum(1 for i in instances if i.get("state") in ("pending", "running"))
     lines.append(f"workers: {up} up of {len(instances)} in the pool")
+    note = (fleet.get("limits") or {}).get("note")
+    if note:
+        lines.append(f"  ({note})")
     for inst in instances:
         uptime = inst.get("uptime_s")
         up_for = f" up {uptime:.0f}s" if isinstance(uptime, int | float) else ""

@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--api-port", type=int, help=f"the API's port (env {c.API_PORT}, 8000)")
     up.add_argument("--aws-port", type=int, help=f"the emulator's port (env {c.AWS_PORT}, 4566)")
     up.add_argument("--max-workers", type=int,
-                    help=f"worker instances in the pool (env {c.MAX_WORKERS})")
+                    help=f"worker instances in the pool (env {c.MAX_WORKERS}; default: "
+                         "as many as this machine has room for)")
     up.add_argument("--boot-delay", type=float,
                     help=f"simulated EC2 boot time in seconds (env {c.BOOT_DELAY}, 0)")
     up.set_defaults(func=_up)
@@ -37,8 +38,10 @@ def _up(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(api_port=args.api_port, aws_port=args.aws_port,
                                  max_workers=args.max_workers, boot_delay=args.boot_delay)
+    # A fleet size the operator chose is kept; otherwise the stack sizes it to the machine.
+    chosen = settings.max_workers if settings.is_configured("max_workers") else None
     return up(api_port=settings.api_port, aws_port=settings.aws_port,
-              max_workers=settings.max_workers, boot_delay=settings.boot_delay)
+              max_workers=chosen, boot_delay=settings.boot_delay)
 
 
 def _emulator(args: argparse.Namespace) -> int:

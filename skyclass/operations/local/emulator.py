@@ -13,12 +13,16 @@ Swagger 2.0 (``ApiImportCompat``, two gaps); bucket policies that refuse plain H
 (``count_requests_as_tls``); instance profiles on multi-instance launches
 (``profile_every_launched_instance``); the launch time of a restarted instance
 (``start_sets_launch_time``); and tags for an image's snapshots at ``CreateImage``
-(``tag_image_snapshots``). Three costs are cut: SQS receives that rescanned the
-whole queue for every message (``read_queue_attributes_once``), the lookup of the
-service a request is for, redone from the file system on every request
-(``look_up_services_once``), and DynamoDB transactions that copied whole tables
-(``snapshot_transaction_items``). One more gap: DynamoDB's item writes are atomic,
-moto's server's are not under concurrent requests (``serialize_item_writes``).
+(``tag_image_snapshots``). It counts the requests it serves (``RequestCounter``).
+Costs that grew with a queue's depth are cut: SQS receives that rescanned the whole
+queue for every message (``read_queue_attributes_once``), SQS sends that did the same
+(``count_messages_only_when_asked``), receives that listed every visible message to
+hand out ten and deletes that rebuilt the queue (``scan_queues_only_as_far_as_needed``);
+and so is the lookup of the service a request is for, redone from the file system on
+every request (``look_up_services_once``), and DynamoDB transactions that copied whole
+tables (``snapshot_transaction_items``). Concurrent requests are made as safe as AWS
+makes them: DynamoDB's item writes are atomic (``serialize_item_writes``), and an SQS
+delete removes the one message it names, whatever other threads do to the queue.
 
 On request (``--eventual-consistency SECONDS``, or ``SKYCLASS_EMULATOR_LAG``) it is as
 slow to agree with itself as AWS is (``EventualConsistency``), so that bake, bootstrap,
@@ -28,6 +32,7 @@ deploy and teardown can be rehearsed against it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import io
 import json
@@ -40,7 +45,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
@@ -77,10 +82,12 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1", lag: float = 0.0) -
         EventualConsistency(lag).install()
     start_sets_launch_time()
     read_queue_attributes_once()
+    count_messages_only_when_asked()
+    scan_queues_only_as_far_as_needed()
     snapshot_transaction_items()
     serialize_item_writes()
     look_up_services_once()
-    app = ApiImportCompat(DomainDispatcherApplication(create_backend_app))
+    app = RequestCounter(ApiImportCompat(DomainDispatcherApplication(create_backend_app)))
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     # One line per request (the runner alone polls EC2 three times a second) would
     # bury anything worth reading in the emulator's log.
@@ -129,6 +136,37 @@ class ApiImportCompat:
         return (environ.get("REQUEST_METHOD") in ("POST", "PUT")
                 and "/apigateway/" in environ.get("HTTP_AUTHORIZATION", "")
                 and bool(self._PATH.match(environ.get("PATH_INFO", ""))))
+
+
+class RequestCounter:
+    """WSGI middleware that counts the requests the emulator serves, by AWS service, and
+    answers ``GET /_skyclass/requests`` with the counts so far (a path no AWS API has:
+    no bucket name starts with ``_``). The benchmarks read it to report what each image
+    costs the emulator."""
+
+    PATH = "/_skyclass/requests"
+    _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == self.PATH and environ.get("REQUEST_METHOD") == "GET":
+            with self._lock:
+                body = json.dumps({"total": sum(self._counts.values()),
+                                   "by_service": dict(self._counts)}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        # A presigned POST carries its credential in the form, not a header: S3's.
+        scope = self._SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        service = scope.group(1) if scope else "s3"
+        with self._lock:
+            self._counts[service] = self._counts.get(service, 0) + 1
+        return self._app(environ, start_response)
 
 
 def patch_api_definition(body: bytes) -> bytes:
@@ -428,7 +466,7 @@ def read_queue_attributes_once() -> None:
             raise InvalidAttributeName(invalid)
         attributes = queue.attributes
         if "All" in attribute_names:
-            return attributes
+            return dict(attributes)
         return {name: attributes[name] for name in attribute_names
                 if attributes.get(name) is not None}
 
@@ -438,6 +476,95 @@ def read_queue_attributes_once() -> None:
 
     SQSBackend.get_queue_attributes = get_queue_attributes
     SQSBackend.is_message_valid_based_on_retention_period = retained
+
+
+def count_messages_only_when_asked() -> None:
+    """Make moto's SQS send cost O(1), not O(queue depth).
+
+    moto reads one setting (content-based deduplication) for every message sent by
+    building the queue's whole attribute dict, whose message counts scan the queue three
+    times. With two thousand S3 events waiting for the bridge, each upload's notification
+    then cost the emulator tens of milliseconds, and ingest fell ever further behind.
+    Here a queue's attributes are a read-only mapping that works out each attribute
+    when it is read; answers are the same as moto's.
+    """
+    from moto.core.utils import camelcase_to_underscores
+    from moto.sqs.models import Queue
+
+    class LazyAttributes(Mapping):
+        def __init__(self, queue: Queue) -> None:
+            self._queue = queue
+            names = list(queue.BASE_ATTRIBUTES)
+            if queue.fifo_queue:
+                names += queue.FIFO_ATTRIBUTES
+            if queue.kms_master_key_id:
+                names += queue.KMS_ATTRIBUTES
+            self._names = names
+
+        def __getitem__(self, name: str) -> Any:
+            if name not in self._names:
+                raise KeyError(name)
+            if name == "RedrivePolicy" and self._queue.redrive_policy:
+                return json.dumps(self._queue.redrive_policy)
+            value = getattr(self._queue, camelcase_to_underscores(name))
+            return str(value).lower() if isinstance(value, bool) else value
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(self._names)
+
+        def __len__(self) -> int:
+            return len(self._names)
+
+    Queue.attributes = property(LazyAttributes)
+
+
+def scan_queues_only_as_far_as_needed() -> None:
+    """Make moto's SQS receive and delete cost what they hand out, not the queue's depth.
+
+    moto lists every visible message of a queue (reading the clock twice for each) to
+    hand out the first ten, and scans the whole queue twice, rebuilding it, for every
+    message deleted. With a few thousand S3 events waiting for the bridge, or a few
+    thousand images for a worker, each receive and delete took tens of milliseconds of
+    the emulator, which every other request waited for. Here the visible messages are
+    listed lazily, in the same order, against one reading of the clock, so a receive
+    stops at the tenth; and a delete stops at the message it deletes (work is received
+    from the front of the queue, so it is near the front). Answers are moto's.
+    """
+    from moto.core.utils import unix_time_millis
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid
+    from moto.sqs.models import Queue
+
+    class VisibleMessages:
+        def __init__(self, queue: Queue) -> None:
+            self._queue = queue
+
+        def __iter__(self) -> Iterator[Any]:
+            now = unix_time_millis()
+            return (m for m in list(self._queue._messages)
+                    if now > m.visible_at and not now < m.delayed_until)
+
+        def __len__(self) -> int:
+            return sum(1 for _ in self)
+
+        def __bool__(self) -> bool:
+            return any(True for _ in self)
+
+    def delete_message(self: Queue, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return  # deleted already: as moto, gracefully
+        for message in self._messages:
+            if message.had_receipt_handle(receipt_handle):
+                # By the message itself, not its index: another thread's send or delete
+                # may have moved it since (a removal by index took the wrong message).
+                with contextlib.suppress(ValueError):
+                    self._messages.remove(message)
+                self.pending_messages.discard(message)
+                self.deleted_messages.update(message.all_receipt_handles)
+                return
+        raise ReceiptHandleIsInvalid()
+
+    Queue.messages = property(VisibleMessages)
+    Queue.delete_message = delete_message
 
 
 def snapshot_transaction_items(patch: Callable[[Any, str, Any], None] = setattr) -> None:

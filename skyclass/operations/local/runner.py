@@ -5,7 +5,10 @@ On AWS a worker instance boots the baked AMI and systemd starts ``ec2_worker`` w
 the same, and this runner watches their states (ARCHITECTURE.md, "Local mode"):
 
 * ``running`` → start a worker process, once the simulated boot delay has passed since
-  the runner first saw the instance running;
+  the runner first saw the instance running, and once no other worker is still starting:
+  the instances share this machine's cores, and a worker's start (importing TensorFlow,
+  loading, freezing and warming up the model) takes tens of CPU-seconds, which two at a
+  time would take from each other and from the worker already serving;
 * a worker that exits while its instance is still running is restarted after a short
   pause, as systemd would; the pause doubles with each crash in a row (up to
   ``MAX_RESTART_DELAY``), so a worker that cannot start does not flood the console;
@@ -42,6 +45,10 @@ RESTART_DELAY = 1.0
 MAX_RESTART_DELAY = 30.0
 # A worker that ran this long before exiting was healthy: its restart pause starts over.
 HEALTHY_RUN = 60.0
+# A worker still starting after this long no longer holds back the next one's start.
+START_TIMEOUT = 180.0
+# What a worker logs once its model is loaded and warmed up (ec2_worker/__main__.py).
+READY_LINE = b" ready: model "
 
 
 class WorkerProcess(Protocol):
@@ -50,6 +57,9 @@ class WorkerProcess(Protocol):
     pid: int
 
     def poll(self) -> int | None: ...
+
+    def ready(self) -> bool:
+        """Whether it has said it is ready to take work."""
 
     def terminate(self) -> None: ...
 
@@ -70,6 +80,8 @@ class _Instance:
     restart_at: float = 0.0
     crashes: int = 0
     term_sent_at: float | None = None
+    ready: bool = False
+    held_back: bool = False
 
 
 class InstanceRunner:
@@ -173,11 +185,36 @@ class InstanceRunner:
                     f"instance {instance_id} is running; its worker starts after a "
                     f"{self._boot_delay:g}s simulated boot"
                 )
+        if slot.process is not None:
+            if not slot.ready and slot.process.ready():
+                slot.ready = True
+                self._report(f"worker {instance_id} ready, {now - slot.started_at:.1f}s "
+                             "after its start")
+            return
         booted = now >= slot.running_since + self._boot_delay
-        if slot.process is None and booted and now >= slot.restart_at:
-            slot.process = self._spawn(instance_id)
-            slot.started_at = now
-            self._report(f"worker {instance_id} started (pid {slot.process.pid})")
+        if not booted or now < slot.restart_at:
+            return
+        starting = self._starting(instance_id, now)
+        if starting is not None:
+            if not slot.held_back:
+                slot.held_back = True
+                self._report(f"instance {instance_id} is running; its worker starts once "
+                             f"worker {starting} is ready (one start at a time on this "
+                             "machine)")
+            return
+        slot.process = self._spawn(instance_id)
+        slot.started_at = now
+        slot.ready = slot.held_back = False
+        self._report(f"worker {instance_id} started (pid {slot.process.pid})")
+
+    def _starting(self, instance_id: str, now: float) -> str | None:
+        """Another instance whose worker is still starting, if any."""
+        for other, slot in self._instances.items():
+            if (other != instance_id and slot.process is not None and not slot.ready
+                    and slot.term_sent_at is None and now - slot.started_at < START_TIMEOUT
+                    and slot.process.poll() is None and not slot.process.ready()):
+                return other
+        return None
 
     def _keep_stopped(
         self, instance_id: str, slot: _Instance, state: str | None, now: float
@@ -221,11 +258,28 @@ class PopenWorker:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log_file:
             log_file.write(f"--- started {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        self._log_path = log_path
+        self._log_from = log_path.stat().st_size
+        self._ready = False
         self._popen = spawn(argv, env, cwd, log_path, append=True)
         self.pid = self._popen.pid
 
     def poll(self) -> int | None:
         return self._popen.poll()
+
+    def ready(self) -> bool:
+        """Whether this run of the worker has logged that it is ready."""
+        if not self._ready:
+            try:
+                with self._log_path.open("rb") as log_file:
+                    log_file.seek(self._log_from)
+                    text = log_file.read()
+            except OSError:
+                return False
+            # Keep a line's worth, in case the mark is still being written.
+            self._log_from += max(0, len(text) - len(READY_LINE) - 200)
+            self._ready = READY_LINE in text
+        return self._ready
 
     def terminate(self) -> None:
         self._signal(signal.SIGTERM)

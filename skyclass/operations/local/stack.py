@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from skyclass.operations.local.capacity import local_capacity, machine
 from skyclass.operations.local.emulator import port_is_free
 from skyclass.operations.local.log_shipper import LogShipper
 from skyclass.operations.local.processes import signal_group, spawn
@@ -44,8 +45,10 @@ from skyclass.runtime.settings import Settings, standard_region
 
 STAGE = "local"
 
-# Local defaults that make the demo snappy; the environment still wins.
-LOCAL_DEFAULTS = {c.SCALE_PERIOD: "2", c.IDLE_GRACE: "20"}
+# Local defaults that make the demo snappy; the environment still wins. A worker on a
+# laptop's CPU classifies batches of 8 as fast as batches of 32 (docs/benchmarks.md,
+# section 1), and answers the first of a burst four times sooner.
+LOCAL_DEFAULTS = {c.SCALE_PERIOD: "2", c.IDLE_GRACE: "20", c.BATCH_SIZE: "8"}
 LOCAL_WORKER_START_S = 10.0  # a local worker's TensorFlow import and model load
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 EMULATOR_READY_TIMEOUT = 30.0
@@ -58,10 +61,13 @@ class StackError(Exception):
 
 
 def up(
-    api_port: int, aws_port: int, max_workers: int, boot_delay: float, host: str = "127.0.0.1"
+    api_port: int, aws_port: int, max_workers: int | None, boot_delay: float,
+    host: str = "127.0.0.1",
 ) -> int:
     """Run the local stack in the foreground until Ctrl-C or SIGTERM; returns an exit
-    code (0 after a requested stop, 1 if a part failed, 2 if it could not start)."""
+    code (0 after a requested stop, 1 if a part failed, 2 if it could not start).
+    ``max_workers``: the pool's size as the operator chose it, or None to size it to
+    this machine (skyclass.operations.local.capacity)."""
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -97,7 +103,7 @@ class LocalStack:
         self,
         api_port: int,
         aws_port: int,
-        max_workers: int,
+        max_workers: int | None,
         boot_delay: float,
         host: str,
         stop: threading.Event,
@@ -146,8 +152,10 @@ class LocalStack:
         from skyclass.operations.provision.stage import provision
 
         config_env = chalice_stage_env(self._project_dir, STAGE)
+        capacity = local_capacity(*machine(), chosen=self._max_workers,
+                                  default=Settings().max_workers)
         settings = stage_settings(
-            {**config_env, **os.environ}, self._max_workers, self._boot_delay
+            {**config_env, **os.environ}, capacity.max_workers, self._boot_delay
         )
         try:
             provisioned = provision(
@@ -160,6 +168,7 @@ class LocalStack:
         settings = settings.replace(
             input_bucket=r.input_bucket, output_bucket=r.output_bucket,
             queue_url=r.queue_url, dlq_url=r.dlq_url,
+            fleet_note=capacity.note,
         )
         env = child_env(os.environ, settings, config_env)
         for warning in config_conflicts(config_env, env):
@@ -173,7 +182,8 @@ class LocalStack:
         self._spawn("api", api_server, env)
         self._spawn("lambda-host", ["-m", "skyclass.operations.local.lambda_host"], env)
 
-        spawner = LocalWorkerSpawner(env, self._log_dir, cwd=self._project_dir)
+        spawner = LocalWorkerSpawner({**env, **capacity.worker_env(os.environ)},
+                                     self._log_dir, cwd=self._project_dir)
         self._runner = InstanceRunner(
             pool_states(aws.ec2, STAGE), spawner, boot_delay=self._boot_delay, report=_say,
             last_words=spawner.last_words,
@@ -189,6 +199,7 @@ class LocalStack:
             f"  web page   {api}/\n"
             f"  emulator   {endpoint}  (AWS_ENDPOINT_URL; input bucket {r.input_bucket},"
             f" drop folder s3://{r.input_bucket}/{c.INCOMING_PREFIX})\n"
+            f"  workers    {capacity.note}; started one at a time\n"
             f"  logs       {self._log_dir}/ (worker-<instance id>.log per worker); one "
             f"image's trail: skyclass logs --stage {STAGE} --image ID\n"
             f"Ctrl-C stops everything."

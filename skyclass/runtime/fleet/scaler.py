@@ -1,12 +1,15 @@
 """Scaler: one tick of the scheduled scaling Lambda (chalice_app/scaling.py).
 
-It reads the backlog, the fleet and the workers' measured throughput, asks the pure
-policy for a plan, applies it to EC2 and writes the decision to the output bucket, where
-the next tick finds the policy's state (a Lambda keeps none between invocations) and
+It reads the backlog (the work queue, and the images still to be ingested where
+something counts them: skyclass.runtime.metrics), the fleet and the workers' metrics,
+asks the pure policy for a
+plan, applies it to EC2 and writes the decision to the output bucket, where the next
+tick finds the policy's state (a Lambda keeps none between invocations) and
 ``GET /fleet`` shows the reason and the throughput used.
 
 An EC2 or SQS error is logged and recorded, never raised: the next tick simply tries
-again. A CloudWatch error only means the configured throughput is used this tick.
+again. A CloudWatch error only means the configured throughput is used this tick, and
+that images finished between ticks go unseen.
 
 Ticks may overlap: nothing reserves the function a single instance (a reservation fails
 on accounts with little Lambda concurrency; docs/deploy.md), and EventBridge delivers a
@@ -22,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -31,7 +34,7 @@ from skyclass.runtime import constants as c
 from skyclass.runtime.bulk.backlog import JobsBacklog
 from skyclass.runtime.fleet.policy import Observation, Plan, decide
 from skyclass.runtime.fleet.pool import InstancePool
-from skyclass.runtime.metrics import read_throughput
+from skyclass.runtime.metrics import read_activity, read_images_to_ingest
 from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.settings import Settings
 from skyclass.runtime.store import JsonStore
@@ -40,11 +43,6 @@ log = logging.getLogger(__name__)
 
 MEASURED = "measured"
 DEFAULT = "default"
-# How far back the fleet's finished images count towards the arrival rate: long enough
-# for a few of the workers' 10 s metric flushes, short enough to follow a changing stream.
-FINISHED_WINDOW = timedelta(minutes=2)
-
-
 ANOTHER_TICK = "another scaling tick is deciding; this one changed nothing"
 
 
@@ -59,13 +57,15 @@ class _Claim:
 
 @dataclass(frozen=True)
 class ThroughputUsed:
-    """Images per second of one busy worker, and whether the workers measured it or it
-    is ``SKYCLASS_WORKER_THROUGHPUT`` (no metrics yet, or CloudWatch unreachable); and
-    images per second the fleet finished lately (0 without metrics)."""
+    """Images per second of one busy, warm worker, and whether the workers measured it
+    or it is ``SKYCLASS_WORKER_THROUGHPUT`` (no metrics yet, or CloudWatch unreachable);
+    images per second the fleet finished lately, and images it finished within the
+    idle grace (both 0 without metrics)."""
 
     per_worker: float
     source: str
     finished_rate: float = 0.0
+    finished_in_grace: int = 0
 
 
 class Scaler:
@@ -79,9 +79,10 @@ class Scaler:
         cloudwatch: Any = None,
         jobs: Callable[[], JobsBacklog] | None = None,
     ) -> None:
-        """``cloudwatch``: where the workers publish their metrics (skyclass.runtime.metrics);
-        without it the configured throughput is used. ``jobs``: what bulk jobs add to
-        and take from the queue's backlog (skyclass.runtime.bulk.backlog)."""
+        """``cloudwatch``: where the workers publish their metrics (and the local bridge
+        the images it has yet to ingest; skyclass.runtime.metrics); without it the
+        configured throughput is used. ``jobs``: what bulk jobs add to and take from the
+        queue's backlog (skyclass.runtime.bulk.backlog)."""
         self._jobs = jobs
         self._queue = queue
         self._pool = pool
@@ -94,20 +95,29 @@ class Scaler:
         default = ThroughputUsed(self._settings.worker_throughput, DEFAULT)
         if self._cloudwatch is None:
             return default
-        at = datetime.fromtimestamp(now, UTC)
         try:
-            per_worker = read_throughput(self._cloudwatch, self._settings.stage,
-                                         now=at).per_worker
-            lately = read_throughput(self._cloudwatch, self._settings.stage, now=at,
-                                     window=FINISHED_WINDOW)
+            activity = read_activity(self._cloudwatch, self._settings.stage,
+                                     self._settings.idle_grace,
+                                     now=datetime.fromtimestamp(now, UTC))
         except (ClientError, BotoCoreError):
             log.warning("could not read the workers' metrics; using the default throughput",
                         exc_info=True)
             return default
-        finished_rate = lately.images / FINISHED_WINDOW.total_seconds()
-        if per_worker:
-            return ThroughputUsed(per_worker, MEASURED, finished_rate)
-        return ThroughputUsed(default.per_worker, DEFAULT, finished_rate)
+        per_worker = activity.warm.per_worker
+        return ThroughputUsed(per_worker or default.per_worker,
+                              MEASURED if per_worker else DEFAULT,
+                              activity.finished_rate, round(activity.finished_in_grace))
+
+    def ingesting(self, now: float) -> int:
+        """Images uploaded but not yet queued as work, where something counts them."""
+        if self._cloudwatch is None:
+            return 0
+        try:
+            return read_images_to_ingest(self._cloudwatch, self._settings.stage,
+                                         now=datetime.fromtimestamp(now, UTC))
+        except (ClientError, BotoCoreError):
+            log.warning("could not read the images to ingest; counting none", exc_info=True)
+            return 0
 
     def run_once(self) -> Plan:
         now = self._clock()
@@ -117,9 +127,11 @@ class Scaler:
             return Plan(reason=ANOTHER_TICK)
         previous = claim.previous
         last_busy_at = previous.get("last_busy_at")
+        surplus_since = previous.get("surplus_since")
         recent = [(float(e[0]), int(e[1]), int(e[2])) for e in previous.get("recent") or []
                   if len(e) == 3]
         throughput = self.throughput(now)
+        ingesting = self.ingesting(now)
         depths = None
         jobs = self._jobs_backlog()
         try:
@@ -138,6 +150,9 @@ class Scaler:
                     finished_rate=throughput.finished_rate,
                     recent=recent,
                     last_busy_at=last_busy_at,
+                    ingesting=ingesting,
+                    finished_in_grace=throughput.finished_in_grace,
+                    surplus_since=surplus_since,
                 ),
                 self._settings,
             )
@@ -146,14 +161,13 @@ class Scaler:
         except (ClientError, BotoCoreError) as exc:
             log.exception("scaling tick failed; the next tick retries")
             plan = Plan(reason=f"AWS error, nothing changed: {exc}", last_busy_at=last_busy_at,
-                        recent=recent)
+                        recent=recent, surplus_since=surplus_since)
         if plan.start or plan.stop:
             log.info("scaling: %s (start %s, stop %s)", plan.reason, plan.start, plan.stop)
-        backlog = depths.backlog if depths else None
-        record = _record(plan, backlog, throughput, now)
-        record["jobs"] = {"to_list": jobs.to_list, "cancelled_queued": jobs.ended_queued,
-                          "listing": jobs.listing_jobs}
-        self._record(record, claim)
+        backlog = depths.backlog + ingesting if depths else None
+        self._record({**_record(plan, backlog, throughput, now), "ingesting": ingesting,
+                      "jobs": {"to_list": jobs.to_list, "cancelled_queued": jobs.ended_queued,
+                               "listing": jobs.listing_jobs}}, claim)
         return plan
 
     def _jobs_backlog(self) -> JobsBacklog:
@@ -200,8 +214,10 @@ def _record(plan: Plan, backlog: int | None, throughput: ThroughputUsed,
         "stopped": plan.stop,
         "throughput": {"per_worker": round(throughput.per_worker, 3),
                        "source": throughput.source,
-                       "finished_per_s": round(throughput.finished_rate, 3)},
+                       "finished_per_s": round(throughput.finished_rate, 3),
+                       "finished_in_grace": throughput.finished_in_grace},
         "last_busy_at": plan.last_busy_at,
+        "surplus_since": plan.surplus_since,
         "recent": [list(entry) for entry in plan.recent],
     }
 
