@@ -18,6 +18,9 @@ job. For each the bench prints:
   follow the clock, not the images, and are shown apart; whether the per-image cost
   grows with the job's size is the comparison of the two jobs. (Recording costs the
   stack some CPU, so the wall times are a little pessimistic.)
+* what the emulator served during the job, per image and by service, from its request
+  counter (bench.support): everything, the local stand-ins' polling and this bench's
+  included, so an upper bound on the same figures;
 * the export's rows, which must equal the images, and the skipped count.
 
 Then ``GET /jobs/{id}`` is timed on the big job and on a 10-image job, in interleaved
@@ -85,7 +88,13 @@ def main() -> None:
                 others = fill(s3, f"{name}/", images)
                 print(f"-- {name}: s3://{SOURCE_BUCKET}/{name}/ holds {images} images and "
                       f"{others} other objects (filled in {time.monotonic() - started:.0f} s)")
+                served = bench.emulator_requests()
                 job_id, wall = run_job(stack, name, images, others)
+                served = {k: v - served.get(k, 0) for k, v in bench.emulator_requests().items()}
+                print("emulator served        " + ", ".join(
+                    f"{service} {n / images:.2f}" for service, n in
+                    sorted(served.items(), key=lambda kv: -kv[1])) + " per image (every "
+                    "request during the job: stand-ins' polling and this bench's too)")
                 if name == "job":
                     fill(s3, "tiny/", 10)
                     tiny_job, _ = run_job(stack, "tiny", 10, 0)
