@@ -50,14 +50,15 @@ def health() -> dict[str, str]:
 @bp.route("/jobs", methods=["POST"])
 @json_errors
 def create_job() -> Response:
-    body = _json_body()
-    return Response(body=services().jobs.create_job(body.get("images")), status_code=201)
+    # Uploads ({"images"}) or an S3 prefix read in place ({"source"}): docs/bulk.md.
+    return Response(body=services().bulk.create_job(json_body(bp)), status_code=201)
 
 
 @bp.route("/jobs/{job_id}", methods=["GET"])
 @json_errors
 def get_job(job_id: str) -> dict[str, Any]:
-    return services().jobs.get_job(job_id)
+    params = bp.current_request.query_params or {}
+    return services().bulk.get_job(job_id, params.get("cursor"), params.get("limit"))
 
 
 @bp.route("/classify", methods=["POST"], content_types=CLASSIFY_TYPES)
@@ -84,7 +85,7 @@ def classify() -> Response:
 @bp.route("/images/{image_id}", methods=["GET"])
 @json_errors
 def get_image(image_id: str) -> Response:
-    result = services().jobs.get_image(image_id)
+    result = services().bulk.get_image(image_id)
     if result is not None:
         return Response(body=result, status_code=200)
     return Response(body={"image_id": image_id, "status": PENDING}, status_code=202)
@@ -128,9 +129,10 @@ def _seconds(value: str | None) -> float | None:
     return seconds
 
 
-def _json_body() -> dict[str, Any]:
+def json_body(blueprint: Blueprint) -> dict[str, Any]:
+    """The request's body, which must be a JSON object."""
     try:
-        body = json.loads(bp.current_request.raw_body or b"null")
+        body = json.loads(blueprint.current_request.raw_body or b"null")
     except ValueError as exc:
         raise BadRequestError(f"the body is not JSON: {exc}") from exc
     if not isinstance(body, dict):

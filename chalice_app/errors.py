@@ -19,6 +19,7 @@ from chalice import Response
 from skyclass.runtime.errors import (
     BadRequestError,
     ConfigurationError,
+    ConflictError,
     ForbiddenError,
     ImageNotFoundError,
     InvalidImageError,
@@ -36,6 +37,7 @@ STATUS: dict[type[SkyclassError], int] = {
     ForbiddenError: 403,
     JobNotFoundError: 404,
     ImageNotFoundError: 404,
+    ConflictError: 409,
     PayloadTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
 }

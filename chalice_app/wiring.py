@@ -14,6 +14,14 @@ import time
 from dataclasses import dataclass
 
 from skyclass.runtime.aws import AwsClients
+from skyclass.runtime.bulk.backlog import JobsWatch
+from skyclass.runtime.bulk.finisher import Finisher
+from skyclass.runtime.bulk.jobstore import JobStore
+from skyclass.runtime.bulk.ledger import Ledger
+from skyclass.runtime.bulk.lister import Lister
+from skyclass.runtime.bulk.service import BulkJobs
+from skyclass.runtime.bulk.tasks import TaskQueues
+from skyclass.runtime.bulk.tracker import JobTracker
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.fleet.scaler import Scaler
 from skyclass.runtime.ingest import Ingestor
@@ -37,6 +45,13 @@ class Services:
     scaler: Scaler
     aws: AwsClients
     failed_ingestions: FailedIngestions
+    # Bulk jobs (skyclass.runtime.bulk): the job store, its ledger and task queues.
+    bulk: BulkJobs
+    job_store: JobStore
+    ledger: Ledger
+    tasks: TaskQueues
+    lister: Lister
+    finisher: Finisher
 
 
 @functools.cache
@@ -57,7 +72,13 @@ def services() -> Services:
     queue = WorkQueue(aws.sqs, resources.queue_url, resources.dlq_url)
     pool = InstancePool(aws.ec2, settings.stage)
     store = JsonStore(aws.s3, resources.output_bucket)
-    ingestor = Ingestor(aws.s3, queue, pool, store, resources, settings)
+    jobs = JobService(aws.s3, store, resources, settings)
+    dynamodb = aws.client("dynamodb")
+    job_store = JobStore(dynamodb, resources.jobs_table)
+    ledger = Ledger(dynamodb, resources.jobs_table)
+    tasks = TaskQueues(aws.sqs, settings.stage, resources.queue_url)
+    tracker = JobTracker(job_store, ledger, tasks)
+    ingestor = Ingestor(aws.s3, queue, pool, store, resources, settings, tracker=tracker)
     failures = WorkQueue(aws.sqs, queue_url_beside(
         resources.queue_url, ingest_failures_queue_name(settings.stage)))
     return Services(
@@ -66,11 +87,21 @@ def services() -> Services:
         queue=queue,
         pool=pool,
         store=store,
-        jobs=JobService(aws.s3, store, resources, settings),
+        jobs=jobs,
         ingestor=ingestor,
-        scaler=Scaler(queue, pool, store, settings, clock=time.time, cloudwatch=aws.cloudwatch),
+        scaler=Scaler(queue, pool, store, settings, clock=time.time, cloudwatch=aws.cloudwatch,
+                      jobs=JobsWatch(job_store, tasks, settings).observe),
         aws=aws,
         failed_ingestions=FailedIngestions(failures, ingestor, store, resources.input_bucket),
+        bulk=BulkJobs(aws.s3, job_store, ledger, tasks, jobs, resources.output_bucket,
+                      settings),
+        job_store=job_store,
+        ledger=ledger,
+        tasks=tasks,
+        lister=Lister(aws.s3, job_store, queue, tasks, settings),
+        finisher=Finisher(aws.s3, aws.client("events"), aws.client("ssm"), job_store, ledger,
+                          tasks, output_bucket=resources.output_bucket,
+                          bus=resources.event_bus, settings=settings),
     )
 
 

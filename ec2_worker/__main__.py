@@ -27,6 +27,7 @@ from ec2_worker.engine import InferenceEngine, batch_size_for, has_gpu  # noqa: 
 from ec2_worker.model import load_classifier  # noqa: E402
 from ec2_worker.worker import Worker  # noqa: E402
 from skyclass.runtime.aws import AwsClients  # noqa: E402
+from skyclass.runtime.bulk.tracker import JobTracker  # noqa: E402
 from skyclass.runtime.errors import SkyclassError  # noqa: E402
 from skyclass.runtime.metrics import MetricsPublisher  # noqa: E402
 from skyclass.runtime.names import StageResources  # noqa: E402
@@ -70,6 +71,7 @@ def main() -> int:
         input_bucket=resources.input_bucket,
         worker_id=settings.worker_id or _instance_id() or socket.gethostname(),
         metrics=MetricsPublisher(aws.cloudwatch, settings.stage),
+        tracker=JobTracker.for_stage(aws, resources),
     )
 
     stop = threading.Event()

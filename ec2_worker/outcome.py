@@ -13,6 +13,9 @@ one (``steps.py``), and settling acts on it (``settle.py``):
   message is visible again at once, for another worker.
 - ``Unanswerable(reason)``: a body that is no work message and names no input key, so
   there is no result key to write to. The message is left to reach the dead-letter queue.
+- ``Dropped(reason)``: a message its job no longer wants answered (the job was
+  cancelled, or the image is answered already: ec2_worker/tracking.py). It is deleted
+  without inference and without writing a result.
 
 A new way for a message to end is a new class here and a branch where ``settle.py``
 acts on the outcomes.
@@ -48,7 +51,12 @@ class Unanswerable:
     reason: str
 
 
-Outcome = Answered | Retry | Released | Unanswerable
+@dataclass(frozen=True)
+class Dropped:
+    reason: str
+
+
+Outcome = Answered | Retry | Released | Unanswerable | Dropped
 
 
 def retry_delay(receive_count: int) -> int:
@@ -66,6 +74,7 @@ class Tally:
     retried: int = 0
     released: int = 0
     unanswerable: int = 0
+    dropped: int = 0
 
     @classmethod
     def of(cls, outcomes: Iterable[Outcome | None]) -> Tally:
@@ -77,6 +86,7 @@ class Tally:
             retried=sum(1 for o in outcomes if isinstance(o, Retry)),
             released=sum(1 for o in outcomes if isinstance(o, Released)),
             unanswerable=sum(1 for o in outcomes if isinstance(o, Unanswerable)),
+            dropped=sum(1 for o in outcomes if isinstance(o, Dropped)),
         )
 
     @property

@@ -30,7 +30,8 @@ from ec2_worker.batch import Item
 from ec2_worker.decode import decode_image
 from ec2_worker.engine import InferenceEngine
 from ec2_worker.outcome import Answered, Outcome, Retry, Unanswerable, retry_delay
-from skyclass.runtime.contracts import WorkMessage, done_result, failed_result
+from skyclass.runtime.constants import SOURCE_BUCKETS
+from skyclass.runtime.contracts import SOURCE, WorkMessage, done_result, failed_result
 from skyclass.runtime.errors import InvalidImageError, InvalidMessageError
 from skyclass.runtime.queue import Received
 from skyclass.runtime.settings import Settings
@@ -99,15 +100,21 @@ class ImageSteps:
 
     def _fetch(self, item: Item) -> bytes | None:
         message = item.message
-        if message.bucket != self._input_bucket:
-            item.outcome = self._failed(
-                item, f"the image is in bucket {message.bucket}, not the input bucket")
+        # Uploads come from the input bucket; a bulk job's source objects from the
+        # buckets the stage reads in place (SKYCLASS_SOURCE_BUCKETS), and nowhere else.
+        readable = (self._settings.source_bucket_names if message.origin == SOURCE
+                    else (self._input_bucket,))
+        if message.bucket not in readable:
+            where = (f"which is not in {SOURCE_BUCKETS}" if message.origin == SOURCE
+                     else "not the input bucket")
+            item.outcome = self._failed(item, f"the image is in bucket {message.bucket}, {where}")
             return None
         start = self._clock()
         try:
             data = self._download(message)
         except _ObjectGone:
-            item.outcome = self._failed(item, "the uploaded object is gone")
+            item.outcome = self._failed(item, "the object is gone" if message.origin
+                                        else "the uploaded object is gone")
             return None
         except InvalidImageError as exc:
             item.outcome = self._failed(item, exc.message)

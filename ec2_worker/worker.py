@@ -32,6 +32,8 @@ from ec2_worker.heartbeat import Heartbeat
 from ec2_worker.pipeline import Pipeline
 from ec2_worker.settle import Settler
 from ec2_worker.steps import ImageSteps
+from ec2_worker.tracking import screen_batch
+from skyclass.runtime.bulk.tracker import JobTracker
 from skyclass.runtime.metrics import MetricsPublisher
 from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.settings import Settings
@@ -58,7 +60,10 @@ class Worker:
         poll_seconds: int = POLL_SECONDS,
         metrics: MetricsPublisher | None = None,
         prefetch: int = 1,
+        tracker: JobTracker | None = None,
     ) -> None:
+        """``tracker``: bulk jobs' side of answering (ec2_worker/tracking.py); without
+        it, no job is counted or screened."""
         self.worker_id = worker_id
         self._queue = queue
         self._settings = settings
@@ -67,7 +72,8 @@ class Worker:
         self._prefetch = prefetch
         self._steps = ImageSteps(s3=s3, engine=engine, settings=settings,
                                  input_bucket=input_bucket, worker_id=worker_id, clock=clock)
-        self._settler = Settler(queue, results)
+        self._tracker = tracker
+        self._settler = Settler(queue, results, tracker)
         self._metrics = BatchMetrics(metrics, clock)
         self._heartbeat = Heartbeat(queue, settings.visibility_timeout)
 
@@ -104,6 +110,7 @@ class Worker:
         self._heartbeat.hold(received)
         try:
             batch = Batch([self._steps.parse(r) for r in received], received_at=self._clock())
+            screen_batch(self._tracker, batch.items)
             for_each(batch.pending(), self._steps.fetch_and_decode)
         except BaseException:
             # Held messages would stay hidden for as long as this worker lives: let go.

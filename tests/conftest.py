@@ -146,10 +146,20 @@ def tiny_model(tmp_path_factory):
 def local_stack(tiny_model, tmp_path_factory):
     """The real local stack (``skyclass up`` as processes, tests/support/stack.py),
     started once per session and shared by the e2e and browser tiers."""
-    from tests.support.stack import IDLE_GRACE, VISIBILITY_TIMEOUT, running_stack, tiny_model_env
+    from tests.support.stack import (
+        IDLE_GRACE,
+        LIST_PAGE_SIZE,
+        SOURCE_BUCKET,
+        TASK_TIMEOUT,
+        VISIBILITY_TIMEOUT,
+        running_stack,
+        tiny_model_env,
+    )
 
     env = {**tiny_model_env(tiny_model), "SKYCLASS_IDLE_GRACE": IDLE_GRACE,
-           "SKYCLASS_VISIBILITY_TIMEOUT": VISIBILITY_TIMEOUT}
+           "SKYCLASS_VISIBILITY_TIMEOUT": VISIBILITY_TIMEOUT,
+           "SKYCLASS_SOURCE_BUCKETS": SOURCE_BUCKET, "SKYCLASS_LIST_PAGE_SIZE": LIST_PAGE_SIZE,
+           "SKYCLASS_TASK_TIMEOUT": TASK_TIMEOUT}
     with running_stack(tmp_path_factory.mktemp("skyclass-local"), env, max_workers=2,
                        boot_delay=0.5) as stack:
         yield stack

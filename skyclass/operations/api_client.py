@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import requests
 
@@ -67,8 +67,44 @@ class SkyclassClient:
         if response.status_code >= 300:
             raise ApiError(response.status_code, "UploadFailed", response.text[:300])
 
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/jobs/{job_id}")
+    def get_job(self, job_id: str, *, cursor: str | None = None,
+                limit: int | None = None) -> dict[str, Any]:
+        params = {k: v for k, v in (("cursor", cursor), ("limit", limit)) if v is not None}
+        return self._call("GET", f"/jobs/{job_id}", params=params or None)
+
+    def results(self, job_id: str, first: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every result of a job, page by page (``first``: a page already read)."""
+        page = first or self.get_job(job_id)
+        results = list(page["results"])
+        while page.get("next_cursor"):
+            page = self.get_job(job_id, cursor=page["next_cursor"])
+            results.extend(page["results"])
+        return results
+
+    def create_source_job(self, source: str, callback_url: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"source": source}
+        if callback_url:
+            body["callback_url"] = callback_url
+        return self._call("POST", "/jobs", json=body)
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{job_id}/cancel")
+
+    def export_link(self, job_id: str, fmt: str) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{job_id}/export", params={"format": fmt})
+
+    def download(self, url: str, out: Path | BinaryIO) -> None:
+        """Stream ``url`` (a presigned link) to a file or a binary stream."""
+        with self._http.get(url, stream=True, timeout=self._timeout) as response:
+            if response.status_code >= 300:
+                raise ApiError(response.status_code, "DownloadFailed", response.text[:300])
+            if isinstance(out, Path):
+                with out.open("wb") as file:
+                    for chunk in response.iter_content(1 << 20):
+                        file.write(chunk)
+            else:
+                for chunk in response.iter_content(1 << 20):
+                    out.write(chunk)
 
     def wait_for_job(self, job_id: str, *, timeout: float = 3600.0, interval: float = 0.5,
                      on_progress: Callable[[dict[str, Any]], None] | None = None,

@@ -43,6 +43,10 @@ API_KEY = "SKYCLASS_API_KEY"
 # The CLI's API base URL (a client setting, not the service's).
 API_URL = "SKYCLASS_API_URL"
 API_KEY_PARAMETER = "SKYCLASS_API_KEY_PARAMETER"
+# Bulk jobs (docs/bulk.md).
+SOURCE_BUCKETS = "SKYCLASS_SOURCE_BUCKETS"
+LIST_PAGE_SIZE = "SKYCLASS_LIST_PAGE_SIZE"
+TASK_TIMEOUT = "SKYCLASS_TASK_TIMEOUT"
 LOG_RETENTION_DAYS = "SKYCLASS_LOG_RETENTION_DAYS"
 
 # Tags (ARCHITECTURE.md, "Resource names").
@@ -55,6 +59,7 @@ JOBS_PREFIX = "jobs/"
 INCOMING_PREFIX = "incoming/"
 RESULTS_PREFIX = "results/"
 MANIFEST_NAME = "manifest.json"
+EXPORTS_PREFIX = "exports/"
 # Internal, not a contract: where the scaler keeps its last decision for GET /fleet.
 FLEET_DECISION_KEY = "fleet/last-decision.json"
 

@@ -82,7 +82,18 @@ def parse_input_key(key: str) -> tuple[str | None, str]:
     raise InvalidMessageError(f"key {key!r} is neither under jobs/ nor incoming/")
 
 
+def source_image_key(job_id: str, image_id: str) -> str:
+    """The result key of an object a bulk job classifies in place: the one its image id
+    would have as an upload, ``results/{job}/{image}.json``. The lister numbers a job's
+    images once, in listing order, so a redelivered message rewrites the same result."""
+    return result_key(job_input_key(job_id, image_id))
+
+
 # ---- work message ----------------------------------------------------------------
+
+# WorkMessage.origin of an object a bulk job classifies where it is (in a source bucket).
+SOURCE = "source"
+
 
 @dataclass(frozen=True)
 class WorkMessage:
@@ -95,9 +106,15 @@ class WorkMessage:
     etag: str
     enqueued_at: str = field(default_factory=utcnow_iso)
     v: int = c.MESSAGE_VERSION
+    # Optional, absent from uploads' messages: SOURCE for an object read in place, whose
+    # key may be anything and whose result key follows from job and image ids.
+    origin: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        data = asdict(self)
+        if self.origin is None:
+            del data["origin"]
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, body: str) -> WorkMessage:
@@ -119,10 +136,11 @@ class WorkMessage:
                 size=int(data["size"]),
                 etag=str(data.get("etag", "")),
                 enqueued_at=str(data.get("enqueued_at", "")),
+                origin=data.get("origin"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidMessageError(f"message field missing or wrong: {exc}") from exc
-        result_key(message.key)  # rejects keys outside jobs/ and incoming/
+        message.result_key  # noqa: B018 - rejects keys that name no result
         return message
 
     @classmethod
@@ -139,10 +157,18 @@ class WorkMessage:
         bucket, key = data.get("bucket"), data.get("key")
         if not (isinstance(bucket, str) and bucket and isinstance(key, str)):
             return None
-        try:
-            job_id, image_id = parse_input_key(key)
-        except InvalidMessageError:
-            return None
+        origin = data.get("origin")
+        if origin == SOURCE:
+            job_id, image_id = data.get("job_id"), data.get("image_id")
+            if not (isinstance(job_id, str) and isinstance(image_id, str)
+                    and job_id_of_image(image_id) == job_id):
+                return None
+        else:
+            origin = None
+            try:
+                job_id, image_id = parse_input_key(key)
+            except InvalidMessageError:
+                return None
         name = data.get("name")
         return cls(
             bucket=bucket,
@@ -152,11 +178,19 @@ class WorkMessage:
             name=name if isinstance(name, str) and name else key.rsplit("/", 1)[-1],
             size=0,
             etag="",
+            origin=origin,
         )
 
     @property
     def result_key(self) -> str:
-        return result_key(self.key)
+        if self.origin is None:
+            return result_key(self.key)
+        if self.origin != SOURCE:
+            raise InvalidMessageError(f"unknown message origin {self.origin!r}")
+        if not (self.job_id and job_id_of_image(self.image_id) == self.job_id):
+            raise InvalidMessageError(
+                f"a source object's message needs its job's image id, not {self.image_id!r}")
+        return source_image_key(self.job_id, self.image_id)
 
     @property
     def source(self) -> str:

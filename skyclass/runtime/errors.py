@@ -45,6 +45,13 @@ class ForbiddenError(SkyclassError):
     code = "Forbidden"
 
 
+class ConflictError(SkyclassError):
+    """The request does not fit the job's state (e.g. cancelling a finished job, or
+    asking for the export of a running one)."""
+
+    code = "Conflict"
+
+
 class JobNotFoundError(SkyclassError):
     code = "JobNotFound"
 

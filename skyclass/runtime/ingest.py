@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from skyclass.runtime import constants as c
 from skyclass.runtime import input_policy
+from skyclass.runtime.bulk.tracker import JobTracker
 from skyclass.runtime.contracts import WorkMessage, failed_result, parse_input_key
 from skyclass.runtime.errors import InvalidMessageError, SkyclassError
 from skyclass.runtime.fleet.policy import cold_start
@@ -61,8 +62,10 @@ class Ingestor:
         resources: StageResources,
         settings: Settings,
         clock: Callable[[], float] = time.monotonic,
+        tracker: JobTracker | None = None,
     ) -> None:
         self._s3 = s3
+        self._tracker = tracker
         self._queue = queue
         self._pool = pool
         self._store = store
@@ -129,13 +132,20 @@ class Ingestor:
             input_policy.check_size(message.size, self._settings.max_image_bytes)
             input_policy.check_bytes(found.head, message.size, self._settings.max_image_bytes)
         except SkyclassError as exc:
-            self._store.put(
-                message.result_key,
-                failed_result(message, exc.message, model=None, worker=INGEST_WORKER),
-            )
+            result = failed_result(message, exc.message, model=None, worker=INGEST_WORKER)
+            self._store.put(message.result_key, result)
+            self.count_answer(message, result)
             log.info("image %s rejected (%s): %s", message.image_id, message.source, exc.message)
             return _REJECTED
         return message
+
+    def count_answer(self, message: WorkMessage, result: dict[str, Any]) -> None:
+        """A tracked job counts an upload answered here (rejected) as a worker's answer
+        (skyclass.runtime.bulk.tracker); trouble raises, so the event is retried."""
+        if self._tracker is not None and message.job_id:
+            self._tracker.screen([message])
+            self._tracker.record([(message, result)])
+            self._tracker.after_batch([message.job_id], [])
 
     def _read_head(self, bucket: str, key: str, size: int | None) -> _Head:
         """The object's first bytes, size, ETag and metadata: one ranged GET when the

@@ -109,8 +109,9 @@ class FailedIngestions:
                               etag=str(obj.get("eTag") or ""))
         if self._store.get(message.result_key) is not None:
             return  # answered after all: exactly one result per image
-        self._store.put(message.result_key,
-                        failed_result(message, reason, model=None, worker=INGEST_WORKER))
+        result = failed_result(message, reason, model=None, worker=INGEST_WORKER)
+        self._store.put(message.result_key, result)
+        self._ingestor.count_answer(message, result)
         log.info("image %s failed: %s", image_id, reason)
 
 

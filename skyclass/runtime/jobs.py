@@ -32,7 +32,8 @@ from skyclass.runtime.waiter import ResultWaiter
 
 log = logging.getLogger(__name__)
 
-# A browser can pick thousands of files; one job's manifest and reply stay small enough.
+# Images per POST /jobs request (a job takes more in pages: skyclass.runtime.bulk.service),
+# so a request, its manifest and its reply stay small.
 MAX_IMAGES_PER_JOB = 1000
 # Images a process remembers it has seen the manifest of.
 _KNOWN_IMAGES = 10_000
@@ -78,12 +79,20 @@ class JobService:
     def create_job(self, images: object) -> dict[str, Any]:
         """Validate the announced images, write the manifest, return one presigned
         upload per image. Nothing is written if any image is refused."""
+        entries = self.check_images(images)
+        job_id = contracts.new_job_id()
+        manifest = self._write_manifest(job_id, entries)
+        return {"job_id": job_id, "uploads": self.presign(manifest["images"])}
+
+    def check_images(self, images: object) -> list[tuple[str, str, int]]:
+        """The (name, content type, size) of each image a client announces in one
+        request, or the reason the request is refused."""
         if not isinstance(images, list) or not images:
             raise BadRequestError("'images' must be a non-empty list of {name, content_type, size}")
         if len(images) > MAX_IMAGES_PER_JOB:
             raise BadRequestError(
-                f"{len(images)} images in one job; split them into jobs of at most "
-                f"{MAX_IMAGES_PER_JOB}"
+                f"{len(images)} images in one request; send at most {MAX_IMAGES_PER_JOB} "
+                "and add the rest to the job in pages (POST /jobs/{job_id}/images)"
             )
         entries = []
         for image in images:
@@ -94,19 +103,24 @@ class JobService:
                 self._settings.max_image_bytes,
             )
             entries.append((image["name"], content_type, image["size"]))
+        return entries
 
-        job_id = contracts.new_job_id()
-        manifest = self._write_manifest(job_id, entries)
-        uploads = [self._presigned_upload(item) for item in manifest["images"]]
+    def presign(self, images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One presigned upload per image entry (``describe_images``)."""
+        uploads = [self._presigned_upload(image) for image in images]
         # One line per image, so `skyclass logs --image ID` finds where each one began.
-        for item in manifest["images"]:
-            log.info("job %s: image %s (%s, %d bytes) may be uploaded", job_id,
-                     item["image_id"], item["name"], item["size"])
-        return {"job_id": job_id, "uploads": uploads}
+        for image in images:
+            log.info("job %s: image %s (%s, %d bytes) may be uploaded",
+                     contracts.job_id_of_image(image["image_id"]), image["image_id"],
+                     image["name"], image["size"])
+        return uploads
 
-    def _write_manifest(self, job_id: str, entries: list[tuple[str, str, int]]) -> dict[str, Any]:
+    def describe_images(self, job_id: str, entries: list[tuple[str, str, int]],
+                        first_index: int = 0) -> list[dict[str, Any]]:
+        """Each announced image's entry: its id (numbered from ``first_index``), name,
+        content type, size and input key."""
         images = []
-        for index, (name, content_type, size) in enumerate(entries):
+        for index, (name, content_type, size) in enumerate(entries, start=first_index):
             image_id = contracts.image_id_for(job_id, index)
             images.append({
                 "image_id": image_id,
@@ -115,6 +129,12 @@ class JobService:
                 "size": size,
                 "key": contracts.job_input_key(job_id, image_id),
             })
+        return images
+
+    def _write_manifest(self, job_id: str, entries: list[tuple[str, str, int]]) -> dict[str, Any]:
+        return self.write_manifest(job_id, self.describe_images(job_id, entries))
+
+    def write_manifest(self, job_id: str, images: list[dict[str, Any]]) -> dict[str, Any]:
         manifest = {
             "v": 1,
             "job_id": job_id,

@@ -30,7 +30,11 @@ ROLE_BUILDER = "ami-builder"
 API_FUNCTION = "api_handler"
 EVENTS_FUNCTION = "on_s3_event"
 SCALE_FUNCTION = "scale"
-LAMBDA_FUNCTIONS = (API_FUNCTION, EVENTS_FUNCTION, SCALE_FUNCTION)
+# Bulk jobs (chalice_app/tasks.py): the lister and the finisher, fed by their task queues.
+LIST_FUNCTION = "on_list_task"
+FINISH_FUNCTION = "on_finish_task"
+LAMBDA_FUNCTIONS = (API_FUNCTION, EVENTS_FUNCTION, SCALE_FUNCTION, LIST_FUNCTION,
+                    FINISH_FUNCTION)
 
 # Instance states in which a pool member still exists (terminated ones are history).
 LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
@@ -98,6 +102,38 @@ def launch_template_name(stage: str) -> str:
 def api_key_parameter_name(stage: str) -> str:
     """The SSM SecureString that holds a deployed stage's API key."""
     return f"/{PREFIX}/{stage}/api-key"
+
+
+# ---- bulk jobs: the job store, the task queues, the event bus, the callback secret ----
+
+def jobs_table_name(stage: str) -> str:
+    """The DynamoDB table of jobs and their per-image ledger."""
+    return f"{PREFIX}-{stage}-jobs"
+
+
+def list_queue_name(stage: str) -> str:
+    """Listing tasks of source jobs (the lister Lambda's event source)."""
+    return f"{PREFIX}-{stage}-list"
+
+
+def finish_queue_name(stage: str) -> str:
+    """Completion tasks: export, event, callback (the finisher Lambda's event source)."""
+    return f"{PREFIX}-{stage}-finish"
+
+
+def tasks_dlq_name(stage: str) -> str:
+    """Where listing and completion tasks go after their last failed try."""
+    return f"{PREFIX}-{stage}-tasks-dlq"
+
+
+def event_bus_name(stage: str) -> str:
+    """The stage's EventBridge bus, where ``skyclass Job Completed`` events go."""
+    return f"{PREFIX}-{stage}"
+
+
+def callback_secret_parameter_name(stage: str) -> str:
+    """The SSM SecureString whose value signs job callbacks (HMAC-SHA256)."""
+    return f"/{PREFIX}/{stage}/callback-secret"
 
 
 def lambda_function_name(stage: str, function: str) -> str:
@@ -187,7 +223,21 @@ class StageNames:
     @property
     def queues(self) -> tuple[str, ...]:
         return (queue_name(self.stage), dlq_name(self.stage),
-                s3_events_queue_name(self.stage), ingest_failures_queue_name(self.stage))
+                s3_events_queue_name(self.stage), ingest_failures_queue_name(self.stage),
+                list_queue_name(self.stage),
+                finish_queue_name(self.stage), tasks_dlq_name(self.stage))
+
+    @property
+    def jobs_table(self) -> str:
+        return jobs_table_name(self.stage)
+
+    @property
+    def event_bus(self) -> str:
+        return event_bus_name(self.stage)
+
+    @property
+    def callback_secret_parameter(self) -> str:
+        return callback_secret_parameter_name(self.stage)
 
     @property
     def worker_role(self) -> str:
@@ -220,6 +270,17 @@ class StageResources:
     output_bucket: str
     queue_url: str
     dlq_url: str
+    # Buckets the stage classifies in place (SKYCLASS_SOURCE_BUCKETS): bulk jobs read
+    # them, and IAM grants read-only access to exactly these.
+    source_buckets: tuple[str, ...] = ()
+
+    @property
+    def jobs_table(self) -> str:
+        return jobs_table_name(self.stage)
+
+    @property
+    def event_bus(self) -> str:
+        return event_bus_name(self.stage)
 
     @classmethod
     def resolve(cls, settings: Settings, aws: AwsClients) -> StageResources:
@@ -238,4 +299,5 @@ class StageResources:
             or aws.sqs.get_queue_url(QueueName=queue_name(settings.stage))["QueueUrl"],
             dlq_url=settings.dlq_url
             or aws.sqs.get_queue_url(QueueName=dlq_name(settings.stage))["QueueUrl"],
+            source_buckets=settings.source_bucket_names,
         )

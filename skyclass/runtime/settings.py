@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ from typing import Any
 from skyclass.runtime import constants as c
 from skyclass.runtime.errors import ConfigurationError
 
+# S3's rule for bucket names (no dots needed by skyclass, but allowed).
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # The longest /classify may wait for a result: API Gateway ends an integration at 29 s,
 # and the upload before the wait and the answer after it need the rest.
 MAX_CLASSIFY_WAIT = 28.0
@@ -84,6 +87,13 @@ class Settings:
     # operator (`skyclass up` sizes the local fleet to the machine); GET /fleet shows it.
     fleet_note: str | None = field(default=None, metadata=_env(c.FLEET_NOTE))
 
+    # Bulk jobs (docs/bulk.md): the buckets the stage classifies in place (comma-separated
+    # names; nothing else may be a job's source), keys per listing page (S3's most is
+    # 1,000), and the seconds a listing or completion task may run (the Lambdas' timeout;
+    # their queues hide a task six times as long, as AWS advises).
+    source_buckets: str | None = field(default=None, metadata=_env(c.SOURCE_BUCKETS))
+    list_page_size: int = field(default=1000, metadata=_env(c.LIST_PAGE_SIZE))
+    task_timeout: int = field(default=300, metadata=_env(c.TASK_TIMEOUT))
     # Days CloudWatch Logs keeps the stage's logs (its Lambdas' and its workers').
     log_retention_days: int = field(default=30, metadata=_env(c.LOG_RETENTION_DAYS))
 
@@ -136,10 +146,27 @@ class Settings:
         if self.precision not in ("fp32", "bf16"):
             raise ConfigurationError(
                 f"{c.PRECISION} must be fp32 or bf16, not {self.precision!r}")
+        if not 1 <= self.list_page_size <= 1000:
+            raise ConfigurationError(
+                f"{c.LIST_PAGE_SIZE} must be 1 to 1000 (S3 lists at most 1000 keys a page), "
+                f"not {self.list_page_size}")
+        if self.task_timeout < 1:
+            raise ConfigurationError(f"{c.TASK_TIMEOUT} must be at least 1, not "
+                                     f"{self.task_timeout}")
+        for bucket in self.source_bucket_names:
+            if not _BUCKET.match(bucket):
+                raise ConfigurationError(
+                    f"{c.SOURCE_BUCKETS} names {bucket!r}, which is no S3 bucket name")
         if self.log_retention_days not in LOG_RETENTION_CHOICES:
             raise ConfigurationError(
                 f"{c.LOG_RETENTION_DAYS} must be one of CloudWatch Logs' retention periods "
                 f"{', '.join(map(str, LOG_RETENTION_CHOICES))}, not {self.log_retention_days}")
+
+    @property
+    def source_bucket_names(self) -> tuple[str, ...]:
+        """``SKYCLASS_SOURCE_BUCKETS`` as bucket names, in the order given."""
+        return tuple(dict.fromkeys(
+            b.strip() for b in (self.source_buckets or "").split(",") if b.strip()))
 
     def is_configured(self, name: str) -> bool:
         """Whether field ``name`` was given rather than left at its default."""

@@ -89,6 +89,12 @@ class Account:
             "rules": sorted(r["Name"] for r in self.events.list_rules()["Rules"]),
             "parameters": sorted(p["Name"] for p in
                                  self.ssm.describe_parameters()["Parameters"]),
+            "tables": sorted(self.dynamodb.list_tables()["TableNames"]),
+            "event_buses": sorted(b["Name"] for b in self.events.list_event_buses()["EventBuses"]
+                                  if b["Name"] != "default"),
+            "event_source_mappings": sorted(
+                m["UUID"] for m in
+                self.client("lambda").list_event_source_mappings()["EventSourceMappings"]),
         }
 
 
@@ -247,17 +253,26 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     group = account.ec2.describe_security_groups(GroupIds=data["SecurityGroupIds"])[
         "SecurityGroups"][0]
     assert group["IpPermissions"] == []
-    # AND the three Lambdas run with the stage's names and their own least-privilege roles
+    # AND the five Lambdas run with the stage's names and their own least-privilege roles
     functions = {f["FunctionName"]: f
                  for f in account.client("lambda").list_functions()["Functions"]}
-    assert sorted(functions) == [f"skyclass-{STAGE}", f"skyclass-{STAGE}-on_s3_event",
-                                 f"skyclass-{STAGE}-scale"]
+    assert sorted(functions) == [f"skyclass-{STAGE}", f"skyclass-{STAGE}-on_finish_task",
+                                 f"skyclass-{STAGE}-on_list_task",
+                                 f"skyclass-{STAGE}-on_s3_event", f"skyclass-{STAGE}-scale"]
+    # AND the bulk jobs' task queues feed their Lambdas, one task at a time
+    mappings = account.client("lambda").list_event_source_mappings()["EventSourceMappings"]
+    assert sorted((m["EventSourceArn"].rsplit(":", 1)[1], m["FunctionArn"].rsplit(":", 1)[1],
+                   m["BatchSize"]) for m in mappings) == [
+        (f"skyclass-{STAGE}-finish", f"skyclass-{STAGE}-on_finish_task", 1),
+        (f"skyclass-{STAGE}-list", f"skyclass-{STAGE}-on_list_task", 1)]
     for function in functions.values():
         assert function["Environment"]["Variables"]["SKYCLASS_INPUT_BUCKET"] == input_bucket
     # AND the API's key is a SecureString the Lambdas know only by name
     key_parameter = names["SKYCLASS_API_KEY_PARAMETER"]
-    [parameter] = account.ssm.describe_parameters()["Parameters"]
-    assert (parameter["Name"], parameter["Type"]) == (key_parameter, "SecureString")
+    parameters = {p["Name"]: p["Type"] for p in account.ssm.describe_parameters()["Parameters"]}
+    # (and the key that signs job callbacks, only the finisher may read, is another)
+    assert parameters == {key_parameter: "SecureString",
+                          f"/skyclass/{STAGE}/callback-secret": "SecureString"}
     key = account.ssm.get_parameter(Name=key_parameter, WithDecryption=True)["Parameter"][
         "Value"]
     assert len(key) >= 32 and key not in (project / ".chalice" / "config.json").read_text()
@@ -322,7 +337,9 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
               for g in account.logs.describe_log_groups()["logGroups"]}
     assert groups == {f"/skyclass/{STAGE}/workers": 30, f"/aws/lambda/skyclass-{STAGE}": 30,
                       f"/aws/lambda/skyclass-{STAGE}-on_s3_event": 30,
-                      f"/aws/lambda/skyclass-{STAGE}-scale": 30}
+                      f"/aws/lambda/skyclass-{STAGE}-scale": 30,
+                      f"/aws/lambda/skyclass-{STAGE}-on_list_task": 30,
+                      f"/aws/lambda/skyclass-{STAGE}-on_finish_task": 30}
 
     # WHEN it is deployed again
     before = account.inventory()
@@ -348,7 +365,8 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
         "images": [theirs], "snapshots": sorted(snapshots), "log_groups": [],
         "launch_templates": [],
         "security_groups": [], "roles": [], "instance_profiles": [], "functions": [],
-        "apis": [], "rules": [], "parameters": [],
+        "apis": [], "rules": [], "parameters": [], "tables": [], "event_buses": [],
+        "event_source_mappings": [],
     }
     stage_config = json.loads((project / ".chalice" / "config.json").read_text())["stages"][
         STAGE]

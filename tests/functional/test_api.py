@@ -17,6 +17,7 @@ import requests
 from chalice_app import wiring
 from chalice_app.events import on_s3_event
 from skyclass.runtime import constants as c
+from skyclass.runtime.bulk.tracker import JobTracker
 from skyclass.runtime.contracts import Prediction, WorkMessage, done_result
 from skyclass.runtime.queue import WorkQueue
 from skyclass.runtime.store import JsonStore
@@ -26,7 +27,8 @@ from tests.support.images import JPEG, PNG
 
 class StandInWorker:
     """Does what the bridge and a worker would: feeds S3 notifications to the Lambda
-    handler, then answers every queued image with a fixed prediction."""
+    handler, then answers every queued image with a fixed prediction, storing it and
+    counting it in its job as a worker does."""
 
     PREDICTION = Prediction("tabby", "n02123045", 0.875)
 
@@ -35,6 +37,7 @@ class StandInWorker:
         self._stage = stage
         self._queue = WorkQueue(aws.sqs, stage.resources.queue_url)
         self._store = JsonStore(aws.s3, stage.resources.output_bucket)
+        self._tracker = JobTracker.for_stage(aws, stage.resources)
 
     def step(self) -> None:
         sqs, url = self._aws.sqs, self._stage.s3_events_queue_url
@@ -44,13 +47,14 @@ class StandInWorker:
                 on_s3_event(body, None)
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
         received = self._queue.receive(10, wait_seconds=0)
-        for r in received:
-            message = WorkMessage.from_json(r.body)
-            self._store.put(
-                message.result_key,
-                done_result(message, [self.PREDICTION], model="stand-in", worker="test",
-                            timings_ms={}),
-            )
+        messages = [WorkMessage.from_json(r.body) for r in received]
+        self._tracker.screen(messages)
+        answers = [(m, done_result(m, [self.PREDICTION], model="stand-in", worker="test",
+                                   timings_ms={})) for m in messages]
+        for message, result in answers:
+            self._store.put(message.result_key, result)
+        self._tracker.record(answers)
+        self._tracker.after_batch([m.job_id for m in messages], [])
         self._queue.delete(received)
 
 

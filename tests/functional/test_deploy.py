@@ -191,7 +191,9 @@ def test_the_stage_keeps_its_logs_as_long_as_it_says(tls_aws, tmp_path):
               for g in aws.client("logs").describe_log_groups()["logGroups"]}
     assert groups == {f"/skyclass/{STAGE}/workers": 14, f"/aws/lambda/skyclass-{STAGE}": 14,
                       f"/aws/lambda/skyclass-{STAGE}-on_s3_event": 14,
-                      f"/aws/lambda/skyclass-{STAGE}-scale": 14}
+                      f"/aws/lambda/skyclass-{STAGE}-scale": 14,
+                      f"/aws/lambda/skyclass-{STAGE}-on_list_task": 14,
+                      f"/aws/lambda/skyclass-{STAGE}-on_finish_task": 14}
     # AND the workers may write only their own stage's group
     policy = aws.client("iam").get_role_policy(RoleName=f"skyclass-{STAGE}-worker",
                                                PolicyName="skyclass-worker")["PolicyDocument"]

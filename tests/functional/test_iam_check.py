@@ -51,9 +51,17 @@ OPERATOR = "operator"
 NOT_IN_THESE_FLOWS = {
     # The Lambda runtime, not skyclass's code, writes a function's logs; the CloudWatch
     # agent the workers' (ami_build/start-log-agent).
-    *((f, a) for f in ("api_handler", "on_s3_event", "scale", "worker")
+    *((f, a) for f in ("api_handler", "on_s3_event", "scale", "on_list_task",
+                       "on_finish_task", "worker")
       for a in ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
                 "logs:DescribeLogStreams")),
+    # Lambda's SQS event source polls the task queues with the task functions' roles.
+    *((f, a) for f in ("on_list_task", "on_finish_task")
+      for a in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")),
+    # An export abandoned part-way (tests/functional/test_bulk_finisher.py), and the
+    # scaler's retry of a tracked job's failed S3 event counting its failed image.
+    ("on_finish_task", "s3:AbortMultipartUpload"),
+    ("scale", "dynamodb:BatchGetItem"), ("scale", "dynamodb:PutItem"),
     # Chalice's deploy and delete, teardown's chalice part and the S3-event function's
     # failure destination: tests/e2e/test_deploy.py.
     *((OPERATOR, a) for s in operator_policy(ARNS)["Statement"] for a in s["Action"]
@@ -84,6 +92,84 @@ def unused(component: str, granted: set[str], used: set[str]) -> set[str]:
 
 
 # ---- the flows -------------------------------------------------------------------------
+
+SOURCE_BUCKET = "photo-archive"
+
+
+def bulk_flow(aws, stage, settings) -> None:
+    """Bulk jobs (docs/bulk.md) through every component that has a part in them: a job
+    over a source prefix listed (and handed on), cancelled, exported, announced and
+    called back (once more, after its callback failed); a prefix with nothing in it;
+    uploads in pages; a tracked job's bad upload rejected by ingest; the scaler seeing
+    the jobs and completing one no worker completed."""
+    import json
+
+    from chalice_app.wiring import services
+    from skyclass.runtime.bulk.backlog import JobsWatch
+    from skyclass.runtime.bulk.jobstore import JobStore
+    from skyclass.runtime.bulk.ledger import Ledger
+    from skyclass.runtime.bulk.tasks import TaskQueues
+    from tests.support.callbacks import CallbackReceiver
+
+    aws.s3.create_bucket(Bucket=SOURCE_BUCKET)
+    for i in range(3):
+        aws.s3.put_object(Bucket=SOURCE_BUCKET, Key=f"p/{i}.png", Body=PNG)
+    key = {"x-api-key": API_KEY, "Content-Type": "application/json"}
+    tasks = TaskQueues(aws.sqs, stage.resources.stage, stage.resources.queue_url)
+
+    def task(kind: str) -> dict:
+        [message] = aws.sqs.receive_message(QueueUrl=tasks.url(kind)).get("Messages", [])
+        aws.sqs.delete_message(QueueUrl=tasks.url(kind), ReceiptHandle=message["ReceiptHandle"])
+        return message
+
+    with CallbackReceiver(fail_first=3) as receiver, Client(
+            app, stage_name="local", project_dir=str(REPO_ROOT)) as client:
+        job = client.http.post("/jobs", headers=key, body=json.dumps(
+            {"source": f"s3://{SOURCE_BUCKET}/p/", "callback_url": receiver.url})).json_body
+        task("list")
+        # One step, then the invocation's time is up: it hands the listing on.
+        left = iter([100.0, 100.0, 0.0])
+        assert services().lister.run(job["job_id"], lambda: next(left, 0.0)).outcome == (
+            "handed on")
+        client.lambda_.invoke("on_list_task", client.events.generate_sqs_event(
+            message_bodies=[task("list")["Body"]], queue_name="skyclass-local-list"))
+        assert client.http.post(f"/jobs/{job['job_id']}/cancel", headers=key,
+                                body=b"").status_code == 200
+        client.lambda_.invoke("on_finish_task", client.events.generate_sqs_event(
+            message_bodies=[task("finish")["Body"]], queue_name="skyclass-local-finish"))
+        assert client.http.get(f"/jobs/{job['job_id']}/export?format=csv",
+                               headers=key).status_code == 200
+        assert client.http.get(f"/jobs/{job['job_id']}?limit=1", headers=key).status_code == 200
+        empty = client.http.post("/jobs", headers=key, body=json.dumps(
+            {"source": f"s3://{SOURCE_BUCKET}/none/"})).json_body
+        assert services().lister.run(empty["job_id"], lambda: 100.0).outcome == "listed"
+        upload = client.http.post("/jobs", headers=key, body=json.dumps(
+            {"images": [{"name": "a.png", "content_type": "image/png", "size": 100}],
+             "more": True})).json_body
+        assert client.http.post(f"/jobs/{upload['job_id']}/images", headers=key, body=json.dumps(
+            {"images": [{"name": "b.png", "content_type": "image/png", "size": 100}]})
+        ).status_code == 201
+    dynamodb = aws.client("dynamodb")
+    store = JobStore(dynamodb, stage.bulk.jobs_table)
+    # A tracked job's one upload, which is no image: ingest answers and counts it.
+    rejected = contracts.new_job_id()
+    image_id = contracts.image_id_for(rejected, 0)
+    Ledger(dynamodb, stage.bulk.jobs_table).declare(rejected, [{
+        "image_id": image_id, "name": "x.png", "key": contracts.job_input_key(rejected, image_id)}])
+    store.create(rejected, "upload", total=1, sealed=True)
+    aws.s3.put_object(Bucket=stage.resources.input_bucket,
+                      Key=contracts.job_input_key(rejected, image_id), Body=b"not an image")
+    deliver(aws, stage)
+    assert store.get(rejected).state == "complete"
+    # A job whose images are all counted but that no worker completed: the scaler does.
+    orphan = contracts.new_job_id()
+    store.create(orphan, "upload", total=1, sealed=True)
+    store.set_fields(orphan, done=1)
+    r = stage.resources
+    Scaler(WorkQueue(aws.sqs, r.queue_url, r.dlq_url), InstancePool(aws.ec2, r.stage),
+           JsonStore(aws.s3, r.output_bucket), settings, time.time,
+           jobs=JobsWatch(store, tasks, settings).observe).run_once()
+    assert store.get(orphan).state == "complete"
 
 def api_flow(aws, stage) -> None:
     with Client(app, stage_name="local", project_dir=str(REPO_ROOT)) as client:
@@ -165,12 +251,14 @@ def _granted(document) -> set[str]:
 
 
 def test_each_lambda_uses_exactly_what_its_policy_grants(api_env, stage, settings, aws,
-                                                          iam_check):
-    # GIVEN the three functions' flows, judged against their generated policies
+                                                          iam_check, monkeypatch):
+    # GIVEN the functions' flows, judged against their generated policies
+    monkeypatch.setenv(c.SOURCE_BUCKETS, SOURCE_BUCKET)
     mark = iam_check.mark()
     scale_flow(aws, stage, settings)
     api_flow(aws, stage)
     ingest_flow(aws, stage)
+    bulk_flow(aws, stage, settings)
     # THEN no call was refused (iam_check fails the test otherwise) ...
     used = _used(iam_check, mark)
     policies = lambda_policies(Stage("local", "us-east-1", "123456789012").arns())
@@ -193,26 +281,40 @@ def test_the_operator_policy_covers_bake_ami_and_teardown(tls_aws, tmp_path, iam
 
 @pytest.mark.slow
 def test_the_worker_uses_exactly_what_its_policy_grants(stage, settings, aws, tiny_model,
-                                                        iam_check):
+                                                        iam_check, monkeypatch):
     from ec2_worker.engine import InferenceEngine
     from ec2_worker.model import custom_classifier
     from ec2_worker.worker import Worker
+    from skyclass.runtime.bulk.jobstore import JobStore
+    from skyclass.runtime.bulk.tracker import JobTracker
     from testbed.tiny_model import CLASSES, image_bytes
 
     r = stage.resources
+    monkeypatch.setenv(c.SOURCE_BUCKETS, SOURCE_BUCKET)
     queue = WorkQueue(aws.sqs, r.queue_url, r.dlq_url)
     aws.s3.put_object(Bucket=r.input_bucket, Key="incoming/cat.png",
                       Body=image_bytes(CLASSES[0], 1, fmt="PNG"))
     queue.send([WorkMessage(bucket=r.input_bucket, key=f"incoming/{name}.png", job_id=None,
                             image_id=f"{name}.png", name=f"{name}.png", size=10, etag="x")
                 for name in ("cat", "gone")])
+    # A bulk job's one image, read where it is in a source bucket.
+    aws.s3.create_bucket(Bucket=SOURCE_BUCKET)
+    aws.s3.put_object(Bucket=SOURCE_BUCKET, Key="p/dog.png",
+                      Body=image_bytes(CLASSES[1], 2, fmt="PNG"))
+    job_id = contracts.new_job_id()
+    JobStore(aws.client("dynamodb"), stage.bulk.jobs_table).create(
+        job_id, "source", total=1, sealed=True, source_bucket=SOURCE_BUCKET, source_prefix="p/")
+    queue.send([WorkMessage(bucket=SOURCE_BUCKET, key="p/dog.png", job_id=job_id,
+                            image_id=contracts.image_id_for(job_id, 0), name="dog.png",
+                            size=10, etag="x", origin=contracts.SOURCE)])
     engine = InferenceEngine(custom_classifier(tiny_model.model_path,
                                                str(tiny_model.labels_path)), top_k=1)
     mark = iam_check.mark()
     metrics = MetricsPublisher(aws.cloudwatch, r.stage, flush_every=0)
     worker = Worker(queue=queue, results=JsonStore(aws.s3, r.output_bucket), s3=aws.s3,
-                    engine=engine, settings=settings, input_bucket=r.input_bucket,
-                    worker_id="i-0", poll_seconds=0, metrics=metrics)
+                    engine=engine, settings=settings.replace(source_buckets=SOURCE_BUCKET),
+                    input_bucket=r.input_bucket, worker_id="i-0", poll_seconds=0,
+                    metrics=metrics, tracker=JobTracker.for_stage(aws, r))
     while worker.process_batch():
         pass
     gone = JsonStore(aws.s3, r.output_bucket).get("results/incoming/gone.png.json")

@@ -97,13 +97,15 @@ def package(tmp_path_factory) -> Path:
 # app.py as it is, but the S3-event handler registered as a plain function.
 APP_FOR_CLOUDFORMATION = '''from chalice import Chalice
 
-from chalice_app import api, auth, events, scaling
+from chalice_app import api, auth, bulk, events, scaling, tasks
 
 app = Chalice(app_name="skyclass")
 api.configure(app)
 app.register_blueprint(auth.bp)
 app.register_blueprint(api.bp)
+app.register_blueprint(bulk.bp)
 app.register_blueprint(scaling.bp)
+app.register_blueprint(tasks.bp)
 
 
 @app.lambda_function(name="on_s3_event")
@@ -192,12 +194,15 @@ def test_the_package_imports_every_handler_with_only_boto3_beside_it(package, tm
     seen = json.loads(run.stdout)
 
     assert handlers == [
-        "app.app", "chalice_app.events.on_s3_event", "chalice_app.scaling.scale"
+        "app.app", "chalice_app.events.on_s3_event", "chalice_app.scaling.scale",
+        "chalice_app.tasks.on_finish_task", "chalice_app.tasks.on_list_task",
     ]
     assert all(seen["handlers"].values()) and all(seen["views"])
     assert seen["routes"] == {
         "/": ["GET"], "/classify": ["POST"], "/fleet": ["GET"], "/health": ["GET"],
         "/images/{image_id}": ["GET"], "/jobs": ["POST"], "/jobs/{job_id}": ["GET"],
+        "/jobs/{job_id}/cancel": ["POST"], "/jobs/{job_id}/export": ["GET"],
+        "/jobs/{job_id}/images": ["POST"],
     }
     assert seen["app_from"].startswith(str(package))
     assert seen["skyclass_from"].startswith(str(package))
@@ -228,12 +233,14 @@ def test_the_terraform_holds_the_handlers_the_schedule_and_the_s3_subscription(p
     # GIVEN the Terraform `chalice package` wrote for a bootstrapped stage
     resources = json.loads((package / "chalice.tf.json").read_text())["resource"]
     functions = resources["aws_lambda_function"]
-    # THEN it deploys the three handlers under the stage's names, with its variables
+    # THEN it deploys the five handlers under the stage's names, with its variables
     assert {name: f["handler"] for name, f in functions.items()} == {
         "api_handler": "app.app", "on_s3_event": "chalice_app.events.on_s3_event",
-        "scale": "chalice_app.scaling.scale"}
+        "scale": "chalice_app.scaling.scale", "on_list_task": "chalice_app.tasks.on_list_task",
+        "on_finish_task": "chalice_app.tasks.on_finish_task"}
     assert {f["function_name"] for f in functions.values()} == {
-        f"skyclass-{STAGE}", f"skyclass-{STAGE}-on_s3_event", f"skyclass-{STAGE}-scale"}
+        f"skyclass-{STAGE}", f"skyclass-{STAGE}-on_s3_event", f"skyclass-{STAGE}-scale",
+        f"skyclass-{STAGE}-on_list_task", f"skyclass-{STAGE}-on_finish_task"}
     assert all(f["environment"]["variables"][INPUT_BUCKET] == BUCKET
                for f in functions.values())
     # AND the schedule runs the scaling Lambda every minute
@@ -247,6 +254,11 @@ def test_the_terraform_holds_the_handlers_the_schedule_and_the_s3_subscription(p
     [subscription] = notification["lambda_function"]
     assert "aws_lambda_function.on_s3_event" in subscription["lambda_function_arn"]
     assert subscription["events"] == ["s3:ObjectCreated:*"]
+    # AND the bulk jobs' task queues feed their handlers, one task at a time
+    mappings = {m["function_name"]: m for m in
+                resources["aws_lambda_event_source_mapping"].values()}
+    assert {m["batch_size"] for m in mappings.values()} == {1}
+    assert len(mappings) == 2
     # AND each function's role carries exactly its own least-privilege policy
     policies = {name.removesuffix("_role"): json.loads(p["policy"])
                 for name, p in resources["aws_iam_role_policy"].items()}

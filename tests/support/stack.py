@@ -5,6 +5,7 @@ against it as a person would. The fixtures that start stacks are in tests/confte
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from typing import Any
 import requests
 
 from testbed.stack_process import SKYCLASS, StackProcess, start_stack
+from testbed.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
 
 READY_TIMEOUT = 120.0
 RESULT_TIMEOUT = 90.0
@@ -23,6 +25,12 @@ RESULT_TIMEOUT = 90.0
 IDLE_GRACE = "12"
 # Short, so the fault tests see a killed worker's messages come back soon.
 VISIBILITY_TIMEOUT = "15"
+# Bulk jobs (tests/e2e/test_bulk.py): the one bucket the stage may read in place; pages
+# of two keys, so a listing of a few dozen keys takes many steps (a kill lands
+# mid-listing); tasks of three seconds, so a killed lister's task is back in 18 s.
+SOURCE_BUCKET = "skyclass-e2e-archive"
+LIST_PAGE_SIZE = "2"
+TASK_TIMEOUT = "3"
 # The key of the session's keyed stack (``keyed_stack``; locally a stage's key is
 # SKYCLASS_API_KEY).
 STACK_API_KEY = "a-local-test-key-5f1c"
@@ -71,6 +79,27 @@ def submit_job(stack: StackProcess, files: list[tuple[str, bytes]], *,
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         list(pool.map(upload, zip(job["uploads"], files, strict=True)))
     return job
+
+
+def archive(stack: StackProcess, prefix: str, per_class: int, first: int) -> dict[str, str]:
+    """Held-out images under ``prefix`` in the source bucket, among three objects that
+    are not images; returns each image's key -> true label."""
+    s3 = stack.client("s3")
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=SOURCE_BUCKET)
+    truth = {}
+    for label in CLASSES:
+        for i in range(per_class):
+            key = f"{prefix}{label}/{i:03d}.jpg"
+            s3.put_object(Bucket=SOURCE_BUCKET, Key=key,
+                          Body=image_bytes(label, HELD_OUT_SEED + first + i))
+            truth[key] = label
+    for key, body in ((f"{prefix}README.txt", b"notes"), (f"{prefix}empty.jpg", b""),
+                      (f"{prefix}{CLASSES[0]}/", b"")):
+        s3.put_object(Bucket=SOURCE_BUCKET, Key=key, Body=body)
+    s3.put_object(Bucket=SOURCE_BUCKET, Key="elsewhere/not-this.jpg",
+                  Body=image_bytes(CLASSES[0], HELD_OUT_SEED))
+    return truth
 
 
 def job_status(stack: StackProcess, job_id: str) -> dict:

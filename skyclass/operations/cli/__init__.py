@@ -3,6 +3,8 @@
     skyclass up                  # the whole service on an embedded AWS (make run)
     skyclass emulator            # the AWS emulator alone
     skyclass classify PATH...    # upload files/folders through the API, print labels
+    skyclass classify s3://B/P/  # classify an S3 prefix in place; --out FILE: its export
+    skyclass cancel JOB          # cancel a job
     skyclass drop PATH...        # put files under incoming/ in the input bucket
     skyclass status [--watch]    # backlog, workers and the scaler's last decision
     skyclass open [--job ID]     # the web page in a browser
@@ -18,12 +20,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from skyclass.operations.cli import classify, deploy, fleet, local, logs, redrive, web
+from skyclass.operations.cli import bulk, classify, deploy, fleet, local, logs, redrive, web
 from skyclass.runtime.constants import API_URL
 
 # Each module registers its own subcommands (``register(subparsers)``); this one parses,
 # dispatches, and turns skyclass errors into one line and exit code 2.
-COMMANDS = (local, classify, fleet, redrive, deploy, logs, web)
+COMMANDS = (local, classify, bulk, fleet, redrive, deploy, logs, web)
 DEFAULT_API = "http://127.0.0.1:8000"
 
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from skyclass.operations.cli import bulk
 from skyclass.runtime import constants as c
 from skyclass.runtime.contracts import DONE
 
@@ -23,14 +24,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from skyclass.operations.cli import api_options
 
     cl = subparsers.add_parser("classify", parents=[api_options()],
-                               help="classify image files and folders")
-    cl.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+                               help="classify image files and folders, or an S3 prefix in "
+                                    "place (s3://BUCKET/PREFIX/)")
+    cl.add_argument("paths", nargs="+", type=bulk.as_path, metavar="PATH")
     cl.add_argument("--top", type=int, default=1, help="labels to print per image")
     fmt = cl.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON result per line")
     fmt.add_argument("--csv", action="store_true", help="CSV: name,status,label,score,error")
-    cl.add_argument("--out", type=Path, help="write the output to FILE instead of stdout")
+    cl.add_argument("--out", type=Path, help="write the output to FILE instead of stdout "
+                    "(for s3://: download the job's export there)")
     cl.add_argument("--timeout", type=float, default=3600.0, help="give up after SECONDS")
+    cl.add_argument("--callback", metavar="URL", help="for s3://: POST the job's signed "
+                    "summary to URL when it ends")
     cl.set_defaults(func=_classify)
 
     dr = subparsers.add_parser("drop", help="put files under incoming/ in the input bucket")
@@ -77,6 +82,13 @@ def _classify(args: argparse.Namespace) -> int:
 
     from skyclass.operations.api_client import SkyclassClient
 
+    sources = [p for p in args.paths if isinstance(p, str)]
+    if sources:
+        if len(args.paths) > 1:
+            print("skyclass: classify one s3:// prefix at a time, without local files",
+                  file=sys.stderr)
+            return 2
+        return bulk.classify_source(args, sources[0])
     images, skipped = find_images(args.paths)
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -105,7 +117,7 @@ def _classify(args: argparse.Namespace) -> int:
 
         for job_id in jobs:
             job = client.wait_for_job(job_id, timeout=args.timeout, on_progress=on_progress)
-            results.extend(job["results"])
+            results.extend(client.results(job_id, first=job))
             if job["pending"]:
                 print(f"skyclass: job {job_id} still has {job['pending']} pending images "
                       f"after {args.timeout:.0f} s", file=sys.stderr)

@@ -5,9 +5,9 @@ with ``chalice delete``, from what ``chalice deploy`` recorded in this project. 
 is found by the stage's names and checked against its ``skyclass:stage`` tag before it is
 deleted: instances (workers and builders), the launch template, the security group,
 the worker role and instance profile, the stage's AMIs and their snapshots, the buckets
-(emptied first), the queues, the API key's parameter and the Lambdas' log groups. A
-resource with the right name but without the stage's tag is left alone and named in
-the report.
+(emptied first), the queues, the API key's parameter and the Lambdas' log groups, and
+bulk jobs' table, event bus and callback secret. A resource with the right name but
+without the stage's tag is left alone and named in the report.
 
 Snapshots are found through their images *and* by their own tag (a bake tags them as it
 creates the image), so a teardown that stopped half-way finds them again. AWS keeps a
@@ -68,6 +68,9 @@ class Teardown:
         for queue in names.queues:
             self._queue(queue)
         self._api_key(names.api_key_parameter)
+        self._api_key(names.callback_secret_parameter)
+        self._jobs_table(names.jobs_table)
+        self._event_bus(names.event_bus)
         self._log_groups(names.log_groups, account)
         forget_stage(self._project_dir, self._stage)
         if self._left:
@@ -246,7 +249,39 @@ class Teardown:
             return
         if self._tagged(tags, f"parameter {name}"):
             ssm.delete_parameter(Name=name)
-            self._report(f"deleted the API key parameter {name}")
+            self._report(f"deleted the parameter {name}")
+
+    def _jobs_table(self, name: str) -> None:
+        dynamodb = self._aws.client("dynamodb")
+        try:
+            arn = dynamodb.describe_table(TableName=name)["Table"]["TableArn"]
+        except ClientError as exc:
+            self._unless_missing(exc, "ResourceNotFoundException")
+            return
+        tags = dynamodb.list_tags_of_resource(ResourceArn=arn).get("Tags", [])
+        if self._tagged(tags, f"table {name}"):
+            dynamodb.delete_table(TableName=name)
+            self._report(f"deleted table {name}")
+
+    def _event_bus(self, name: str) -> None:
+        events = self._aws.client("events")
+        try:
+            arn = events.describe_event_bus(Name=name)["Arn"]
+        except ClientError as exc:
+            self._unless_missing(exc, "ResourceNotFoundException")
+            return
+        if not self._tagged(events.list_tags_for_resource(ResourceARN=arn).get("Tags", []),
+                            f"event bus {name}"):
+            return
+        # A bus goes only once its rules do (those its subscribers made included).
+        for rule in events.list_rules(EventBusName=name).get("Rules", []):
+            targets = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=name)
+            ids = [t["Id"] for t in targets.get("Targets", [])]
+            if ids:
+                events.remove_targets(Rule=rule["Name"], EventBusName=name, Ids=ids)
+            events.delete_rule(Name=rule["Name"], EventBusName=name)
+        events.delete_event_bus(Name=name)
+        self._report(f"deleted event bus {name}")
 
     def _log_groups(self, groups: tuple[str, ...], account: str) -> None:
         logs = self._aws.client("logs")

@@ -19,7 +19,10 @@ queue for every message (``read_queue_attributes_once``), SQS sends that did the
 (``count_messages_only_when_asked``), receives that listed every visible message to
 hand out ten and deletes that rebuilt the queue (``scan_queues_only_as_far_as_needed``);
 and so is the lookup of the service a request is for, redone from the file system on
-every request (``look_up_services_once``).
+every request (``look_up_services_once``), and DynamoDB transactions that copied whole
+tables (``snapshot_transaction_items``). Concurrent requests are made as safe as AWS
+makes them: DynamoDB's item writes are atomic (``serialize_item_writes``), and an SQS
+delete removes the one message it names, whatever other threads do to the queue.
 
 On request (``--eventual-consistency SECONDS``, or ``SKYCLASS_EMULATOR_LAG``) it is as
 slow to agree with itself as AWS is (``EventualConsistency``), so that bake, bootstrap,
@@ -29,6 +32,7 @@ deploy and teardown can be rehearsed against it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import io
 import json
@@ -40,6 +44,7 @@ import socket
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType
 from typing import Any
@@ -79,6 +84,8 @@ def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1", lag: float = 0.0) -
     read_queue_attributes_once()
     count_messages_only_when_asked()
     scan_queues_only_as_far_as_needed()
+    snapshot_transaction_items()
+    serialize_item_writes()
     look_up_services_once()
     app = RequestCounter(ApiImportCompat(DomainDispatcherApplication(create_backend_app)))
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
@@ -545,9 +552,12 @@ def scan_queues_only_as_far_as_needed() -> None:
     def delete_message(self: Queue, receipt_handle: str) -> None:
         if receipt_handle in self.deleted_messages:
             return  # deleted already: as moto, gracefully
-        for index, message in enumerate(self._messages):
+        for message in self._messages:
             if message.had_receipt_handle(receipt_handle):
-                del self._messages[index]
+                # By the message itself, not its index: another thread's send or delete
+                # may have moved it since (a removal by index took the wrong message).
+                with contextlib.suppress(ValueError):
+                    self._messages.remove(message)
                 self.pending_messages.discard(message)
                 self.deleted_messages.update(message.all_receipt_handles)
                 return
@@ -555,6 +565,89 @@ def scan_queues_only_as_far_as_needed() -> None:
 
     Queue.messages = property(VisibleMessages)
     Queue.delete_message = delete_message
+
+
+def snapshot_transaction_items(patch: Callable[[Any, str, Any], None] = setattr) -> None:
+    """Make moto's DynamoDB transaction cost O(items it writes), not O(table).
+
+    Before a ``TransactWriteItems`` moto deep-copies every table the transaction names,
+    once for each of its items, to roll back to on failure. A bulk job's ledger holds an
+    item per image, so with a few thousand images each worker's count of a batch cost the
+    emulator seconds, and the whole stack stalled behind it. Here the copy is of the
+    items the transaction names, and on failure exactly those are put back: the same
+    all-or-nothing, as DynamoDB gives it.
+    """
+    import copy as real_copy
+
+    from moto.dynamodb import models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    class _TablesAsThey(types.ModuleType):
+        """``copy`` for moto's module, minus the deep copy of whole tables."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_copy, name)
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else real_copy.deepcopy(value, memo)
+
+    transact = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]
+                             ) -> None:
+        saved = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            attrs = op.get("Item") or op.get("Key") or {}
+            key = {table.hash_key_attr: attrs.get(table.hash_key_attr)}
+            if table.range_key_attr is not None:
+                key[table.range_key_attr] = attrs.get(table.range_key_attr)
+            if None in key.values():
+                continue
+            current = self.get_item(table.name, key)
+            saved.append((table.name, key, current.to_json()["Attributes"] if current else None))
+        try:
+            return transact(self, transact_items)
+        except Exception:
+            for table_name, key, attributes in reversed(saved):
+                if attributes is None:
+                    if self.get_item(table_name, key) is not None:
+                        self.delete_item(table_name, key)
+                else:
+                    self.put_item(table_name, attributes)
+            raise
+
+    patch(models, "copy", _TablesAsThey("copy"))
+    patch(DynamoDBBackend, "transact_write_items", transact_write_items)
+
+
+def serialize_item_writes(patch: Callable[[Any, str, Any], None] = setattr) -> None:
+    """Make the emulator's DynamoDB item writes atomic, as DynamoDB's are.
+
+    moto's server answers requests on many threads, and its ``UpdateItem`` reads an
+    item, changes it and stores it back with no lock: two updates of one item at once
+    (a lister moving a job's cursor while a worker adds to the job's ``done``) can lose
+    one of them, which DynamoDB never does. Here item writes (puts, updates, deletes,
+    transactions) take one lock, so each happens whole.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+
+    def locked(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def write(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+        return write
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        patch(DynamoDBBackend, name, locked(getattr(DynamoDBBackend, name)))
 
 
 def look_up_services_once() -> None:

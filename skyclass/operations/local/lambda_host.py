@@ -18,6 +18,8 @@ notifications only to SQS (its Lambda needs Docker), so locally (ARCHITECTURE.md
   not yet ingested.
 * ``Schedule`` calls the scaling handler every ``SKYCLASS_SCALE_PERIOD`` seconds with
   an EventBridge "Scheduled Event".
+* The SQS-triggered functions of bulk jobs run in processes of their own, which this
+  host starts and restarts (skyclass.operations.local.sqs_functions).
 
 Both take the handler as an argument, so they are tested without Chalice.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -291,6 +294,9 @@ def main() -> int:
     """Run the bridge and the schedule for the stage in the environment until SIGTERM."""
     from chalice_app.events import on_s3_event
     from chalice_app.scaling import scale
+    from skyclass.operations.local.sqs_functions import FUNCTIONS, FunctionProcesses
+    from skyclass.operations.local.stack import local_state_dir
+    from skyclass.operations.project import PROJECT_DIR
     from skyclass.runtime.aws import AwsClients
     from skyclass.runtime.metrics import publish_images_to_ingest
     from skyclass.runtime.names import ingest_failures_queue_name, s3_events_queue_name
@@ -325,8 +331,12 @@ def main() -> int:
     log.info(
         "delivering S3 events from %s; calling scale every %gs", events_url, settings.scale_period
     )
+    functions = FunctionProcesses(list(FUNCTIONS), os.environ, PROJECT_DIR,
+                                  local_state_dir() / "logs")
+    functions.tick()
     while not stop.wait(0.5):
-        pass
+        functions.tick()
+    functions.stop()
     deadline = time.monotonic() + 5
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))

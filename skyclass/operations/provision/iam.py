@@ -18,21 +18,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from skyclass.runtime import constants as c
+from skyclass.runtime.bulk.jobstore import ACTIVE_INDEX
 from skyclass.runtime.metrics import NAMESPACE
 from skyclass.runtime.names import (
     API_FUNCTION,
     EVENTS_FUNCTION,
+    FINISH_FUNCTION,
     LAMBDA_FUNCTIONS,
+    LIST_FUNCTION,
     SCALE_FUNCTION,
     StageResources,
     api_key_parameter_name,
+    callback_secret_parameter_name,
+    event_bus_name,
+    finish_queue_name,
     ingest_failures_queue_name,
+    jobs_table_name,
     lambda_function_name,
     lambda_log_group,
     lambda_role_name,
+    list_queue_name,
     queue_name_of,
     s3_events_queue_name,
     schedule_rule_name,
+    tasks_dlq_name,
     worker_log_group,
     worker_role_name,
 )
@@ -61,6 +70,7 @@ class StageArns:
     output_bucket: str
     queue: str
     dlq: str
+    source_buckets: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, resources: StageResources, region: str, account: str) -> StageArns:
@@ -68,7 +78,32 @@ class StageArns:
             stage=resources.stage, region=region, account=account,
             input_bucket=resources.input_bucket, output_bucket=resources.output_bucket,
             queue=queue_name_of(resources.queue_url), dlq=queue_name_of(resources.dlq_url),
+            source_buckets=resources.source_buckets,
         )
+
+    # ---- bulk jobs (docs/bulk.md) ----
+
+    def table(self) -> str:
+        return (f"arn:aws:dynamodb:{self.region}:{self.account}:table/"
+                f"{jobs_table_name(self.stage)}")
+
+    def active_index(self) -> str:
+        return f"{self.table()}/index/{ACTIVE_INDEX}"
+
+    def list_queue(self) -> str:
+        return self.queue_arn(list_queue_name(self.stage))
+
+    def finish_queue(self) -> str:
+        return self.queue_arn(finish_queue_name(self.stage))
+
+    def event_bus(self) -> str:
+        return f"arn:aws:events:{self.region}:{self.account}:event-bus/{event_bus_name(self.stage)}"
+
+    def source_bucket_arns(self) -> list[str]:
+        return [f"arn:aws:s3:::{bucket}" for bucket in self.source_buckets]
+
+    def source_object_arns(self) -> list[str]:
+        return [f"arn:aws:s3:::{bucket}/*" for bucket in self.source_buckets]
 
     def objects(self, bucket: str, *prefixes: str) -> list[str]:
         return [f"arn:aws:s3:::{bucket}/{prefix}*" for prefix in prefixes]
@@ -136,6 +171,12 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             # A SecureString under SSM's AWS-managed key: ssm:GetParameter suffices.
             _allow("ReadApiKey", ["ssm:GetParameter"],
                    [arns.parameter(api_key_parameter_name(arns.stage))]),
+            _allow("Jobs", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                            "dynamodb:Query", "dynamodb:BatchWriteItem"], [arns.table()]),
+            *_send_tasks(arns, arns.list_queue(), arns.finish_queue()),
+            # Presigning signs with the API's own role: the export link works only so.
+            _allow("LinkExports", ["s3:GetObject"],
+                   arns.objects(arns.output_bucket, c.EXPORTS_PREFIX)),
         ],
         EVENTS_FUNCTION: [
             _allow("ReadNewImages", ["s3:GetObject"],
@@ -149,6 +190,8 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             _start_stop(arns, ["ec2:StartInstances"]),
             # Lambda sends the on-failure destination's records with the function's role.
             _allow("RecordFailedInvocations", ["sqs:SendMessage"], [arns.ingest_failures()]),
+            _count_answers(arns),
+            *_send_tasks(arns, arns.finish_queue()),
         ],
         SCALE_FUNCTION: [
             _allow("QueueDepths", ["sqs:GetQueueAttributes"],
@@ -171,6 +214,32 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
             # a result not written yet, an input deleted before it was retried.
             _list("ListDecisionsAndResults", arns.output_bucket, fleet, results),
             _list("ListRetriedImages", arns.input_bucket, jobs, incoming),
+            _allow("ActiveJobs", ["dynamodb:Query"], [arns.active_index()]),
+            # Completes jobs no worker completed; counts the images it fails (above).
+            _count_answers(arns),
+            *_send_tasks(arns, arns.finish_queue()),
+        ],
+        LIST_FUNCTION: [
+            _consume_tasks(arns.list_queue()),
+            # Read-only, and only the configured buckets: list here, get in the workers.
+            *([_allow("ListSources", ["s3:ListBucket"], arns.source_bucket_arns())]
+              if arns.source_buckets else []),
+            _allow("ListingState", ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                   [arns.table()]),
+            _allow("EnqueueWork", ["sqs:SendMessage"], [arns.queue_arn(arns.queue)]),
+            *_send_tasks(arns, arns.list_queue(), arns.finish_queue()),
+        ],
+        FINISH_FUNCTION: [
+            _consume_tasks(arns.finish_queue()),
+            _allow("ReadJobs", ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"],
+                   [arns.table()]),
+            _allow("WriteExports", ["s3:PutObject", "s3:AbortMultipartUpload"],
+                   arns.objects(arns.output_bucket, c.EXPORTS_PREFIX)),
+            _allow("AnnounceCompletion", ["events:PutEvents"], [arns.event_bus()]),
+            # Only the finisher signs callbacks, so only it reads the key.
+            _allow("ReadCallbackSecret", ["ssm:GetParameter"],
+                   [arns.parameter(callback_secret_parameter_name(arns.stage))]),
+            *_send_tasks(arns, arns.finish_queue()),
         ],
     }
     return {
@@ -185,7 +254,8 @@ def lambda_policies(arns: StageArns) -> dict[str, dict[str, Any]]:
 
 
 def worker_policy(arns: StageArns) -> dict[str, Any]:
-    """The worker instances' role: consume the work queue, read inputs, write results."""
+    """The worker instances' role: consume the work queue, read inputs (and the
+    configured source buckets), write results and count them in their jobs."""
     return _document([
         _allow("ConsumeWork",
                ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
@@ -203,6 +273,11 @@ def worker_policy(arns: StageArns) -> dict[str, Any]:
         # stage's workers group (bootstrap creates the group and sets its retention).
         _allow("ShipLogs", ["logs:CreateLogStream", "logs:PutLogEvents",
                             "logs:DescribeLogStreams"], [arns.worker_logs()]),
+        # Bulk jobs: objects read in place, read-only, in the configured buckets only.
+        *([_allow("ReadSources", ["s3:GetObject"], arns.source_object_arns())]
+          if arns.source_buckets else []),
+        _count_answers(arns),
+        *_send_tasks(arns, arns.finish_queue()),
     ])
 
 
@@ -221,7 +296,10 @@ def operator_policy(arns: StageArns) -> dict[str, Any]:
     tagged = {"StringEquals": {f"aws:RequestTag/{c.TAG_STAGE}": stage}}
     owned = {"StringEquals": {f"aws:ResourceTag/{c.TAG_STAGE}": stage}}
     queues = [arns.queue_arn(arns.queue), arns.queue_arn(arns.dlq),
-              arns.queue_arn(s3_events_queue_name(stage)), arns.ingest_failures()]
+              arns.queue_arn(s3_events_queue_name(stage)), arns.ingest_failures(),
+              arns.list_queue(), arns.finish_queue(), arns.queue_arn(tasks_dlq_name(stage))]
+    task_functions = [arns.function(lambda_function_name(stage, f))
+                      for f in (LIST_FUNCTION, FINISH_FUNCTION)]
     log_groups = [*(lambda_log_group(stage, f) for f in LAMBDA_FUNCTIONS),
                   worker_log_group(stage)]
     worker_role = worker_role_name(stage)
@@ -318,10 +396,33 @@ def operator_policy(arns: StageArns) -> dict[str, Any]:
                 "apigateway:DELETE"],
                [f"arn:aws:apigateway:{region}::/restapis",
                 f"arn:aws:apigateway:{region}::/restapis/*"]),
-        # SSM: the API key, and the base image's id for a bake.
+        # Chalice subscribes the bulk jobs' task Lambdas to their queues (creating and
+        # listing mappings takes no resource; the function is the condition).
+        _allow("TaskEventSources", ["lambda:CreateEventSourceMapping"], ["*"],
+               {"ArnLike": {"lambda:FunctionArn": task_functions}}),
+        _allow("SeeEventSources", ["lambda:ListEventSourceMappings"], ["*"]),
+        _allow("ChangeTaskEventSources",
+               ["lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping",
+                "lambda:DeleteEventSourceMapping"],
+               [f"arn:aws:lambda:{region}:{arns.account}:event-source-mapping:*"],
+               {"ArnLike": {"lambda:FunctionArn": task_functions}}),
+        # Bulk jobs: the jobs table, the stage's event bus (and, on teardown, the rules
+        # its subscribers put on it) and the callback secret.
+        _allow("JobsTable",
+               ["dynamodb:CreateTable", "dynamodb:DescribeTable", "dynamodb:TagResource",
+                "dynamodb:ListTagsOfResource", "dynamodb:DeleteTable"], [arns.table()]),
+        _allow("EventBus",
+               ["events:CreateEventBus", "events:DescribeEventBus", "events:TagResource",
+                "events:ListTagsForResource", "events:DeleteEventBus"], [arns.event_bus()]),
+        _allow("ListRules", ["events:ListRules"], ["*"]),
+        _allow("SubscribersRules",
+               ["events:ListTargetsByRule", "events:RemoveTargets", "events:DeleteRule"],
+               [arns.rule(f"{event_bus_name(stage)}/*")]),
+        # SSM: the API key and the callback secret, and the base image's id for a bake.
         _allow("ApiKey",
                ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:ListTagsForResource",
-                "ssm:DeleteParameter"], [arns.parameter(api_key_parameter_name(stage))]),
+                "ssm:DeleteParameter"], [arns.parameter(api_key_parameter_name(stage)),
+                                         arns.parameter(callback_secret_parameter_name(stage))]),
         _allow("BaseImage", ["ssm:GetParameter"],
                [f"arn:aws:ssm:{region}::parameter{BASE_IMAGE_PARAMETERS}"]),
         # The Lambdas' and the workers' log groups, made with the stage's retention.
@@ -349,6 +450,25 @@ def tls_only_bucket_policy(bucket: str) -> dict[str, Any]:
         "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     }])
+
+
+def _count_answers(arns: StageArns) -> Statement:
+    """Screen a batch (BatchGetItem), count its answers exactly once (TransactWriteItems
+    of conditional puts and updates: PutItem, UpdateItem) and complete jobs (GetItem,
+    UpdateItem)."""
+    return _allow("CountAnswers",
+                  ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem",
+                   "dynamodb:UpdateItem"], [arns.table()])
+
+
+def _send_tasks(arns: StageArns, *queues: str) -> list[Statement]:
+    return [_allow("SendTasks", ["sqs:SendMessage"], list(queues))]
+
+
+def _consume_tasks(queue: str) -> Statement:
+    """What Lambda's SQS event source needs of the function's role."""
+    return _allow("ConsumeTasks", ["sqs:ReceiveMessage", "sqs:DeleteMessage",
+                                   "sqs:GetQueueAttributes"], [queue])
 
 
 def _list(sid: str, bucket: str, *prefixes: str) -> Statement:

@@ -22,6 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from skyclass.operations.provision.bulk import BulkProvisioned, provision_bulk
 from skyclass.operations.provision.iam import tls_only_bucket_policy
 from skyclass.operations.provision.workers import (
     WorkerLaunch,
@@ -64,6 +65,7 @@ class Provisioned:
     worker_instance_ids: list[str]
     s3_events_queue_url: str | None
     launch: WorkerLaunch | None = None
+    bulk: BulkProvisioned | None = None
 
 
 def provision(
@@ -139,7 +141,9 @@ def provision(
     ami_id = ami_id or find_worker_ami(aws, stage)
     if ami_id is None and register_local_ami:
         ami_id = _register_stand_in_ami(aws, stage)
-    resources = StageResources(stage, input_bucket, output_bucket, queue_url, dlq_url)
+    resources = StageResources(stage, input_bucket, output_bucket, queue_url, dlq_url,
+                               source_buckets=settings.source_bucket_names)
+    bulk = provision_bulk(settings, aws)
     launch = None
     if ami_id and aws_stage:
         launch = ensure_worker_launch(aws, settings, resources, account, ami_id)
@@ -151,6 +155,7 @@ def provision(
         worker_instance_ids=instance_ids,
         s3_events_queue_url=events_url,
         launch=launch,
+        bulk=bulk,
     )
 
 

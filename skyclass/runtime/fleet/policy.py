@@ -91,7 +91,8 @@ class Observation:
     ``recent``: the ``(at, needed, backlog)`` of earlier ticks within the idle grace;
     ``last_busy_at``: when a tick last saw a backlog; ``surplus_since``: since when the
     fleet has been larger than needed with nothing waiting. All three come from the
-    previous Plan.
+    previous Plan. ``to_list``: images of bulk jobs still to be listed (an estimate,
+    skyclass.runtime.bulk.backlog), work as real as what waits in the queue.
     """
 
     visible: int
@@ -105,15 +106,16 @@ class Observation:
     ingesting: int = 0
     finished_in_grace: int = 0
     surplus_since: float | None = None
+    to_list: int = 0
 
     @property
     def backlog(self) -> int:
-        return self.visible + self.in_flight + self.ingesting
+        return self.visible + self.in_flight + self.ingesting + self.to_list
 
     @property
     def waiting(self) -> int:
-        """Images no worker holds yet: queued, or still to be queued."""
-        return self.visible + self.ingesting
+        """Images no worker holds yet: queued, or still to be queued or listed."""
+        return self.visible + self.ingesting + self.to_list
 
     def arrival_rate(self) -> float:
         """Images arriving per second: what the fleet finished lately plus how fast the
@@ -169,6 +171,7 @@ def decide(obs: Observation, settings: Settings) -> Plan:
     have = len(capacity)
     seen = (f"backlog {backlog} ({obs.visible} waiting, {obs.in_flight} in flight"
             + (f", {obs.ingesting} to ingest" if obs.ingesting else "")
+            + (f", {obs.to_list} to list" if obs.to_list else "")
             + f"), {arrivals:.3g} img/s arriving, {obs.per_worker:.3g} img/s per worker: "
             f"needs {needed}; {have} up"
             + (f" ({booting} booting)" if booting else ""))

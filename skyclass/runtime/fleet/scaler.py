@@ -31,6 +31,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from skyclass.runtime import constants as c
+from skyclass.runtime.bulk.backlog import JobsBacklog
 from skyclass.runtime.fleet.policy import Observation, Plan, decide
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.metrics import read_activity, read_images_to_ingest
@@ -76,10 +77,13 @@ class Scaler:
         settings: Settings,
         clock: Callable[[], float],
         cloudwatch: Any = None,
+        jobs: Callable[[], JobsBacklog] | None = None,
     ) -> None:
         """``cloudwatch``: where the workers publish their metrics (and the local bridge
         the images it has yet to ingest; skyclass.runtime.metrics); without it the
-        configured throughput is used."""
+        configured throughput is used. ``jobs``: what bulk jobs add to and take from the
+        queue's backlog (skyclass.runtime.bulk.backlog)."""
+        self._jobs = jobs
         self._queue = queue
         self._pool = pool
         self._store = store
@@ -129,12 +133,17 @@ class Scaler:
         throughput = self.throughput(now)
         ingesting = self.ingesting(now)
         depths = None
+        jobs = self._jobs_backlog()
         try:
             depths = self._queue.depths()
+            # Messages of cancelled jobs are dropped unclassified: not work.
+            waiting = depths.visible + depths.delayed
+            ended_in_flight = max(0, jobs.ended_queued - waiting)
             plan = decide(
                 Observation(
-                    visible=depths.visible + depths.delayed,
-                    in_flight=depths.in_flight,
+                    visible=max(0, waiting - jobs.ended_queued),
+                    in_flight=max(0, depths.in_flight - ended_in_flight),
+                    to_list=jobs.to_list,
                     instances=self._pool.instances(),
                     per_worker=throughput.per_worker,
                     now=now,
@@ -156,8 +165,20 @@ class Scaler:
         if plan.start or plan.stop:
             log.info("scaling: %s (start %s, stop %s)", plan.reason, plan.start, plan.stop)
         backlog = depths.backlog + ingesting if depths else None
-        self._record({**_record(plan, backlog, throughput, now), "ingesting": ingesting}, claim)
+        self._record({**_record(plan, backlog, throughput, now), "ingesting": ingesting,
+                      "jobs": {"to_list": jobs.to_list, "cancelled_queued": jobs.ended_queued,
+                               "listing": jobs.listing_jobs}}, claim)
         return plan
+
+    def _jobs_backlog(self) -> JobsBacklog:
+        if self._jobs is None:
+            return JobsBacklog()
+        try:
+            return self._jobs()
+        except (ClientError, BotoCoreError):
+            log.warning("could not read the bulk jobs; scaling on the queue alone",
+                        exc_info=True)
+            return JobsBacklog()
 
     def _claim(self, now: float) -> _Claim | None:
         """Take this tick (see the module's docstring); None if another tick has it."""

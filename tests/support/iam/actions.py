@@ -72,6 +72,10 @@ class Lookup:
     def role_of_profile(self, profile: Mapping[str, Any]) -> str | None:
         return None
 
+    def function_of_mapping(self, uuid: str) -> str | None:
+        """The ARN of the function a Lambda event source mapping feeds."""
+        return None
+
 
 class UnmappedCallError(LookupError):
     """The call's authorization cannot be worked out here; the message says what to add."""
@@ -119,7 +123,17 @@ def resource_of(call: Call) -> str:
             return name if name.startswith("arn:") else (
                 f"arn:aws:lambda:{region}:{account}:function:{name}")
     if service == "events" and ("Name" in p or "Rule" in p):
-        return f"arn:aws:events:{region}:{account}:rule/{p.get('Name') or p['Rule']}"
+        # A rule on a custom bus is named under its bus.
+        bus = p.get("EventBusName")
+        rule = p.get("Name") or p["Rule"]
+        return f"arn:aws:events:{region}:{account}:rule/" + (
+            f"{bus}/{rule}" if bus and bus != "default" else rule)
+    if service == "dynamodb":
+        if "ResourceArn" in p:
+            return p["ResourceArn"]
+        if "TableName" in p:
+            table = f"arn:aws:dynamodb:{region}:{account}:table/{p['TableName']}"
+            return f"{table}/index/{p['IndexName']}" if "IndexName" in p else table
     return "*"
 
 
@@ -345,6 +359,76 @@ def _no_permission(call: Call, lookup: Lookup) -> list[Need]:
     return []
 
 
+# ---- DynamoDB, EventBridge buses, Lambda event sources ---------------------------------
+
+def _table(call: Call, name: str) -> str:
+    return f"arn:aws:dynamodb:{call.region}:{call.account}:table/{name}"
+
+
+def _per_table(action: str) -> Callable[[Call, Lookup], list[Need]]:
+    """A batch call: ``action`` on each table it names (BatchGetItem, BatchWriteItem)."""
+    return lambda call, lookup: [Need(action, _table(call, name))
+                                 for name in call.params["RequestItems"]]
+
+
+_TRANSACT_ACTIONS = {"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem",
+                     "Delete": "dynamodb:DeleteItem",
+                     "ConditionCheck": "dynamodb:ConditionCheckItem"}
+
+
+def _transact_write(call: Call, lookup: Lookup) -> list[Need]:
+    """Each item of a transaction needs its own single-item action on its table."""
+    return [Need(_TRANSACT_ACTIONS[kind], _table(call, spec["TableName"]))
+            for item in call.params["TransactItems"] for kind, spec in item.items()]
+
+
+def _event_bus_arn(call: Call, name: str | None) -> str:
+    name = name or "default"
+    if name.startswith("arn:"):
+        return name
+    return f"arn:aws:events:{call.region}:{call.account}:event-bus/{name}"
+
+
+def _event_bus(action: str, tag_action: str | None = None
+               ) -> Callable[[Call, Lookup], list[Need]]:
+    def found(call: Call, lookup: Lookup) -> list[Need]:
+        bus = _event_bus_arn(call, call.params.get("Name"))
+        tags = call.params.get("Tags") or []
+        context = _request_tags(tags)
+        return [Need(action, bus, context),
+                *([Need(tag_action, bus, context)] if tag_action and tags else [])]
+    return found
+
+
+def _put_events(call: Call, lookup: Lookup) -> list[Need]:
+    return [Need("events:PutEvents", _event_bus_arn(call, entry.get("EventBusName")))
+            for entry in call.params["Entries"]]
+
+
+def _event_source_mapping(action: str) -> Callable[[Call, Lookup], list[Need]]:
+    """Lambda authorizes creating and listing event source mappings on no resource
+    ("*"); the mapping's function is the ``lambda:FunctionArn`` condition key."""
+    def found(call: Call, lookup: Lookup) -> list[Need]:
+        function = call.params.get("FunctionName")
+        context = {}
+        if function:
+            context["lambda:FunctionArn"] = function if function.startswith("arn:") else (
+                f"arn:aws:lambda:{call.region}:{call.account}:function:{function}")
+        return [Need(action, "*", context)]
+    return found
+
+
+def _mapping(action: str) -> Callable[[Call, Lookup], list[Need]]:
+    """An existing mapping, with its function as the ``lambda:FunctionArn`` key."""
+    def found(call: Call, lookup: Lookup) -> list[Need]:
+        uuid = call.params["UUID"]
+        function = lookup.function_of_mapping(uuid)
+        return [Need(action, f"arn:aws:lambda:{call.region}:{call.account}:"
+                             f"event-source-mapping:{uuid}",
+                     {"lambda:FunctionArn": function} if function else {})]
+    return found
+
+
 # ---- API Gateway ----------------------------------------------------------------------
 
 def _apigateway(call: Call) -> list[Need]:
@@ -422,6 +506,27 @@ _TABLE: dict[tuple[str, str], Callable[[Call, Lookup], list[Need]]] = {
         Need("logs:ListTagsForResource", call.params["resourceArn"])],
     ("lambda", "CreateFunction"): _create_function,
     ("cloudwatch", "PutMetricData"): _put_metric_data,
+    # DynamoDB: batches and transactions need their single-item actions, per table.
+    ("dynamodb", "BatchGetItem"): _per_table("dynamodb:BatchGetItem"),
+    ("dynamodb", "BatchWriteItem"): _per_table("dynamodb:BatchWriteItem"),
+    ("dynamodb", "TransactWriteItems"): _transact_write,
+    ("dynamodb", "CreateTable"): _with_tags("dynamodb:CreateTable", "dynamodb:TagResource"),
+    # EventBridge: a custom bus is its own resource; PutEvents names the bus per entry.
+    ("events", "CreateEventBus"): _event_bus("events:CreateEventBus", "events:TagResource"),
+    ("events", "DescribeEventBus"): _event_bus("events:DescribeEventBus"),
+    ("events", "DeleteEventBus"): _event_bus("events:DeleteEventBus"),
+    ("events", "PutEvents"): _put_events,
+    ("events", "ListRules"): lambda call, lookup: [Need("events:ListRules", "*")],
+    ("events", "ListTagsForResource"): lambda call, lookup: [
+        Need("events:ListTagsForResource", call.params["ResourceARN"])],
+    # Lambda: event source mappings (chalice deploy's, for the bulk jobs' task queues).
+    ("lambda", "CreateEventSourceMapping"): _event_source_mapping(
+        "lambda:CreateEventSourceMapping"),
+    ("lambda", "ListEventSourceMappings"): _event_source_mapping(
+        "lambda:ListEventSourceMappings"),
+    ("lambda", "GetEventSourceMapping"): _mapping("lambda:GetEventSourceMapping"),
+    ("lambda", "UpdateEventSourceMapping"): _mapping("lambda:UpdateEventSourceMapping"),
+    ("lambda", "DeleteEventSourceMapping"): _mapping("lambda:DeleteEventSourceMapping"),
     # AWS answers these for any authenticated caller.
     ("sts", "GetCallerIdentity"): _no_permission,
 }

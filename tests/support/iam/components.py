@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 from skyclass.runtime.names import (
     API_FUNCTION,
     EVENTS_FUNCTION,
+    FINISH_FUNCTION,
+    LIST_FUNCTION,
     SCALE_FUNCTION,
     StageResources,
     bucket_name,
@@ -52,7 +54,8 @@ DEPLOY = "deploy"
 TEARDOWN = "teardown"
 CHALICE = "chalice"
 OPERATOR = (BOOTSTRAP, DEPLOY, BAKE, TEARDOWN, CHALICE)
-COMPONENTS = (API_FUNCTION, EVENTS_FUNCTION, SCALE_FUNCTION, WORKER, *OPERATOR)
+COMPONENTS = (API_FUNCTION, EVENTS_FUNCTION, SCALE_FUNCTION, LIST_FUNCTION, FINISH_FUNCTION,
+              WORKER, *OPERATOR)
 
 _SEP = os.sep
 # (path fragment, component): a frame whose file contains the fragment is the component's.
@@ -65,6 +68,12 @@ _REPO_MODULES = (
     ("skyclass/runtime/fleet/status.py", API_FUNCTION),
     ("chalice_app/api.py", API_FUNCTION),
     ("chalice_app/auth.py", API_FUNCTION),
+    # Bulk jobs: the API's routes, and the two task Lambdas by what they run (their
+    # handlers, chalice_app/tasks.py, are one module for both).
+    ("chalice_app/bulk.py", API_FUNCTION),
+    ("skyclass/runtime/bulk/service.py", API_FUNCTION),
+    ("skyclass/runtime/bulk/lister.py", LIST_FUNCTION),
+    ("skyclass/runtime/bulk/finisher.py", FINISH_FUNCTION),
     ("ec2_worker/", WORKER),
     ("ami_build/bake.py", BAKE),
     ("skyclass/operations/deploy/bootstrap.py", BOOTSTRAP),
@@ -139,8 +148,17 @@ class Stage:
             self.name, bucket_name(self.name, "input", self.account),
             bucket_name(self.name, "output", self.account),
             f"https://sqs.{self.region}.amazonaws.com/{self.account}/{queue_name(self.name)}",
-            f"https://sqs.{self.region}.amazonaws.com/{self.account}/{dlq_name(self.name)}")
+            f"https://sqs.{self.region}.amazonaws.com/{self.account}/{dlq_name(self.name)}",
+            # The buckets the stage reads in place, as bootstrap grants them: those the
+            # process is configured with (the stack's processes, or a test's monkeypatch).
+            source_buckets=_source_buckets())
         return StageArns.of(resources, self.region, self.account)
+
+
+def _source_buckets() -> tuple[str, ...]:
+    from skyclass.runtime.constants import SOURCE_BUCKETS
+
+    return tuple(b.strip() for b in os.environ.get(SOURCE_BUCKETS, "").split(",") if b.strip())
 
 
 def policy_of(component: str, stage: Stage,

@@ -71,15 +71,20 @@ _DENIAL_CODES = {"ec2": "UnauthorizedOperation", "ssm": "AccessDeniedException",
                  "events": "AccessDeniedException", "apigateway": "AccessDeniedException"}
 _STAGE_PATTERNS = [re.compile(p) for p in (
     r"^arn:aws:s3:::skyclass-(?P<stage>.+)-(?:input|output)-\d{12}(?:/|$)",
-    r"^arn:aws:sqs:[^:]*:\d*:skyclass-(?P<stage>.+?)-(?:work|work-dlq|s3-events)$",
+    r"^arn:aws:sqs:[^:]*:\d*:skyclass-(?P<stage>.+?)-(?:work|work-dlq|s3-events|list|finish"
+    r"|tasks-dlq|ingest-failures)$",
     r"^arn:aws:ssm:[^:]*:\d*:parameter/skyclass/(?P<stage>[^/]+)/",
     r"^arn:aws:iam::\d*:(?:role|instance-profile)/skyclass-(?P<stage>.+)"
-    r"-(?:worker|api_handler|on_s3_event|scale)$",
+    r"-(?:worker|api_handler|on_s3_event|scale|on_list_task|on_finish_task)$",
     r"^arn:aws:logs:[^:]*:\d*:log-group:/aws/lambda/skyclass-(?P<stage>.+?)"
-    r"(?:-on_s3_event|-scale)?(?::\*)?$",
+    r"(?:-on_s3_event|-scale|-on_list_task|-on_finish_task)?(?::\*)?$",
     r"^arn:aws:logs:[^:]*:\d*:log-group:/skyclass/(?P<stage>[^/]+)/",
-    r"^arn:aws:lambda:[^:]*:\d*:function:skyclass-(?P<stage>.+?)(?:-on_s3_event|-scale)?$",
+    r"^arn:aws:lambda:[^:]*:\d*:function:skyclass-(?P<stage>.+?)"
+    r"(?:-on_s3_event|-scale|-on_list_task|-on_finish_task)?$",
     r"^arn:aws:events:[^:]*:\d*:rule/skyclass-(?P<stage>.+)-scale-event$",
+    # Bulk jobs: the jobs table (and its index), the stage's event bus and its rules.
+    r"^arn:aws:dynamodb:[^:]*:\d*:table/skyclass-(?P<stage>.+)-jobs(?:/|$)",
+    r"^arn:aws:events:[^:]*:\d*:(?:event-bus|rule)/skyclass-(?P<stage>[^/]+)(?:/|$)",
 )]
 _STAGE_TAG = "skyclass:stage"
 
@@ -181,6 +186,15 @@ class _EmulatorLookup(Lookup):
                 return {}
         found = versions["LaunchTemplateVersions"]
         return found[0]["LaunchTemplateData"] if found else {}
+
+    def function_of_mapping(self, uuid: str) -> str | None:
+        if self._client.meta.service_model.service_name != "lambda":
+            return None
+        with self._judge.unjudged():
+            try:
+                return self._client.get_event_source_mapping(UUID=uuid)["FunctionArn"]
+            except ClientError:
+                return None
 
     def role_of_profile(self, profile: Mapping[str, Any]) -> str | None:
         name = profile.get("Name") or (profile.get("Arn") or "").rsplit("/", 1)[-1]
