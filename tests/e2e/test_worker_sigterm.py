@@ -105,6 +105,19 @@ def _user_data(resources) -> dict[str, str]:
             "SKYCLASS_QUEUE_URL": resources.queue_url, "SKYCLASS_DLQ_URL": resources.dlq_url}
 
 
+def _all_ready(stack) -> bool:
+    """Every worker process the stack runs has said it is ready. One still importing
+    TensorFlow holds no message and has no handler yet: SIGTERM ends it at once (-15),
+    losing nothing; exiting 0 after its batch is the promise of a worker at work."""
+    console = stack.console.read_text()
+    for process in stack.worker_processes():
+        started = f"worker {stack.worker_instance(process)} started (pid {process.pid})"
+        at = console.find(started)
+        if at < 0 or f"worker {stack.worker_instance(process)} ready" not in console[at:]:
+            return False
+    return True
+
+
 def _released(log: str) -> int:
     """How many messages the worker released, by its settle lines ("… N released …")."""
     return sum(int(line.split(" released")[0].rsplit(" ", 1)[1])
@@ -120,7 +133,8 @@ def test_sigterm_mid_backlog_stops_the_stacks_workers_cleanly_and_loses_no_image
     def mid_backlog() -> bool:
         status = job_status(local_stack, job["job_id"])
         return (status["done"] >= 1 and status["pending"] >= 10
-                and local_stack.queue_depths()["in_flight"] > 0)
+                and local_stack.queue_depths()["in_flight"] > 0
+                and _all_ready(local_stack))
 
     local_stack.eventually(mid_backlog, RESULT_TIMEOUT, "the workers mid-backlog", period=0.1)
 

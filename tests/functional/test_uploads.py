@@ -3,7 +3,8 @@ emulator ignores it, so an upload through the emulator proves nothing about the 
 The policy is decoded here and held to what the docs promise (README.md, "Input limits",
 and docs/reliability.md, "Security"): each upload goes to its own key in the input
 bucket, is bound to the announced size and content type, and expires after 300 s; and
-a job takes up to 1,000 images."""
+one request announces up to 1,000 images (a job takes more in further pages,
+tests/functional/test_bulk_jobs.py)."""
 
 from __future__ import annotations
 
