@@ -36,6 +36,9 @@ class Settings:
     top_k: int = field(default=5, metadata=_env(c.TOP_K))
     batch_size: int = field(default=32, metadata=_env(c.BATCH_SIZE))
     precision: str = field(default="fp32", metadata=_env(c.PRECISION))
+    # What runs the model on a worker: "auto" measures the engines there and keeps the
+    # fastest that agrees with TensorFlow (ec2_worker/engines).
+    engine: str = field(default="auto", metadata=_env(c.ENGINE))
     worker_id: str | None = field(default=None, metadata=_env(c.WORKER_ID))
 
     # Input policy.
@@ -95,6 +98,9 @@ class Settings:
             raise BadRequestError(f"top_k must be at least 1, not {self.top_k}")
         if self.precision not in ("fp32", "bf16"):
             raise BadRequestError(f"precision must be fp32 or bf16, not {self.precision!r}")
+        if self.engine not in ("auto", "tensorflow", "openvino", "onnxruntime"):
+            raise BadRequestError("engine must be auto, tensorflow, openvino or onnxruntime, "
+                                  f"not {self.engine!r}")
 
     def as_env(self) -> dict[str, str]:
         """The settings as environment variables, to hand to a child process."""
