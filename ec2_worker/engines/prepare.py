@@ -114,7 +114,7 @@ class Preparation:
             entry[f"{engine.precision}_agreement"] = found.as_json()
             if engine.precision == FP32:
                 break
-        return {**entry, "error": f"disagrees with TensorFlow ({found.describe()})"}, None
+        return {**entry, "error": found.describe()}, None
 
     def load(self, name: str, conversion: dict[str, Any], precision: str) -> ConvertedEngine:
         height, width = conversion["input_size"]
