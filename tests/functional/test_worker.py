@@ -1,5 +1,6 @@
 """The worker against the in-process emulator with a small real model: every image that
-is queued ends with exactly one result object, right label or a clear reason."""
+is queued ends with exactly one result object, right label or a clear reason; with each
+engine that can run the model."""
 
 from __future__ import annotations
 
@@ -21,21 +22,16 @@ from skyclass.contracts import (
 from skyclass.queue import WorkQueue
 from skyclass.results import ResultStore
 from tests.conftest import REPO_ROOT
+from tests.support.engines import ENGINES, engine_for
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
 
 WORKER_ID = "i-0123456789abcdef0"
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_model):
-    from ec2_worker.engine import InferenceEngine
-    from ec2_worker.model import custom_classifier
-
-    engine = InferenceEngine(
-        custom_classifier(tiny_model.model_path, str(tiny_model.labels_path)), top_k=5
-    )
-    engine.warm_up()
-    return engine
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request, tiny_model):
+    """Each engine in turn (TensorFlow, OpenVINO, ONNX Runtime), as the worker builds it."""
+    return engine_for(tiny_model, request.param)
 
 
 @pytest.fixture
