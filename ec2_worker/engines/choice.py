@@ -3,7 +3,10 @@ TensorFlow.
 
 ``measure`` runs every engine in turn within each round, at each batch size the worker
 uses, so that whatever else the machine is doing falls on all of them alike, and keeps
-each engine's median round. ``choose`` is pure: an engine other than TensorFlow is
+each engine's median round. It measures the machine as it is: on cores shared with
+other busy processes, OpenVINO's and ONNX Runtime's per-layer thread hand-offs suffer
+more than TensorFlow's work-stealing pool (docs/benchmarks.md), so a machine measured
+while busy may keep TensorFlow. ``choose`` is pure: an engine other than TensorFlow is
 chosen only if it is at least ``MARGIN`` faster than TensorFlow at every one of those
 batch sizes (a worker sees lone images and full batches alike); among those, the
 fastest at the largest batch, which is the worker's pace under load. Otherwise
@@ -44,6 +47,9 @@ def measure(runs: Mapping[str, Callable[[np.ndarray], object]], batch_sizes: Ite
         for size in batches:
             calls = max(1, -(-images // size))
             for name, run in runs.items():
+                # Untimed: the first call after another engine's pays for its threads
+                # still spinning down, which is no cost of this engine.
+                run(pixels[size])
                 start = clock()
                 for _ in range(calls):
                     run(pixels[size])

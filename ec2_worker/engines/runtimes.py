@@ -88,6 +88,9 @@ def openvino_engine(classifier: Classifier, top_k: int, path: Path, precision: s
     compiled = ov.Core().compile_model(str(path), "CPU", {
         "INFERENCE_PRECISION_HINT": "bf16" if precision == BF16 else "f32",
         "PERFORMANCE_HINT": "LATENCY",
+        # The worker's decode threads share these cores: a thread pinned to a core
+        # another thread holds waits for it, and the whole layer waits for that thread.
+        "ENABLE_CPU_PINNING": False,
     })
     request = compiled.create_infer_request()
 
