@@ -1,7 +1,15 @@
-"""One worker in the local stack draining a backlog, against the plain ``tf.function``.
+"""One worker in the local stack draining a backlog, with ``SKYCLASS_ENGINE=auto`` and
+then with ``tensorflow``, each against the plain ``tf.function``.
 
     python -m bench.stack_drain [--images 320] [--size 640x480] [--precision fp32]
-                                [--boot-delay 30]
+                                [--boot-delay 30] [--engines auto,tensorflow] [--repeat 1]
+
+Each engine drains the same JPEGs through a stack of its own, one after the other
+(``--repeat`` alternates them), and the bench prints the ratio of the first engine's
+drain to TensorFlow's, with what the worker says it runs and why (its status object,
+``ec2_worker/engines/report.py``). With ``auto`` the worker's first start on this
+machine converts the model and measures the engines (its start-up shows ``prepare``);
+later runs read the record.
 
 The model is ResNet-50 built with ``weights=None`` and saved as a ``.keras`` file with a
 1000-line labels file, passed as ``SKYCLASS_MODEL``/``SKYCLASS_LABELS`` (TIMING-ONLY: the
@@ -42,8 +50,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench.engine import plain_function  # noqa: E402
-from bench.support import model_env, randomise_constant_weights, running_stack  # noqa: E402
-from ec2_worker.engine import BF16, as_mixed_bfloat16  # noqa: E402
+from bench.support import (  # noqa: E402
+    cpu_line,
+    model_env,
+    randomise_constant_weights,
+    running_stack,
+)
+from ec2_worker.engine import BF16, TENSORFLOW, as_mixed_bfloat16  # noqa: E402
+from ec2_worker.engines.report import STATUS_PREFIX  # noqa: E402
 from tests.support.stack_process import REPO_ROOT  # noqa: E402
 from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, make_image  # noqa: E402
 
@@ -144,31 +158,35 @@ def _time(result: dict) -> float:
     return datetime.fromisoformat(result["finished_at"].replace("Z", "+00:00")).timestamp()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=320)
-    parser.add_argument("--size", default="640x480", help="image size WxH")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", BF16])
-    parser.add_argument("--boot-delay", type=float, default=30.0,
-                        help="simulated instance boot, seconds (0: drain while ingesting)")
-    args = parser.parse_args()
-    width, height = (int(v) for v in args.size.split("x"))
+def worker_engine(stack) -> dict:
+    """What the stack's worker says it runs (its status object for ``/fleet``)."""
+    keys = stack.result_keys(STATUS_PREFIX)
+    if not keys:
+        return {"engine": "unknown (the worker published no status)", "precision": "?",
+                "reason": "", "startup": {}, "ready_s": float("nan")}
+    body = stack.s3.get_object(Bucket=stack.output_bucket, Key=keys[-1])["Body"].read()
+    return json.loads(body)
 
-    model_path, labels_path = timing_model()
-    plain_rate = plain_runner(model_path, args.precision)
-    files = jpegs(args.images, (width, height))
-    env = model_env(model_path, labels_path, SKYCLASS_PRECISION=args.precision)
+
+def drain(engine: str, args: argparse.Namespace, files: dict[str, bytes], model_path: Path,
+          labels_path: Path, plain_rate: Callable[[int], tuple[float, float]]) -> float:
+    """One stack, one worker with ``engine``, draining ``files``; prints the figures and
+    returns the drain rate."""
+    width, height = (int(v) for v in args.size.split("x"))
+    env = model_env(model_path, labels_path, SKYCLASS_PRECISION=args.precision,
+                    SKYCLASS_ENGINE=engine)
     with running_stack(env, max_workers=1, boot_delay=args.boot_delay) as stack:
         plain_before = plain_rate(256)
         began = time.time()
         stack.upload(files)
         uploaded = time.time()
         queued = wait_for_backlog(stack, args.images)
-        stack.wait_for_results(RESULTS, 1, timeout=300, poll=0.25)
+        stack.wait_for_results(RESULTS, 1, timeout=900, poll=0.25)
         cpu_first = stack.cpu_seconds()
         stack.wait_until_drained(timeout=60 + 3 * args.images)
         cpu_last = stack.cpu_seconds()
         results = stack.results(RESULTS)
+        status = worker_engine(stack)
         plain_after = plain_rate(256)
         overhead = overhead_per_image(stack, list(files)[:64], results)
     plain = (plain_before[0] + plain_after[0]) / 2
@@ -178,9 +196,13 @@ def main() -> None:
     times = sorted(_time(r) for r in results)
     first, last = times[0], times[-1]
     after_first = sum(1 for t in times if t > first)
-    drain = after_first / (last - first)
+    rate = after_first / (last - first)
     done = sum(1 for r in results if r["status"] == "done")
     kb = sum(len(data) for data in files.values()) / len(files) / 1024
+    print(f"-- SKYCLASS_ENGINE={engine}: the worker runs {status['engine']} "
+          f"{status['precision']}, ready in {status['ready_s']:.1f} s ("
+          + ", ".join(f"{step} {sec:.1f} s" for step, sec in status["startup"].items())
+          + f"); {status['reason']}")
     print(f"backlog                {args.images} JPEGs {width}x{height} (~{kb:.0f} KB each), "
           f"one worker, ResNet-50 random weights (TIMING-ONLY), {args.precision}")
     print(f"uploaded in            {uploaded - began:.1f} s; first result {first - began:.1f} s "
@@ -210,7 +232,7 @@ def main() -> None:
           + f" (2 cores x {last - first:.1f} s = {2 * (last - first):.1f} available)")
     print(f"plain tf.function      {plain:.1f} images/s (batch 32, {args.precision}, this run: "
           f"{plain_before[0]:.1f} before the drain, {plain_after[0]:.1f} after)")
-    print(f"stack drain            {drain:.1f} images/s = {drain / plain:.2f}x plain tf.function")
+    print(f"stack drain            {rate:.1f} images/s = {rate / plain:.2f}x plain tf.function")
     outside = sum(overhead.values())
     print("outside the model      CPU ms per image: " + ", ".join(
         f"{step} {ms:.1f}" for step, ms in overhead.items())
@@ -225,6 +247,39 @@ def main() -> None:
     print(f"best case on 2 cores   {bound(outside):.2f}x plain tf.function (all that CPU "
           f"fitted around the model, SQS left out); with S3 and SQS off the worker's "
           f"cores, as on AWS, {bound(outside - overhead['emulator']):.2f}x")
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=320)
+    parser.add_argument("--size", default="640x480", help="image size WxH")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", BF16])
+    parser.add_argument("--boot-delay", type=float, default=30.0,
+                        help="simulated instance boot, seconds (0: drain while ingesting)")
+    parser.add_argument("--engines", default="auto,tensorflow",
+                        help="SKYCLASS_ENGINE of each drain, in turn; the ratio is the first's "
+                             "drain over tensorflow's")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of the engines, in turn")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    engines = args.engines.split(",")
+
+    print(cpu_line())
+    model_path, labels_path = timing_model()
+    plain_rate = plain_runner(model_path, args.precision)
+    files = jpegs(args.images, (width, height))
+    rates: dict[str, list[float]] = {}
+    for _ in range(args.repeat):
+        for engine in engines:
+            rates.setdefault(engine, []).append(
+                drain(engine, args, files, model_path, labels_path, plain_rate))
+    summary = ", ".join(f"{engine} {' '.join(f'{r:.1f}' for r in found)}"
+                        for engine, found in rates.items())
+    print(f"drains, images/s       {summary} (same images, one stack each, in turn)")
+    if TENSORFLOW in rates and engines[0] != TENSORFLOW:
+        ratio = float(np.median(rates[engines[0]])) / float(np.median(rates[TENSORFLOW]))
+        print(f"drain {engines[0]} / drain tensorflow: {ratio:.2f}x (medians)")
 
 
 if __name__ == "__main__":
