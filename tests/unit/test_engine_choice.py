@@ -161,3 +161,14 @@ def test_a_machine_record_is_per_cpu_precision_and_batch_sizes():
     assert machine_key(cpu, "bf16", [1, 32]) != key
     assert machine_key(cpu, "fp32", [1, 64]) != key
     assert machine_key(cpu_description(CPU.replace(" avx512_bf16", "")), "fp32", [1, 32]) != key
+
+
+def test_the_engine_setting_defaults_to_auto_and_refuses_unknown_engines():
+    from skyclass.errors import BadRequestError
+    from skyclass.settings import Settings
+
+    assert Settings.from_env({}).engine == "auto"
+    assert Settings.from_env({"SKYCLASS_ENGINE": "openvino"}).engine == OPENVINO
+    with pytest.raises(BadRequestError, match="engine must be auto, tensorflow, openvino or "
+                                              "onnxruntime, not 'tensorrt'"):
+        Settings.from_env({"SKYCLASS_ENGINE": "tensorrt"})
