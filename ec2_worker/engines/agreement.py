@@ -11,13 +11,16 @@ the distance between the top two scores of a confident answer. The top-1 rule is
 in both, so an input whose two best classes are within the tolerance of each other
 must still come out in the same order. (Measured differences: docs/benchmarks.md.)
 
-The inputs are made here, the same for every engine: half uniform noise, half smooth
+An engine is checked as it runs: the inputs as one batch, and each alone (a batch and a
+lone image may take different paths through it). The inputs are made here, the same for
+every engine: half uniform noise, half smooth
 random colour fields, at the model's own input size. They need no labels: the
 reference is what TensorFlow answers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -72,12 +75,18 @@ class Agreement:
         return cls(**data)
 
 
-def compare(reference: np.ndarray, scores: np.ndarray, precision: str = FP32) -> Agreement:
-    """How ``scores`` (n, classes) agree with TensorFlow's fp32 ``reference``."""
-    if scores.shape != reference.shape:
-        return Agreement(0, len(reference), float("inf"), tolerance(precision))
-    same = int(np.sum(np.argmax(scores, axis=1) == np.argmax(reference, axis=1)))
-    difference = float(np.max(np.abs(scores.astype(np.float64) - reference)))
+def compare(reference: np.ndarray, scores: np.ndarray | Sequence[np.ndarray],
+            precision: str = FP32) -> Agreement:
+    """How ``scores`` (n, classes) agree with TensorFlow's fp32 ``reference``. Given
+    several runs over the same inputs (an engine that runs a batch one way and a lone
+    image another), an input agrees only if it does in every run."""
+    runs = [scores] if isinstance(scores, np.ndarray) else list(scores)
+    limit = tolerance(precision)
+    if any(run.shape != reference.shape for run in runs):
+        return Agreement(0, len(reference), float("inf"), limit)
+    expected = np.argmax(reference, axis=1)
+    same = np.all([np.argmax(run, axis=1) == expected for run in runs], axis=0)
+    difference = max(float(np.max(np.abs(run.astype(np.float64) - reference))) for run in runs)
     if not np.isfinite(difference):
         difference = float("inf")
-    return Agreement(same, len(reference), difference, tolerance(precision))
+    return Agreement(int(np.sum(same)), len(reference), difference, limit)

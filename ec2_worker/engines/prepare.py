@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from ec2_worker.engine import BF16, FP32, TENSORFLOW, InferenceEngine
 from ec2_worker.engines import PEERS, agreement, choice, convert, records
 from ec2_worker.engines.runtimes import LOADERS, ConvertedEngine, missing_package
@@ -103,7 +105,8 @@ class Preparation:
         for attempt in dict.fromkeys([precision, FP32]):
             try:
                 engine = self.load(name, conversion, attempt)
-                found = agreement.compare(reference, engine.scores(inputs), engine.precision)
+                found = agreement.compare(reference, _as_it_runs(engine, inputs),
+                                          engine.precision)
             except Exception as exc:  # a runtime that cannot load or run it: TF runs
                 log.warning("%s: cannot run the converted %s: %s", name, self.source.name, exc)
                 return {"error": f"cannot run the conversion: {exc}"}, None
@@ -132,9 +135,9 @@ class Preparation:
         if precision == BF16:
             engine = self.tensorflow(BF16)
             if engine.precision == BF16:
-                found = agreement.compare(self.cache.read_array(records.REFERENCE),
-                                          engine.scores(self.cache.read_array(records.INPUTS)),
-                                          BF16)
+                found = agreement.compare(
+                    self.cache.read_array(records.REFERENCE),
+                    _as_it_runs(engine, self.cache.read_array(records.INPUTS)), BF16)
                 log.info("tensorflow bf16: %s", found.describe())
                 if found.passed:
                     return {"precision": BF16, "agreement": found.as_json()}, engine
@@ -173,3 +176,9 @@ def _versions(name: str) -> dict[str, str | None]:
     packages = ("tensorflow", "tf2onnx", "onnxruntime") if name == "onnxruntime" else (
         "tensorflow", name)
     return {package: records.version(package) for package in packages}
+
+
+def _as_it_runs(engine: Engine, inputs: np.ndarray) -> list[np.ndarray]:
+    """``engine``'s scores for ``inputs`` as one batch and one at a time."""
+    alone = np.concatenate([engine.scores(inputs[i:i + 1]) for i in range(len(inputs))])
+    return [engine.scores(inputs), alone]

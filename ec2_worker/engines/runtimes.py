@@ -11,17 +11,24 @@ Precision, per engine (``precision`` always says what actually runs):
 - ONNX Runtime's CPU provider has no bfloat16 convolution kernels, so it runs fp32
   whatever is asked, and says so when bf16 was.
 
-Threads: both use one inference at a time on all the cores (OpenVINO's LATENCY hint, one
-stream; ONNX Runtime's default thread count), since the worker sends one batch at a
-time. ONNX Runtime's threads do not spin while waiting for work: on a worker, the
-cores they would burn are the ones decoding the next batch.
+Threads: a small batch (a lone image) runs as one inference on all the cores
+(OpenVINO's LATENCY hint; ONNX Runtime's default thread count), which answers it
+soonest. A larger batch is split into one part per stream, run at once: OpenVINO's
+THROUGHPUT hint decides the streams, ONNX Runtime gets one single-threaded run per
+core. Each stream then works through its images without waiting at every layer for
+the other threads, which on few cores shared with the worker's decode threads gives
+more images per second (docs/benchmarks.md). Both parts are checked for agreement.
+ONNX Runtime's threads do not spin while waiting for work: on a worker, the cores they
+would burn are the ones decoding the next batch.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -85,20 +92,37 @@ def openvino_engine(classifier: Classifier, top_k: int, path: Path, precision: s
     if precision == BF16 and bf16_missing:
         log.warning("openvino: precision bf16 asked for, but %s: running fp32", bf16_missing)
         precision = FP32
-    compiled = ov.Core().compile_model(str(path), "CPU", {
+    core = ov.Core()
+    model = core.read_model(str(path))
+    config = {
         "INFERENCE_PRECISION_HINT": "bf16" if precision == BF16 else "f32",
-        "PERFORMANCE_HINT": "LATENCY",
         # The worker's decode threads share these cores: a thread pinned to a core
         # another thread holds waits for it, and the whole layer waits for that thread.
         "ENABLE_CPU_PINNING": False,
-    })
-    request = compiled.create_infer_request()
+    }
+    one = core.compile_model(model, "CPU", {**config, "PERFORMANCE_HINT": "LATENCY"})
+    whole_request = one.create_infer_request()
 
-    def run(pixels: np.ndarray) -> np.ndarray:
+    def whole(pixels: np.ndarray) -> np.ndarray:
         # The request's output buffer is reused by the next call: copy it out.
-        return np.array(request.infer([pixels])[0], dtype=np.float32)
+        return np.array(whole_request.infer([pixels])[0], dtype=np.float32)
 
-    return ConvertedEngine(OPENVINO, classifier, top_k, precision, run)
+    if _cpus() < 2:
+        return ConvertedEngine(OPENVINO, classifier, top_k, precision, whole)
+    many = core.compile_model(model, "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT"})
+    requests = [many.create_infer_request()
+                for _ in range(many.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))]
+
+    def parts(pieces: list[np.ndarray]) -> list[np.ndarray]:
+        for request, piece in zip(requests, pieces, strict=True):
+            request.start_async([piece])
+        for request in requests:
+            request.wait()
+        return [np.array(request.get_output_tensor(0).data, dtype=np.float32)
+                for request in requests]
+
+    return ConvertedEngine(OPENVINO, classifier, top_k, precision,
+                           shared_out(whole, parts, len(requests)))
 
 
 def onnxruntime_engine(classifier: Classifier, top_k: int, path: Path, precision: str,
@@ -109,16 +133,46 @@ def onnxruntime_engine(classifier: Classifier, top_k: int, path: Path, precision
         log.warning("onnxruntime: precision bf16 asked for, but its CPU provider has no "
                     "bfloat16 convolutions: running fp32")
         precision = FP32
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
 
+    def session(threads: int):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    streams = _cpus()
+    one = session(0)  # 0: one thread per core
+    name = one.get_inputs()[0].name
+
+    def whole(pixels: np.ndarray) -> np.ndarray:
+        return one.run(None, {name: pixels})[0]
+
+    if streams < 2:
+        return ConvertedEngine(ONNXRUNTIME, classifier, top_k, precision, whole)
+    single = session(1)  # a session runs concurrent calls: one per stream
+    pool = ThreadPoolExecutor(streams, thread_name_prefix="onnxruntime-stream")
+
+    def parts(pieces: list[np.ndarray]) -> list[np.ndarray]:
+        return list(pool.map(lambda piece: single.run(None, {name: piece})[0], pieces))
+
+    return ConvertedEngine(ONNXRUNTIME, classifier, top_k, precision,
+                           shared_out(whole, parts, streams))
+
+
+def shared_out(whole: Scores, parts: Callable[[list[np.ndarray]], list[np.ndarray]],
+               streams: int) -> Scores:
+    """Run a batch with ``whole`` when it is too small to share out (fewer than two
+    images per stream), else split in ``streams`` runs of ``parts`` at once."""
     def run(pixels: np.ndarray) -> np.ndarray:
-        return session.run(None, {name: pixels})[0]
+        if len(pixels) < 2 * streams:
+            return whole(pixels)
+        return np.concatenate(parts(np.array_split(pixels, streams)))
+    return run
 
-    return ConvertedEngine(ONNXRUNTIME, classifier, top_k, precision, run)
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0))
 
 
 LOADERS: dict[str, Callable[..., ConvertedEngine]] = {

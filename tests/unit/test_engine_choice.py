@@ -172,3 +172,13 @@ def test_the_engine_setting_defaults_to_auto_and_refuses_unknown_engines():
     with pytest.raises(BadRequestError, match="engine must be auto, tensorflow, openvino or "
                                               "onnxruntime, not 'tensorrt'"):
         Settings.from_env({"SKYCLASS_ENGINE": "tensorrt"})
+
+
+def test_an_input_agrees_only_if_it_does_in_every_way_the_engine_runs_it():
+    # GIVEN an engine that agrees on a batch but flips the first image run alone
+    alone = scores([[0.2, 0.7, 0.1], [0.1, 0.3, 0.6]])
+    found = compare(REFERENCE, [REFERENCE, alone])
+    # THEN that input does not agree, and the largest difference counts
+    assert (found.same_top1, found.passed) == (1, False)
+    assert found.max_difference == pytest.approx(0.5)
+    assert compare(REFERENCE, [REFERENCE, REFERENCE + 1e-5]).passed
