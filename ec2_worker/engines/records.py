@@ -36,6 +36,9 @@ CONVERSION = "conversion.json"
 INPUTS = "agreement-inputs.npy"
 REFERENCE = "reference.npy"
 _LOCK = ".lock"
+# Changes whenever how engines are run, checked or measured changes, so a record made
+# the old way is not taken for this one.
+RECORD_FORMAT = "2"
 _CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 _DISTRIBUTIONS = {
     "tensorflow": ("tensorflow-cpu", "tensorflow"),
@@ -69,7 +72,8 @@ def cpu_description(cpuinfo: str) -> dict[str, Any]:
 
 def machine_key(cpu: dict[str, Any], precision: str, batch_sizes: Iterable[int]) -> str:
     """A short name for one kind of machine and what was asked of it."""
-    facts = {"cpu": cpu, "precision": precision, "batch_sizes": sorted(set(batch_sizes)),
+    facts = {"format": RECORD_FORMAT, "cpu": cpu, "precision": precision,
+             "batch_sizes": sorted(set(batch_sizes)),
              "versions": {package: version(package) for package in _DISTRIBUTIONS}}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
 
