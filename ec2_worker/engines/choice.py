@@ -8,9 +8,10 @@ other busy processes, OpenVINO's and ONNX Runtime's per-layer thread hand-offs s
 more than TensorFlow's work-stealing pool (docs/benchmarks.md), so a machine measured
 while busy may keep TensorFlow. ``choose`` is pure: an engine other than TensorFlow is
 chosen only if it is at least ``MARGIN`` faster than TensorFlow at every one of those
-batch sizes (a worker sees lone images and full batches alike); among those, the
-fastest at the largest batch, which is the worker's pace under load. Otherwise
-TensorFlow, and the reason says by how much each other engine fell short.
+batch sizes (a worker sees lone images and full batches alike). Among those, the one
+closest to the best engine at its worst batch size: where one engine wins at batch 1
+and another at batch 32, the one that gives away least anywhere. Otherwise TensorFlow,
+and the reason says by how much each other engine fell short.
 """
 
 from __future__ import annotations
@@ -79,7 +80,10 @@ def choose(rates: Mapping[str, Rates], margin: float = MARGIN) -> tuple[str, str
         others = "; ".join(described(name) for name in speedups) or "no other engine ran"
         return TENSORFLOW, (f"no engine was {1 + margin:.2f}x TensorFlow or more at every "
                             f"batch size ({others})")
-    best = max(faster, key=lambda name: rates[name][largest])
+    top = {size: max(engine_rates[size] for engine_rates in rates.values())
+           for size in reference}
+    best = max(faster, key=lambda name: (min(rates[name][size] / top[size] for size in top),
+                                         rates[name][largest]))
     runners_up = [described(name) for name in speedups if name != best]
     reason = f"the fastest: {described(best)}"
     if runners_up:

@@ -38,7 +38,7 @@ REFERENCE = "reference.npy"
 _LOCK = ".lock"
 # Changes whenever how engines are run, checked or measured changes, so a record made
 # the old way is not taken for this one.
-RECORD_FORMAT = "2"
+RECORD_FORMAT = "3"
 _CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 _DISTRIBUTIONS = {
     "tensorflow": ("tensorflow-cpu", "tensorflow"),
