@@ -5,7 +5,9 @@ model, checks each conversion's agreement and measures the engines on the bake m
 for each precision and the batch sizes the worker warms up for, exactly as a worker
 with ``SKYCLASS_ENGINE=auto`` would at its first start, and prints what ``auto`` chose
 and why. A worker on the same kind of machine then starts from the record without
-TensorFlow; on another CPU it measures again at its first start.
+TensorFlow; on another CPU it measures again at its first start. It always measures
+afresh (conversions are kept): run it again on a quiet machine if a first start
+measured while the machine was busy.
 
     python -m ec2_worker.engines [--precisions fp32,bf16] [--batch-sizes 1,32]
 
@@ -25,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from ec2_worker.engine import BF16, FP32  # noqa: E402
 from ec2_worker.engines import AUTO  # noqa: E402
-from ec2_worker.engines.build import build_engine  # noqa: E402
+from ec2_worker.engines.build import build_engine, forget_measurement  # noqa: E402
 from ec2_worker.engines.runtimes import cpu_bf16_reason  # noqa: E402
 from skyclass.errors import SkyclassError  # noqa: E402
 from skyclass.settings import Settings  # noqa: E402
@@ -48,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
             if precision == BF16 and cpu_bf16_reason():
                 print(f"{BF16}: not prepared, {cpu_bf16_reason()}")
                 continue
-            _, report = build_engine(settings.replace(precision=precision), gpu=False,
-                                     batch_sizes=sizes)
+            settings = settings.replace(precision=precision)
+            forget_measurement(settings, sizes)  # this machine now, not a record of it
+            _, report = build_engine(settings, gpu=False, batch_sizes=sizes)
             print(f"{precision}: {report.summary()}")
             print(json.dumps(report.measured, indent=1, sort_keys=True))
     except SkyclassError as exc:

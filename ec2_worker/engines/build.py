@@ -84,16 +84,33 @@ def build_engine(settings: Settings, *, gpu: bool, batch_sizes: Iterable[int],
         return _tensorflow(settings, settings.precision, gpu, sizes, report)
 
 
+def forget_measurement(settings: Settings, batch_sizes: Iterable[int],
+                       cpuinfo: Path = _CPUINFO) -> None:
+    """Remove what was measured for this model, precision and batch sizes on this kind
+    of machine, so that the next ``auto`` start measures again."""
+    source = ModelSource.from_settings(settings)
+    cache = records.EngineCache(source.cache_dir(source.digest()))
+    cache.path(_record_name(settings, sorted(set(batch_sizes)), cpuinfo)).unlink(missing_ok=True)
+
+
+def _record_name(settings: Settings, sizes: list[int], cpuinfo: Path) -> str:
+    cpu = records.cpu_description(_read(cpuinfo))
+    return records.machine_record_name(records.machine_key(cpu, settings.precision, sizes))
+
+
+def _read(cpuinfo: Path) -> str:
+    return cpuinfo.read_text() if cpuinfo.is_file() else ""
+
+
 def _chosen(settings: Settings, source: ModelSource, sizes: list[int], cpuinfo: Path,
             report: EngineReport) -> tuple[Engine, EngineReport]:
     asked = settings.engine
     clock = time.perf_counter()
     cache = records.EngineCache(source.cache_dir(source.digest()))
     report.startup["hash"] = time.perf_counter() - clock
-    cpu_text = cpuinfo.read_text() if cpuinfo.is_file() else ""
-    bf16_missing = cpu_bf16_unsupported_reason(cpu_text)
-    cpu = records.cpu_description(cpu_text)
-    name = records.machine_record_name(records.machine_key(cpu, settings.precision, sizes))
+    bf16_missing = cpu_bf16_unsupported_reason(_read(cpuinfo))
+    cpu = records.cpu_description(_read(cpuinfo))
+    name = _record_name(settings, sizes, cpuinfo)
     preparation = Preparation(settings, source, cache, bf16_missing)
     built: dict[str, Engine] = {}
 

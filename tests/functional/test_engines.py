@@ -279,3 +279,23 @@ def test_a_worker_whose_role_may_not_write_its_status_still_starts(caplog):
                 cloudwatch=Denied(), stage="dev", worker_id="i-1", model="m", ready_seconds=1)
     assert "cannot write the worker's status to s3://out/fleet/workers/i-1.json" in caplog.text
     assert "cannot publish the worker's engine metrics" in caplog.text
+
+
+def test_the_bake_step_measures_afresh_and_prints_the_choice(fresh_model, monkeypatch, capsys):
+    from ec2_worker.engines import choice
+    from ec2_worker.engines.__main__ import main
+
+    # GIVEN a machine where OpenVINO measures fastest, and a record from an earlier start
+    # on this machine that kept TensorFlow
+    if missing_package(OPENVINO):
+        pytest.skip(f"engine openvino: {missing_package(OPENVINO)}")
+    monkeypatch.setenv("SKYCLASS_MODEL", str(fresh_model.model_path))
+    monkeypatch.setenv("SKYCLASS_LABELS", str(fresh_model.labels_path))
+    monkeypatch.setattr(choice, "measure", fake_timing(TENSORFLOW))
+    main(["--precisions", FP32, "--batch-sizes", "1,32"])
+    monkeypatch.setattr(choice, "measure", fake_timing(OPENVINO))
+    # WHEN the bake step runs
+    assert main(["--precisions", FP32, "--batch-sizes", "1,32"]) == 0
+    # THEN it measured again, and says what auto chose and why
+    printed = capsys.readouterr().out
+    assert "fp32: engine openvino fp32 (asked: auto; auto, the fastest: openvino 2.00x" in printed
