@@ -32,7 +32,10 @@ test: venv browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## Unit and functional tiers only (no processes, no model training).
+## Unit and functional tiers only: no local stack, no browser, nothing marked slow
+## (ResNet-50, the provisioning script's venv, the fleet simulation). The functional tier
+## still trains the tests' tiny model once (seconds) and starts short-lived child
+## processes (the emulator, `python -m ec2_worker`, the runner's workers, import probes).
 test-fast: venv
 	$(BIN)/pytest -m "not e2e and not browser and not slow" $(PYTEST_ARGS)
 

@@ -4,12 +4,18 @@
 2. Launch a builder from the base image (Amazon Linux 2023 by default) with user data
    that downloads the sources, runs ``ami_build/provision.sh`` and reports its outcome
    by a presigned PUT of ``bake/{id}/status.json`` (the builder needs no IAM role).
-3. Wait for that report; stop the builder; create and tag the image
-   ``skyclass-{stage}-worker-{timestamp}``; wait until it is available.
+3. Wait for that report; stop the builder; create the image
+   ``skyclass-{stage}-worker-{timestamp}``, tagged with the stage in the same call (the
+   image and its snapshots: tags set afterwards can meet ``InvalidAMIID.NotFound`` and
+   leave an image teardown cannot recognise); wait until it is available.
 4. Terminate the builder and delete the bake's objects, whatever happened.
 
-The emulator cannot boot an image, so its tests play the builder's part by writing the
-status object; everything else is the same code as on AWS.
+Every wait goes through a ``Waiter`` (skyclass.operations.waiting): it reports progress
+and gives up after its stated limit, which for the image is far above the ten minutes
+of boto3's ``image_available`` waiter (a first snapshot of a TensorFlow volume can take
+longer). A builder can only boot on AWS: against an emulator the bake says so at once.
+The in-process emulator cannot boot one either, so tests play the builder's part by
+writing the status object; everything else is the same code as on AWS.
 """
 
 from __future__ import annotations
@@ -18,26 +24,37 @@ import io
 import json
 import logging
 import tarfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlparse
 
-from skyclass import constants as c
-from skyclass.aws import AwsClients
-from skyclass.errors import SkyclassError
-from skyclass.provision import WORKER_AMI_NAME
-from skyclass.resources import StageResources, stage_tags
-from skyclass.results import ResultStore
+from botocore.exceptions import ClientError
+
+from skyclass.operations.provision.stage import wait_for_instances
+from skyclass.operations.waiting import Waiter, error_code
+from skyclass.runtime import constants as c
+from skyclass.runtime.aws import AwsClients
+from skyclass.runtime.errors import SkyclassError
+from skyclass.runtime.names import (
+    ROLE_BUILDER,
+    ROLE_WORKER_AMI,
+    StageResources,
+    builder_name,
+    stage_tags,
+    tag_list,
+    worker_ami_name,
+)
+from skyclass.runtime.store import JsonStore
 
 log = logging.getLogger(__name__)
 
 BASE_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+# Where instances really boot: AWS's own endpoints.
+AWS_DOMAINS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+IMAGE_FAILED_STATES = ("failed", "error", "invalid", "deregistered")
 SOURCES = ("skyclass", "ec2_worker", "ami_build", "pyproject.toml", "constraints.txt",
            "README.md")
-ROLE_BUILDER = "ami-builder"
 
 
 class BakeError(SkyclassError):
@@ -53,32 +70,31 @@ class BakeResult:
 
 
 class AmiBaker:
-    def __init__(self, aws: AwsClients, resources: StageResources, *,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep,
-                 poll_interval: float = 10.0, timeout: float = 3600.0) -> None:
+    def __init__(self, aws: AwsClients, resources: StageResources,
+                 waiter: Waiter | None = None) -> None:
         self._aws = aws
         self._resources = resources
-        self._store = ResultStore(aws.s3, resources.output_bucket)
-        self._clock = clock
-        self._sleep = sleep
-        self._poll = poll_interval
-        self._timeout = timeout
+        self._store = JsonStore(aws.s3, resources.output_bucket)
+        self._waiter = waiter or Waiter(log.info)
+        self._waits = self._waiter.waits
 
     def bake(self, source_dir: Path, *, instance_type: str = "c7i.xlarge",
              base_ami: str | None = None, gpu: str = "auto") -> BakeResult:
         stage = self._resources.stage
+        refuse_where_nothing_boots(self._aws.ec2.meta.endpoint_url, stage)
         bake_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         prefix = f"bake/{bake_id}/"
         bucket = self._resources.output_bucket
         s3 = self._aws.s3
         s3.put_object(Bucket=bucket, Key=prefix + "source.tar.gz", Body=pack_sources(source_dir))
+        # The builder reports at the latest when its wait gives up.
+        expires = int(self._waits.builder.limit_s) + 600
         source_url = s3.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": prefix + "source.tar.gz"},
-            ExpiresIn=int(self._timeout))
+            ExpiresIn=expires)
         status_url = s3.generate_presigned_url(
             "put_object", Params={"Bucket": bucket, "Key": prefix + "status.json"},
-            ExpiresIn=int(self._timeout) + 600)
+            ExpiresIn=expires)
         base_ami = base_ami or self._aws.client("ssm").get_parameter(
             Name=BASE_IMAGE_PARAMETER)["Parameter"]["Value"]
         builder_id = self._aws.ec2.run_instances(
@@ -91,27 +107,32 @@ class AmiBaker:
                                   "Ebs": {"VolumeSize": 30, "VolumeType": "gp3",
                                           "Encrypted": True}}],
             MetadataOptions={"HttpTokens": "required"},
-            TagSpecifications=[{"ResourceType": "instance", "Tags": _tags(
-                {**stage_tags(stage), c.TAG_ROLE: ROLE_BUILDER,
-                 "Name": f"skyclass-{stage}-ami-builder"})}],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list(
+                {**stage_tags(stage), c.TAG_ROLE: ROLE_BUILDER, "Name": builder_name(stage)})}],
         )["Instances"][0]["InstanceId"]
-        log.info("builder %s launched from %s; waiting for provision.sh", builder_id, base_ami)
-        started = self._clock()
+        self._waiter.report(f"builder {builder_id} launched from {base_ami}; it installs "
+                            "TensorFlow and the weights (provision.sh)")
+        started = self._waiter.now()
         try:
-            status = self._wait_for_status(prefix + "status.json")
-            boot_to_ready = self._clock() - started
+            status = self._waiter.until(
+                f"builder {builder_id} to report", lambda: self._store.get(prefix + "status.json"),
+                self._waits.builder)
+            boot_to_ready = self._waiter.now() - started
             if status.get("status") != "ready":
                 raise BakeError(f"provisioning failed on {builder_id}: "
                                 f"{status.get('log_tail') or status}")
             ec2 = self._aws.ec2
             ec2.stop_instances(InstanceIds=[builder_id])
-            ec2.get_waiter("instance_stopped").wait(InstanceIds=[builder_id])
-            name = f"{WORKER_AMI_NAME.format(stage=stage)}-{bake_id}"
-            ami_id = ec2.create_image(InstanceId=builder_id, Name=name,
-                                      Description=f"skyclass worker for stage {stage}")["ImageId"]
-            ec2.create_tags(Resources=[ami_id], Tags=_tags(
-                {**stage_tags(stage), c.TAG_ROLE: "worker-ami"}))
-            ec2.get_waiter("image_available").wait(ImageIds=[ami_id])
+            wait_for_instances(self._aws, self._waiter, [builder_id], "stopped", "builder")
+            name = f"{worker_ami_name(stage)}-{bake_id}"
+            tags = tag_list({**stage_tags(stage), c.TAG_ROLE: ROLE_WORKER_AMI})
+            ami_id = ec2.create_image(
+                InstanceId=builder_id, Name=name, Description=f"skyclass worker for stage {stage}",
+                TagSpecifications=[{"ResourceType": "image", "Tags": tags},
+                                   {"ResourceType": "snapshot", "Tags": tags}])["ImageId"]
+            self._waiter.report(f"AMI {ami_id} ({name}): snapshotting the builder's volume")
+            self._waiter.until(f"AMI {ami_id} to become available",
+                               lambda: self._image_available(ami_id), self._waits.image_available)
             log.info("AMI %s (%s) ready; builder took %.0f s from launch to ready",
                      ami_id, name, boot_to_ready)
             return BakeResult(ami_id, name, builder_id, boot_to_ready)
@@ -120,14 +141,33 @@ class AmiBaker:
             for key in ("source.tar.gz", "status.json"):
                 s3.delete_object(Bucket=bucket, Key=prefix + key)
 
-    def _wait_for_status(self, key: str) -> dict[str, Any]:
-        deadline = self._clock() + self._timeout
-        while self._clock() < deadline:
-            status = self._store.get(key)
-            if status is not None:
-                return status
-            self._sleep(self._poll)
-        raise BakeError(f"the builder did not report within {self._timeout:.0f} s")
+    def _image_available(self, ami_id: str) -> bool | None:
+        """True once available; None while pending or not yet visible (a new image id
+        can answer NotFound for a while); raises if it failed."""
+        try:
+            images = self._aws.ec2.describe_images(ImageIds=[ami_id])["Images"]
+        except ClientError as exc:
+            if error_code(exc) == "InvalidAMIID.NotFound":
+                return None
+            raise
+        state = images[0]["State"] if images else "pending"
+        if state in IMAGE_FAILED_STATES:
+            reason = images[0].get("StateReason", {}).get("Message", "no reason given")
+            raise BakeError(f"AMI {ami_id} is {state}: {reason}; it and its snapshot are "
+                            "tagged with the stage, so `skyclass teardown` removes them")
+        return True if state == "available" else None
+
+
+def refuse_where_nothing_boots(endpoint_url: str, stage: str) -> None:
+    """A builder boots only on AWS; an emulator would leave the bake waiting for a report
+    that never comes, so say at once what to do instead."""
+    host = urlparse(endpoint_url).hostname or ""
+    if not host.endswith(AWS_DOMAINS):
+        raise BakeError(
+            f"cannot bake the worker AMI at {endpoint_url}: no builder instance boots on an "
+            f"emulator. Register a stand-in image named {worker_ami_name(stage)}-<anything> "
+            f"tagged {c.TAG_STAGE}={stage} (docs/deploy.md, \"Rehearse it locally\"), "
+            "or deploy to AWS")
 
 
 def pack_sources(source_dir: Path) -> bytes:
@@ -169,9 +209,6 @@ trap - ERR
 report ready
 """
 
-
-def _tags(tags: dict[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
 def status_document(status: str, seconds: int, log_tail: str = "") -> bytes:

@@ -3,7 +3,7 @@
 import runpy
 import sys
 
-BENCHMARKS = ["bench.simulate", "bench.stack_classify",
+BENCHMARKS = ["bench.simulate", "bench.stack_classify", "bench.burst",
               "bench.engine", "bench.stack_drain", "bench.latency", "bench.memory"]
 
 for name in BENCHMARKS:

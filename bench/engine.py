@@ -71,7 +71,7 @@ from ec2_worker.model import (  # noqa: E402
     custom_classifier,
     resnet50_classifier,
 )
-from tests.support.tiny_model import (  # noqa: E402
+from testbed.tiny_model import (  # noqa: E402
     CLASSES,
     HELD_OUT_SEED,
     INPUT_SIZE,
@@ -198,7 +198,7 @@ name, precision, model, labels = sys.argv[1:5]
 __import__(name)
 imported = time.perf_counter() - started
 from ec2_worker.engines.build import build_engine
-from skyclass.settings import Settings
+from skyclass.runtime.settings import Settings
 settings = Settings.from_env({}, model=model, labels=labels, engine=name, precision=precision)
 engine, report = build_engine(settings, gpu=False, batch_sizes={1, 32})
 print(json.dumps({"engine": report.engine, "precision": report.precision, "import": imported,
@@ -210,7 +210,7 @@ def startup(precisions: list[str], rounds: int) -> None:
     """Each engine's time to ready in a fresh process, from a prepared cache."""
     from bench.stack_drain import timing_model
     from ec2_worker.engines.build import build_engine
-    from skyclass.settings import Settings
+    from skyclass.runtime.settings import Settings
 
     model, labels = timing_model()
     pairs = [(name, precision) for precision in precisions for name in ENGINES

@@ -1,7 +1,7 @@
 """A simulated worker fleet: an SQS queue, a pool of EC2 instances that boot, work and
 stop, and a scaling policy acting on them, on a simulated clock in one-second steps.
 
-The policy under test is the real one: ``OurPolicy`` calls skyclass.fleet.policy's
+The policy under test is the real one: ``OurPolicy`` calls skyclass.runtime.fleet.policy's
 ``decide`` on the scheduled tick and its ``cold_start`` on each arrival, exactly as the
 scaling Lambda and the S3-event Lambda do. The student system's policy and a fixed
 fleet are the baselines. Everything is deterministic: the same trace gives the same
@@ -18,7 +18,9 @@ What is simulated, and how (docs/scaling.md repeats it next to the figures):
 * Billing: per second from the start to the stop, with EC2's 60 s minimum per start.
 * The policy sees what the scaler sees: visible and in-flight messages, the instances,
   the per-worker throughput (exact here) and the images finished over the scaler's
-  metrics window (without the workers' 10 s flush delay).
+  metrics windows (without the workers' flush delay). The tick comes at the start of
+  its second, before that second's uploads.
+* Every instance start is counted: each one is a cold start that pays a boot.
 """
 
 from __future__ import annotations
@@ -29,18 +31,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from skyclass.fleet.policy import (
+from skyclass.runtime.fleet.policy import (
     PENDING,
     RUNNING,
     STOPPED,
     STOPPING,
     InstanceView,
     Observation,
+    Plan,
     cold_start,
     decide,
 )
-from skyclass.fleet.scaler import FINISHED_WINDOW
-from skyclass.settings import Settings
+from skyclass.runtime.metrics import FINISHED_WINDOW
+from skyclass.runtime.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -58,13 +61,20 @@ class Cloud:
 
 @dataclass(frozen=True)
 class FleetView:
-    """What a policy may look at on a tick or an arrival."""
+    """What a policy may look at on a tick or an arrival. ``finished``: results per
+    second of the run so far, oldest first (what the workers' metrics tell)."""
 
     now: float
     visible: int
     in_flight: int
     instances: Sequence[InstanceView]
     finished_rate: float = 0.0
+    finished: Sequence[int] = ()
+
+    def finished_within(self, seconds: float) -> int:
+        """Results within the last ``seconds``."""
+        count = int(seconds)
+        return sum(self.finished[-count:]) if count > 0 else 0
 
 
 class FleetPolicy(Protocol):
@@ -88,17 +98,19 @@ class OurPolicy:
     def __init__(self, settings: Settings, per_worker: float) -> None:
         self.settings = settings
         self._per_worker = per_worker  # what the workers' metrics would measure
-        self._recent: list[tuple[float, int, int]] = []
-        self._last_busy_at: float | None = None
+        self._previous = Plan()
 
     def initial(self) -> int:
         return 0
 
     def on_tick(self, view: FleetView) -> tuple[list[str], list[str]]:
-        plan = decide(Observation(view.visible, view.in_flight, view.instances,
-                                  self._per_worker, view.now, view.finished_rate,
-                                  self._recent, self._last_busy_at), self.settings)
-        self._recent, self._last_busy_at = plan.recent, plan.last_busy_at
+        p = self._previous
+        plan = decide(Observation(
+            view.visible, view.in_flight, view.instances, self._per_worker, view.now,
+            view.finished_rate, p.recent, p.last_busy_at,
+            finished_in_grace=view.finished_within(self.settings.idle_grace),
+            surplus_since=p.surplus_since), self.settings)
+        self._previous = plan
         return plan.start, plan.stop
 
     def on_arrival(self, view: FleetView) -> list[str]:
@@ -168,6 +180,9 @@ class Outcome:
     times: list[float]
     backlog: list[int]
     up: list[int]
+    starts: int = 0  # instance starts: each a cold start, paying a boot
+    # (at, "start" | "stop", instance, images waiting or in flight then)
+    events: list[tuple[float, str, str, int]] = field(default_factory=list)
 
     @property
     def instance_minutes(self) -> float:
@@ -177,15 +192,17 @@ class Outcome:
 def simulate(arrivals: Sequence[float], policy: FleetPolicy, cloud: Cloud,
              phase: float = 0.0, tail: float = 3600.0) -> Outcome:
     """Replay ``arrivals`` (upload times in seconds, sorted) against ``policy``; the
-    scheduled tick fires at ``phase`` + k x ``cloud.period``. The run ends once every
-    image has its result and the fleet has scaled in as far as it will, or ``tail``
-    seconds after the last arrival."""
+    scheduled tick fires at ``phase`` + k x ``cloud.period``, at the start of its second,
+    before that second's arrivals (it sees what the workers left). The run ends once
+    every image has its result and the fleet has scaled in as far as it will, or
+    ``tail`` seconds after the last arrival."""
     pool = [_Instance(f"i-{n:02d}") for n in range(cloud.pool_size)]
     for instance in pool[: policy.initial()]:
         instance.state, instance.started_at = RUNNING, -cloud.boot_time
     queue: deque[float] = deque()
     latencies: list[float] = []
     billed = 0.0
+    events: list[tuple[float, str, str, int]] = []
     times: list[float] = []
     backlog: list[int] = []
     up: list[int] = []
@@ -194,37 +211,40 @@ def simulate(arrivals: Sequence[float], policy: FleetPolicy, cloud: Cloud,
     last = arrivals[-1] if arrivals else 0.0
     idle_ticks = 0
     window = int(FINISHED_WINDOW.total_seconds())
-    finished: deque[int] = deque([0] * window, maxlen=window)  # results per second
+    finished: list[int] = []  # results per second
 
     def view(now: float) -> FleetView:
         return FleetView(now, len(queue), sum(len(i.held) for i in pool),
-                         [i.view() for i in pool], sum(finished) / window)
+                         [i.view() for i in pool], sum(finished[-window:]) / window, finished)
 
     def apply(now: float, start: Sequence[str], stop: Sequence[str]) -> None:
         by_id = {i.id: i for i in pool}
+        held = len(queue) + sum(len(i.held) for i in pool)
         for instance_id in start:
             instance = by_id[instance_id]
             assert instance.state == STOPPED, f"{policy.name} started a {instance.state} one"
             instance.state, instance.started_at, instance.budget = PENDING, now, 0.0
+            events.append((now, "start", instance_id, held))
         for instance_id in stop:
             instance = by_id[instance_id]
             assert instance.state == RUNNING, f"{policy.name} stopped a {instance.state} one"
             instance.state = STOPPING
+            events.append((now, "stop", instance_id, held))
 
     t = 0
     while True:
         now = float(t)
+        if (now - phase) % cloud.period == 0:
+            start, stop = policy.on_tick(view(now))
+            apply(now, start, stop)
+            fleet_changed = bool(start or stop)
+            idle_ticks = idle_ticks + 1 if not fleet_changed and not queue else 0
         first = next_arrival
         while next_arrival < len(arrivals) and arrivals[next_arrival] < now + 1:
             queue.append(arrivals[next_arrival])
             next_arrival += 1
         if next_arrival > first:
             apply(now, policy.on_arrival(view(now)), [])
-        if (now - phase) % cloud.period == 0:
-            start, stop = policy.on_tick(view(now))
-            apply(now, start, stop)
-            fleet_changed = bool(start or stop)
-            idle_ticks = idle_ticks + 1 if not fleet_changed and not queue else 0
         results = len(latencies)
         for instance in pool:
             billed += _step(instance, now, queue, latencies, cloud)
@@ -240,7 +260,9 @@ def simulate(arrivals: Sequence[float], policy: FleetPolicy, cloud: Cloud,
     # Instances still up at the end are billed until then.
     billed += sum(_bill(now + 1 - i.started_at, cloud) for i in pool
                   if i.state != STOPPED and i.started_at is not None)
-    return Outcome(policy.name, latencies, billed, max(up, default=0), times, backlog, up)
+    starts = sum(1 for _, kind, _, _ in events if kind == "start")
+    return Outcome(policy.name, latencies, billed, max(up, default=0), times, backlog, up,
+                   starts, events)
 
 
 def _step(instance: _Instance, now: float, queue: deque[float], latencies: list[float],

@@ -18,7 +18,7 @@ import numpy as np
 import requests
 
 from bench.support import TINY_MODEL_CACHE, model_env, running_stack
-from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes, train_tiny_model
+from testbed.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes, train_tiny_model
 
 
 def classify(api: str, data: bytes) -> tuple[float, dict]:

@@ -19,9 +19,9 @@ import time
 import boto3
 
 from bench.support import TINY_MODEL_CACHE, BenchStack, model_env, running_stack
-from skyclass.contracts import WorkMessage, parse_input_key
-from skyclass.queue import WorkQueue
-from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes, train_tiny_model
+from skyclass.runtime.contracts import WorkMessage, parse_input_key
+from skyclass.runtime.queue import WorkQueue
+from testbed.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes, train_tiny_model
 
 PREFIX = "incoming/bench-memory/"
 OBJECTS = 50

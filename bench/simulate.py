@@ -2,8 +2,9 @@
 the student system's and a fixed fleet, on a simulated clock (bench/fleet_sim.py), and
 write the comparison to docs/scaling.md with a plot per trace (docs/scaling-*.png).
 
-Traces: a burst of 1,000 images, a steady Poisson stream, and a day of traffic
-compressed twelvefold into two hours. A burst meets the scheduled tick at any moment,
+Traces: a burst of 1,000 images, a trickle (one image every 30 s), a burst that lands
+while the first worker boots, a steady Poisson stream, and a day of traffic compressed
+twelvefold into two hours. A burst meets the scheduled tick at any moment,
 so each trace is replayed with the tick at six offsets (0, 10, ... 50 s): latencies are
 pooled over them, costs averaged, peaks the highest. The figures are deterministic.
 """
@@ -30,7 +31,7 @@ from bench.fleet_sim import (
     percentile,
     simulate,
 )
-from skyclass.settings import Settings
+from skyclass.runtime.settings import Settings
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 BEGIN, END = "<!-- simulate:begin -->", "<!-- simulate:end -->"
@@ -69,9 +70,23 @@ def day_rate(t: float, compress: float = 12.0, night: float = 0.5, peak: float =
     return night + (peak - night) * day
 
 
+def trickle(every: float = 30.0, seconds: float = 1800.0, at: float = 30.0) -> list[float]:
+    """One image every ``every`` seconds for ``seconds``, from ``at``."""
+    return [at + every * n for n in range(int(seconds / every))]
+
+
+def burst_during_boot(first: int = 5, then: int = 1000, gap: float = 30.0) -> list[float]:
+    """``first`` images that cold-start a worker, then ``then`` images ``gap`` seconds
+    later, while it boots."""
+    return sorted(burst(first, at=30.0, over=1.0) + burst(then, at=30.0 + gap))
+
+
 def traces() -> list[Trace]:
     return [
         Trace("burst", "a burst of 1,000 images (uploaded within 10 s)", burst()),
+        Trace("trickle", "a trickle: one image every 30 s for 30 minutes", trickle()),
+        Trace("boot-burst", "5 images, then a burst of 1,000 30 s later, while the first "
+              "worker boots", burst_during_boot()),
         Trace("poisson", "a Poisson stream, 5 images/s for 30 minutes",
               poisson(lambda t: 5.0, 30 * 60)),
         Trace("day", "a day compressed into 2 hours: 0.5 images/s at night, 60 at 14:30",
@@ -100,6 +115,7 @@ class Row:
     p95: float
     instance_minutes: float
     peak: int
+    starts: float  # instance starts (cold starts), averaged over the phases
 
 
 def compare(trace: Trace, cloud: Cloud, settings: Settings,
@@ -114,7 +130,8 @@ def compare(trace: Trace, cloud: Cloud, settings: Settings,
         rows.append(Row(trace.name, runs[0].policy, percentile(latencies, 50),
                         percentile(latencies, 95),
                         sum(r.instance_minutes for r in runs) / len(runs),
-                        max(r.peak for r in runs)))
+                        max(r.peak for r in runs),
+                        sum(r.starts for r in runs) / len(runs)))
         shown[runs[0].policy] = runs[0]
     return rows, shown
 
@@ -134,9 +151,9 @@ def verdict(rows: Sequence[Row]) -> tuple[bool, str]:
 def sensitivity(trace_list: Sequence[Trace], cloud: Cloud, settings: Settings,
                 targets: Sequence[float] = (30.0, 60.0, 120.0),
                 graces: Sequence[float] = (120.0, 300.0)) -> str:
-    """skyclass's p95 and cost per trace for other target latencies and idle graces: the
-    table the defaults were chosen from."""
-    header = " | ".join(f"{t.name} p95 (s) / inst-min" for t in trace_list)
+    """skyclass's p95, cost and instance starts per trace for other target latencies and
+    idle graces: the table the defaults were chosen from."""
+    header = " | ".join(f"{t.name} p95 (s) / inst-min / starts" for t in trace_list)
     lines = [f"| target latency | idle grace | {header} |",
              "| ---: | ---: |" + " ---: |" * len(trace_list)]
     for target in targets:
@@ -148,16 +165,18 @@ def sensitivity(trace_list: Sequence[Trace], cloud: Cloud, settings: Settings,
                                  phase=phase) for phase in PHASES]
                 p95 = percentile([x for r in runs for x in r.latencies], 95)
                 cost = sum(r.instance_minutes for r in runs) / len(runs)
-                cells.append(f"{p95:.0f} / {cost:.1f}")
+                starts = sum(r.starts for r in runs) / len(runs)
+                cells.append(f"{p95:.0f} / {cost:.1f} / {starts:.3g}")
             lines.append(f"| {target:g} s | {grace:g} s | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
 def table(rows: Sequence[Row]) -> str:
-    lines = ["| trace | policy | p50 (s) | p95 (s) | instance-minutes | peak instances |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| trace | policy | p50 (s) | p95 (s) | instance-minutes | instance starts "
+             "| peak instances |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r.trace} | {r.policy} | {r.p50:.0f} | {r.p95:.0f} | "
-              f"{r.instance_minutes:.1f} | {r.peak} |" for r in rows]
+              f"{r.instance_minutes:.1f} | {r.starts:.3g} | {r.peak} |" for r in rows]
     return "\n".join(lines)
 
 
@@ -197,8 +216,8 @@ of {cloud.batch_size}, a scaling tick every {cloud.period:g} s, a pool of \
 {settings.target_latency:g} s, idle grace {settings.idle_grace:g} s, min workers \
 {settings.min_workers}. Each trace is replayed with the tick at offsets \
 {", ".join(str(p) for p in PHASES)} s: latencies (upload to result) are pooled, \
-instance-minutes averaged (per-second billing from start to stop, 60 s minimum per \
-start), peaks the highest.
+instance-minutes and instance starts (each a cold start that pays a boot) averaged \
+(per-second billing from start to stop, 60 s minimum per start), peaks the highest.
 
 {table(all_rows)}
 

@@ -60,9 +60,9 @@ from bench.support import (  # noqa: E402
 from ec2_worker.engine import BF16, TENSORFLOW, as_mixed_bfloat16  # noqa: E402
 from ec2_worker.engines.build import forget_measurement  # noqa: E402
 from ec2_worker.engines.report import STATUS_PREFIX  # noqa: E402
-from skyclass.settings import Settings  # noqa: E402
-from tests.support.stack_process import REPO_ROOT  # noqa: E402
-from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, make_image  # noqa: E402
+from skyclass.runtime.settings import Settings  # noqa: E402
+from testbed.stack_process import REPO_ROOT  # noqa: E402
+from testbed.tiny_model import CLASSES, HELD_OUT_SEED, make_image  # noqa: E402
 
 TIMING_MODEL = REPO_ROOT / ".skyclass" / "bench" / "resnet50_timing_only_v2"
 PREFIX = "incoming/bench-drain/"
@@ -177,8 +177,9 @@ def drain(engine: str, args: argparse.Namespace, files: dict[str, bytes], model_
     """One stack, one worker with ``engine``, draining ``files``; prints the figures and
     returns the drain rate and the plain tf.function's in the same stack."""
     width, height = (int(v) for v in args.size.split("x"))
+    # Batches of 32, as the plain tf.function is timed (the local stack's default is 8).
     env = model_env(model_path, labels_path, SKYCLASS_PRECISION=args.precision,
-                    SKYCLASS_ENGINE=engine)
+                    SKYCLASS_ENGINE=engine, SKYCLASS_BATCH_SIZE="32")
     with running_stack(env, max_workers=1, boot_delay=args.boot_delay) as stack:
         plain_before = plain_rate(256)
         began = time.time()

@@ -4,19 +4,24 @@ model, find its worker process, upload to the drop folder, wait for results."""
 from __future__ import annotations
 
 import json
+import re
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import psutil
+import requests
 
-from skyclass.resources import queue_name
-from tests.support.stack_process import REPO_ROOT, StackProcess, start_stack
+from skyclass.operations.local.emulator import RequestCounter
+from skyclass.runtime.names import queue_name, s3_events_queue_name
+from testbed.stack_process import REPO_ROOT, StackProcess, start_stack
 
 READY_TIMEOUT = 180.0
 # Where the benchmarks keep the tests' tiny model between runs (trained once).
@@ -112,6 +117,19 @@ class BenchStack:
             time.sleep(0.2)
         raise TimeoutError(f"no worker process after {timeout:g}s")
 
+    def emulator_requests(self) -> dict[str, int]:
+        """Requests the emulator has served so far, ``total`` and by service."""
+        counts = requests.get(f"{self.stack.endpoint}{RequestCounter.PATH}", timeout=10).json()
+        return {"total": counts["total"], **counts["by_service"]}
+
+    def events_waiting(self) -> int:
+        """S3 events the local bridge has not yet handed to ingest (waiting or in hand)."""
+        url = self.sqs.get_queue_url(QueueName=s3_events_queue_name("local"))["QueueUrl"]
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
+                                          "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return sum(int(count) for count in attributes.values())
+
     def worker_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Wait for a worker's "ready" log line (model loaded and warmed up)."""
         deadline = time.monotonic() + timeout
@@ -121,6 +139,116 @@ class BenchStack:
                     return
             time.sleep(0.2)
         raise TimeoutError(f"no worker ready after {timeout:g}s\n{self.stack.diagnostics()}")
+
+
+@dataclass(frozen=True)
+class WorkerEvent:
+    """A worker process of the stack started, got ready, was told to stop, or ended;
+    ``at`` is when the bench saw the line (time.monotonic())."""
+
+    at: float
+    kind: str  # "started" | "ready" | "stopping" | "ended"
+    instance: str
+    seconds: float | None = None  # "ready": seconds from its start
+
+
+@dataclass(frozen=True)
+class ScalingStop:
+    """A scaling decision that stopped instances, with the backlog it saw."""
+
+    at: float
+    instances: tuple[str, ...]
+    backlog: int
+
+
+class StackLog:
+    """Follows the stack's console (the instance runner's reports) and the Lambda host's
+    log (the scaler's decisions) as they grow, stamping each line with when it was seen."""
+
+    _WORKER = [
+        ("started", re.compile(r"worker (i-\w+) started \(pid")),
+        ("ready", re.compile(r"worker (i-\w+) ready, ([\d.]+)s after its start")),
+        ("stopping", re.compile(r"instance (i-\w+) is \w+: SIGTERM")),
+        ("ended", re.compile(r"worker (i-\w+) (?:stopped \(exit code|exited with code)")),
+    ]
+    _STOP = re.compile(r"scaling: backlog (\d+) .*\(start \[.*\], stop \[(.+)\]\)")
+
+    def __init__(self, stack: StackProcess, poll: float = 0.1) -> None:
+        self._files = {"console": stack.console,
+                       "lambda-host": stack.log_dir / "lambda-host.log"}
+        self._offsets = dict.fromkeys(self._files, 0)
+        self._poll = poll
+        self.lines: list[tuple[float, str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._read()
+
+    def workers(self, since: float = 0.0) -> list[WorkerEvent]:
+        events = []
+        for at, source, line in list(self.lines):
+            if source != "console" or at < since:
+                continue
+            for kind, pattern in self._WORKER:
+                if match := pattern.search(line):
+                    seconds = float(match.group(2)) if kind == "ready" else None
+                    events.append(WorkerEvent(at, kind, match.group(1), seconds))
+        return events
+
+    def scaling_stops(self, since: float = 0.0) -> list[ScalingStop]:
+        stops = []
+        for at, source, line in list(self.lines):
+            if source == "lambda-host" and at >= since and (match := self._STOP.search(line)):
+                ids = tuple(i.strip(" '") for i in match.group(2).split(","))
+                stops.append(ScalingStop(at, ids, int(match.group(1))))
+        return stops
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self._poll):
+            self._read()
+
+    def _read(self) -> None:
+        now = time.monotonic()
+        for source, path in self._files.items():
+            try:
+                with path.open("rb") as log_file:
+                    log_file.seek(self._offsets[source])
+                    data = log_file.read()
+            except OSError:
+                continue
+            complete = data.rfind(b"\n") + 1
+            self._offsets[source] += complete
+            self.lines += [(now, source, line) for line in
+                           data[:complete].decode(errors="replace").splitlines()]
+
+
+def worker_timeline(events: list[WorkerEvent]) -> tuple[int, int, int]:
+    """(starts, stops, peak workers alive at once) over ``events``."""
+    alive: set[str] = set()
+    peak = 0
+    for event in events:
+        if event.kind == "started":
+            alive.add(event.instance)
+        elif event.kind == "ended":
+            alive.discard(event.instance)
+        peak = max(peak, len(alive))
+    return (sum(e.kind == "started" for e in events), sum(e.kind == "stopping" for e in events),
+            peak)
+
+
+def cpu_flags() -> str:
+    """The CPU's vector extensions that matter to TensorFlow on CPU."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n")[0].split())
+    except (OSError, IndexError):
+        return "unknown"
+    shown = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+             if f in flags]
+    return " ".join(shown) or "no AVX2"
 
 
 def randomise_constant_weights(model: Any, seed: int = 0) -> Any:
@@ -151,10 +279,11 @@ def model_env(model_path: Path, labels_path: Path, **extra: str) -> dict[str, st
 
 
 @contextmanager
-def running_stack(env: Mapping[str, str], max_workers: int = 1,
+def running_stack(env: Mapping[str, str], max_workers: int | None = 1,
                   boot_delay: float = 0.0) -> Iterator[BenchStack]:
     """``skyclass up`` with ``env`` (e.g. the model) and ``boot_delay`` seconds of
-    simulated instance boot, stopped on the way out."""
+    simulated instance boot, stopped on the way out (``max_workers`` None: the stack
+    sizes the fleet to the machine)."""
     with tempfile.TemporaryDirectory(prefix="skyclass-bench-") as tmp:
         stack = start_stack(Path(tmp), {"TF_CPP_MIN_LOG_LEVEL": "2", **env},
                             max_workers=max_workers, boot_delay=boot_delay)

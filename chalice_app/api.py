@@ -1,7 +1,7 @@
 """The HTTP API of ARCHITECTURE.md as a Chalice blueprint.
 
-Each route parses the request, calls one method of the core (skyclass.jobs,
-skyclass.fleet.status) and turns the answer into a response; errors become JSON in
+Each route parses the request, calls one method of the core (skyclass.runtime.jobs,
+skyclass.runtime.fleet.status) and turns the answer into a response; errors become JSON in
 chalice_app/errors.py.
 """
 
@@ -13,15 +13,15 @@ from typing import Any
 
 from chalice import Blueprint, Chalice, Response
 
-from chalice_app import multipart
+from chalice_app import multipart, wiring
 from chalice_app.errors import json_errors
 from chalice_app.web import render_page
 from chalice_app.wiring import services
-from skyclass.errors import BadRequestError
-from skyclass.fleet.status import fleet_status
-from skyclass.input_policy import ALLOWED_TYPES, MAX_NAME_CHARS
-from skyclass.jobs import DONE, MAX_IMAGES_PER_JOB
-from skyclass.settings import Settings
+from skyclass.runtime.contracts import PENDING
+from skyclass.runtime.errors import BadRequestError
+from skyclass.runtime.fleet.status import fleet_status
+from skyclass.runtime.input_policy import ALLOWED_TYPES, MAX_NAME_CHARS, check_classify_body
+from skyclass.runtime.jobs import MAX_IMAGES_PER_JOB
 
 bp = Blueprint(__name__)
 
@@ -30,6 +30,10 @@ MULTIPART = "multipart/form-data"
 BINARY_TYPES = [*ALLOWED_TYPES, "image/jpg", MULTIPART]
 # /classify sniffs the bytes anyway, so a client that says only "octet-stream" is fine.
 CLASSIFY_TYPES = [*BINARY_TYPES, "application/octet-stream"]
+# How soon a client told 202 should ask its status_url. A hundred clients asking every
+# second cost the local API and emulator most of a core while a worker was starting;
+# every 2 s, half that, and a client still learns of its result within 2 s.
+RETRY_AFTER_S = 2
 
 
 def configure(app: Chalice) -> None:
@@ -46,51 +50,60 @@ def health() -> dict[str, str]:
 @bp.route("/jobs", methods=["POST"])
 @json_errors
 def create_job() -> Response:
-    body = _json_body()
-    return Response(body=services().jobs.create_job(body.get("images")), status_code=201)
+    # Uploads ({"images"}) or an S3 prefix read in place ({"source"}): docs/bulk.md.
+    return Response(body=services().bulk.create_job(json_body(bp)), status_code=201)
 
 
 @bp.route("/jobs/{job_id}", methods=["GET"])
 @json_errors
 def get_job(job_id: str) -> dict[str, Any]:
-    return services().jobs.get_job(job_id)
+    params = bp.current_request.query_params or {}
+    return services().bulk.get_job(job_id, params.get("cursor"), params.get("limit"))
 
 
 @bp.route("/classify", methods=["POST"], content_types=CLASSIFY_TYPES)
 @json_errors
 def classify() -> Response:
+    """``?wait=SECONDS`` (0..28, default ``SKYCLASS_CLASSIFY_TIMEOUT``): how long to wait
+    for the result before answering 202 with its ``status_url`` (and ``Retry-After``)."""
     request = bp.current_request
+    params = request.query_params or {}
     content_type = request.headers.get("content-type", "")
     body = request.raw_body or b""
+    check_classify_body(len(body), services().settings.max_image_bytes)
     if content_type.lower().startswith(MULTIPART):
         name, body = multipart.first_file(body, content_type)
     else:
-        name = (request.query_params or {}).get("name") or "upload"
-    status, answer = services().jobs.classify(body, name)
-    return Response(body=answer, status_code=200 if status == DONE else 202)
+        name = params.get("name") or "upload"
+    answer = services().jobs.classify(body, name, wait=_seconds(params.get("wait")))
+    if answer.result is not None:
+        return Response(body=answer.result, status_code=200)
+    return Response(body={"image_id": answer.image_id, "status_url": answer.status_url},
+                    headers={"Retry-After": str(RETRY_AFTER_S)}, status_code=202)
 
 
 @bp.route("/images/{image_id}", methods=["GET"])
 @json_errors
 def get_image(image_id: str) -> Response:
-    status, result = services().jobs.get_image(image_id)
-    if status == DONE:
+    result = services().bulk.get_image(image_id)
+    if result is not None:
         return Response(body=result, status_code=200)
-    return Response(body={"image_id": image_id, "status": status}, status_code=202)
+    return Response(body={"image_id": image_id, "status": PENDING}, status_code=202)
 
 
 @bp.route("/fleet", methods=["GET"])
 @json_errors
 def fleet() -> dict[str, Any]:
     s = services()
-    return fleet_status(s.queue, s.pool, s.store, now=time.time(), boot_time=s.settings.boot_time)
+    return fleet_status(s.queue, s.pool, s.store, now=time.time(), boot_time=s.settings.boot_time,
+                        settings=s.settings)
 
 
 @bp.route("/", methods=["GET"])
 @json_errors
 def index() -> Response:
     # Settings alone, not services(): serving the page makes no AWS call.
-    settings = Settings.from_env()
+    settings = wiring.lambda_settings()
     limits = {
         "max_image_bytes": settings.max_image_bytes,
         "types": list(ALLOWED_TYPES),
@@ -104,9 +117,22 @@ def index() -> Response:
     )
 
 
-def _json_body() -> dict[str, Any]:
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
     try:
-        body = json.loads(bp.current_request.raw_body or b"null")
+        seconds = float(value)
+    except ValueError as exc:
+        raise BadRequestError(f"wait must be a number of seconds, not {value!r}") from exc
+    if seconds != seconds:  # NaN
+        raise BadRequestError("wait must be a number of seconds, not NaN")
+    return seconds
+
+
+def json_body(blueprint: Blueprint) -> dict[str, Any]:
+    """The request's body, which must be a JSON object."""
+    try:
+        body = json.loads(blueprint.current_request.raw_body or b"null")
     except ValueError as exc:
         raise BadRequestError(f"the body is not JSON: {exc}") from exc
     if not isinstance(body, dict):

@@ -20,7 +20,7 @@ from chalice.app import Request
 
 from chalice_app.errors import to_response
 from chalice_app.wiring import services
-from skyclass.errors import ForbiddenError
+from skyclass.runtime.errors import ForbiddenError
 
 bp = Blueprint(__name__)
 

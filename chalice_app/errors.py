@@ -1,8 +1,9 @@
 """The one place where errors become HTTP responses.
 
 Every route is wrapped with ``json_errors``: a SkyclassError becomes its status code and
-``{"Code", "Message"}``; anything else is logged and becomes a generic 500, never a
-traceback. (Chalice's own middleware runs after its view error handling, so it cannot
+``{"Code", "Message"}``; a ConfigurationError (a bad ``SKYCLASS_*`` value) is logged and
+becomes a 500 naming the variable; anything else is logged and becomes a generic 500,
+never a traceback. (Chalice's own middleware runs after its view error handling, so it cannot
 see these exceptions; a decorator can.)
 """
 
@@ -15,8 +16,10 @@ from typing import Any
 
 from chalice import Response
 
-from skyclass.errors import (
+from skyclass.runtime.errors import (
     BadRequestError,
+    ConfigurationError,
+    ConflictError,
     ForbiddenError,
     ImageNotFoundError,
     InvalidImageError,
@@ -34,6 +37,7 @@ STATUS: dict[type[SkyclassError], int] = {
     ForbiddenError: 403,
     JobNotFoundError: 404,
     ImageNotFoundError: 404,
+    ConflictError: 409,
     PayloadTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
 }
@@ -44,6 +48,10 @@ def error_response(code: str, message: str, status: int) -> Response:
 
 
 def to_response(exc: Exception) -> Response:
+    if isinstance(exc, ConfigurationError):
+        # The operator's to fix: logged for them; the client learns it is not its fault.
+        log.error("misconfigured: %s", exc.message)
+        return error_response(exc.code, f"the service is misconfigured: {exc.message}", 500)
     if isinstance(exc, SkyclassError):
         status = next((s for t, s in STATUS.items() if isinstance(exc, t)), None)
         if status is not None:

@@ -17,7 +17,7 @@ from chalice import Blueprint
 from chalice.app import S3Event
 
 from chalice_app.wiring import services
-from skyclass import constants as c
+from skyclass.runtime import constants as c
 
 bp = Blueprint(__name__)
 
@@ -26,7 +26,7 @@ SUBSCRIBED_BUCKET = os.environ.get(c.INPUT_BUCKET) or f"unset-{c.INPUT_BUCKET}"
 
 @bp.on_s3_event(bucket=SUBSCRIBED_BUCKET, events=["s3:ObjectCreated:*"])
 def on_s3_event(event: S3Event) -> dict[str, Any]:
-    """Queue the new image(s) or fail them at once (skyclass.ingest).
+    """Queue the new image(s) or fail them at once (skyclass.runtime.ingest).
 
     Lambda handler ``chalice_app.events.on_s3_event``. Chalice wraps this function, so
     the registered object is called as Lambda calls it, with the raw notification and

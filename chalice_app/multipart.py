@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from skyclass.errors import BadRequestError
+from skyclass.runtime.errors import BadRequestError
 
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 _FILENAME = re.compile(r'filename\*?="?([^";\r\n]*)"?', re.IGNORECASE)

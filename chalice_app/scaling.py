@@ -1,4 +1,6 @@
-"""The scaling Lambda: once a minute, one tick of the scaler (skyclass.fleet.scaler)."""
+"""The scaling Lambda: once a minute, one tick of the scaler (skyclass.runtime.fleet.scaler),
+after retrying the S3 events whose invocations failed (skyclass.runtime.ingest_failures),
+so that images queued by the retry count in the same tick's backlog."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ def scale(event: CloudWatchEvent) -> dict[str, Any]:
 
     Lambda handler ``chalice_app.scaling.scale``, called as Lambda calls it, with a
     scheduled event and a context (the local stack's timer calls it the same way, more
-    often: skyclass.local.lambda_host.Schedule).
+    often: skyclass.operations.local.lambda_host.Schedule).
     """
-    return asdict(services().scaler.run_once())
+    s = services()
+    s.failed_ingestions.run_once()
+    return asdict(s.scaler.run_once())
 

@@ -4,7 +4,7 @@ Builds everything once (settings, the engine that runs the model, chosen per mac
 warmed up for the batch sizes it will see, AWS clients, stage resources), logs one line
 when ready with the engine and why it runs (also written for ``/fleet`` and the metrics,
 ``ec2_worker/engines/report.py``), and runs until SIGTERM or SIGINT,
-finishing the batch in hand and releasing prefetched ones (ec2_worker/worker.py). On a
+finishing the batch in hand and releasing prefetched ones (ec2_worker/pipeline.py). On a
 machine with a GPU the model runs there, with a larger batch unless
 ``SKYCLASS_BATCH_SIZE`` says otherwise.
 If the model cannot be loaded it exits non-zero with the plain reason, so a restart loop
@@ -31,14 +31,14 @@ from ec2_worker.engine import batch_size_for, has_gpu  # noqa: E402
 from ec2_worker.engines import report as engine_report  # noqa: E402
 from ec2_worker.engines.build import build_engine  # noqa: E402
 from ec2_worker.worker import Worker  # noqa: E402
-from skyclass import constants  # noqa: E402
-from skyclass.aws import AwsClients  # noqa: E402
-from skyclass.errors import SkyclassError  # noqa: E402
-from skyclass.metrics import MetricsPublisher  # noqa: E402
-from skyclass.queue import WorkQueue  # noqa: E402
-from skyclass.resources import StageResources  # noqa: E402
-from skyclass.results import ResultStore  # noqa: E402
-from skyclass.settings import Settings  # noqa: E402
+from skyclass.runtime.aws import AwsClients  # noqa: E402
+from skyclass.runtime.bulk.tracker import JobTracker  # noqa: E402
+from skyclass.runtime.errors import SkyclassError  # noqa: E402
+from skyclass.runtime.metrics import MetricsPublisher  # noqa: E402
+from skyclass.runtime.names import StageResources  # noqa: E402
+from skyclass.runtime.queue import WorkQueue  # noqa: E402
+from skyclass.runtime.settings import Settings  # noqa: E402
+from skyclass.runtime.store import JsonStore  # noqa: E402
 
 log = logging.getLogger("ec2_worker")
 
@@ -54,8 +54,7 @@ def main() -> int:
         settings = Settings.from_env()
         gpu = has_gpu()
         settings = settings.replace(batch_size=batch_size_for(
-            settings.batch_size, configured=bool(os.environ.get(constants.BATCH_SIZE)),
-            gpu=gpu))
+            settings.batch_size, configured=settings.is_configured("batch_size"), gpu=gpu))
         engine, chosen = build_engine(settings, gpu=gpu, batch_sizes={1, settings.batch_size})
         classifier = engine.classifier
         aws = AwsClients(settings.region)
@@ -69,13 +68,14 @@ def main() -> int:
 
     worker = Worker(
         queue=WorkQueue(aws.sqs, resources.queue_url, resources.dlq_url),
-        results=ResultStore(aws.s3, resources.output_bucket),
+        results=JsonStore(aws.s3, resources.output_bucket),
         s3=aws.s3,
         engine=engine,
         settings=settings,
         input_bucket=resources.input_bucket,
         worker_id=settings.worker_id or _instance_id() or socket.gethostname(),
         metrics=MetricsPublisher(aws.cloudwatch, settings.stage),
+        tracker=JobTracker.for_stage(aws, resources),
     )
 
     stop = threading.Event()

@@ -25,7 +25,7 @@ import io
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from skyclass.errors import InvalidImageError
+from skyclass.runtime.errors import InvalidImageError
 
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 _FORMAT_NAMES = "JPEG, PNG, GIF, WebP, BMP or TIFF"

@@ -38,7 +38,7 @@ import numpy as np
 
 from ec2_worker import graph
 from ec2_worker.model import Classifier
-from skyclass.contracts import Prediction
+from skyclass.runtime.contracts import Prediction
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,11 @@ with the same results to float rounding.
 For bfloat16 on a CPU, the frozen graph goes through Grappler's
 ``auto_mixed_precision_onednn_bfloat16`` rewrite (the bfloat16 pass of TensorFlow's
 oneDNN build). It casts convolutions, matmuls and their element-wise
-neighbours to bfloat16 and leaves the numerically sensitive ops (softmax among them)
-in float32; because the weights are constants, TensorFlow folds their casts when the
+neighbours to bfloat16 and leaves the numerically sensitive ops in float32. oneDNN's
+lists let a softmax follow its input into bfloat16, which would leave the scores three
+significant digits; the softmax is kept in float32 here (through the variables
+TensorFlow's lists read, for this call only). Because the weights are constants,
+TensorFlow folds their casts when the
 graph first runs, so the weights are stored once in bfloat16 instead of being cast on
 every call as Keras' ``mixed_bfloat16`` policy does. The rewrite is run once here, on this
 graph only, not switched on for the whole process.
@@ -23,12 +26,18 @@ engine's tests exercise them on the pinned TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 _BF16_PASS = "auto_mixed_precision_onednn_bfloat16"
+# Ops the pass must leave in float32 that its oneDNN lists would convert.
+_KEEP_FLOAT32 = "Softmax"
+_LISTS = "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_"
 
 
 def freeze(function: Any) -> Any:
@@ -61,9 +70,26 @@ def rewrite_bfloat16(frozen: Any) -> tuple[Any, int]:
     # 3.5x slower, for no gain in speed).
     rewrite.optimizers.append(_BF16_PASS)
     rewrite.min_graph_nodes = -1
-    optimized = tf_optimizer.OptimizeGraph(config, meta)
+    with _environment({f"{_LISTS}INFERLIST_REMOVE": _KEEP_FLOAT32,
+                       f"{_LISTS}DENYLIST_ADD": _KEEP_FLOAT32}):
+        optimized = tf_optimizer.OptimizeGraph(config, meta)
     return (wrap(optimized, [t.name for t in frozen.inputs], frozen.outputs[0].name),
             bfloat16_ops(optimized))
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in the environment (which TensorFlow's C++ reads) for the block only."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def wrap(graph_def: Any, inputs: list[str], output: str) -> Any:

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Iterable
 
-from skyclass.queue import Received, WorkQueue
+from skyclass.runtime.queue import Received, WorkQueue
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from skyclass.errors import ModelUnavailableError
-from skyclass.settings import Settings
+from skyclass.runtime.errors import ModelUnavailableError
+from skyclass.runtime.settings import Settings
 
 RESNET50 = "resnet50"
 RESNET50_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
@@ -94,7 +94,8 @@ def resnet50_classifier(weights: Path | None) -> Classifier:
 
 def imagenet_labels() -> list[Label]:
     """The 1000 ImageNet classes in output order, from Keras' class index file."""
-    text = resources.files("skyclass").joinpath("data/imagenet_class_index.json").read_text()
+    index_file = resources.files("skyclass.runtime").joinpath("data/imagenet_class_index.json")
+    text = index_file.read_text()
     index = json.loads(text)
     return [(index[str(i)][0], index[str(i)][1]) for i in range(len(index))]
 

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from ec2_worker.model import RESNET50_WEIGHTS_URL, resnet50_weights_path
-from skyclass.errors import ModelUnavailableError
+from skyclass.runtime.errors import ModelUnavailableError
 
 # Keras' own checksum of this file (keras/src/applications/resnet.py, WEIGHTS_HASHES).
 RESNET50_WEIGHTS_MD5 = "2cb95161c43110f7111970584f804107"

@@ -16,7 +16,7 @@ const JOB_BYTES = 200 * 1024 * 1024;
 const JOB_POLL_MS = 1000;
 const FLEET_POLL_MS = 2000;
 const CHART_WINDOW_MS = 10 * 60 * 1000;
-const CHART_KEY = "skyclass.fleet-history";
+const CHART_KEY = "skyclass.runtime.fleet-history";
 
 const $ = (id) => document.getElementById(id);
 const form = $("form");
@@ -45,7 +45,8 @@ async function api(method, path, body) {
     body: body ? JSON.stringify(body) : undefined,
   });
   const data = await response.json().catch(() => ({}));
-  if (response.status === 403) keyBox.hidden = false;
+  // A 403 for the key (not for, say, a bucket the stage may not read) asks for the key.
+  if (response.status === 403 && /x-api-key/.test(data.Message || "")) keyBox.hidden = false;
   if (!response.ok) throw new Error(data.Message || `${method} ${path}: HTTP ${response.status}`);
   return data;
 }
@@ -376,7 +377,11 @@ async function pollJobs() {
   for (;;) {
     await sleep(JOB_POLL_MS);
     const open = [...unfinished].filter(([, ids]) => ids.size);
-    if (mine !== batch || (!open.length && !busy)) return;
+    if (mine !== batch) return;
+    if (!open.length && !busy) {
+      await offerExports(progress.jobs, mine);
+      return;
+    }
     for (const [jobId] of open) {
       let job;
       try {
@@ -418,6 +423,11 @@ async function reopen(jobIds) {
       $("progress-text").textContent = `Could not open job ${jobId}: ${error.message}`;
       return;
     }
+    if (job.kind === "source") {
+      $("progress-box").hidden = true;
+      await watchSourceJob(job.job_id, batch);
+      return;
+    }
     unfinished.set(job.job_id, new Set(job.results.map((r) => r.image_id)));
     for (const result of job.results) {
       const card = newCard(result.name || result.image_id, null);
@@ -431,6 +441,158 @@ async function reopen(jobIds) {
   showProgress();
   await pollJobs();
 }
+
+// ---- bulk jobs: a bucket prefix classified in place, finished jobs' exports --------
+// POST /jobs {"source": "s3://…"} lists and classifies the prefix in the service; the
+// page polls GET /jobs/{id} for its counts and first page of results, can cancel it, and
+// links the export (CSV, JSON Lines) once the job has ended (docs/bulk.md).
+
+const SOURCE_PAGE = 60;  // cards shown for a source job: its first page of results
+
+/** Links to each job's export, once the service has written it. */
+async function offerExports(jobIds, mine) {
+  const list = $("exports");
+  list.replaceChildren();
+  list.hidden = true;
+  for (const jobId of jobIds) {
+    for (;;) {
+      if (mine !== batch) return;
+      let job;
+      try {
+        job = await api("GET", `jobs/${encodeURIComponent(jobId)}?limit=1`);
+      } catch {
+        return;
+      }
+      if (!("state" in job)) return;  // an old-style job has no export
+      if (job.export) {
+        list.append(await exportItem(job));
+        list.hidden = false;
+        break;
+      }
+      await sleep(JOB_POLL_MS);
+    }
+  }
+}
+
+async function exportItem(job) {
+  const item = document.createElement("li");
+  item.append(`Results of job ${job.job_id} (${job.export.rows} image${job.export.rows === 1 ? "" : "s"}): `);
+  const formats = [["csv", "CSV"], ["jsonl", "JSON Lines"]];
+  for (const [index, [format, label]] of formats.entries()) {
+    const link = document.createElement("a");
+    link.className = `export-${format}`;
+    link.textContent = label;
+    link.href = (await api("GET", `jobs/${encodeURIComponent(job.job_id)}/export?format=${format}`)).url;
+    link.download = `${job.job_id}.${format}`;
+    if (index) item.append(" · ");
+    item.append(link);
+  }
+  return item;
+}
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+function showJob(job) {
+  const running = job.state === "running";
+  $("job-box").hidden = false;
+  $("job-title").textContent = job.source ? `${job.source}` : `Job ${job.job_id}`;
+  const counts = [["Listed", job.listed], ["Queued", job.queued], ["Done", job.done],
+    ["Failed", job.failed], ["Skipped", job.skipped ? job.skipped.total : 0]];
+  if (job.cancelled) counts.push(["Cancelled", job.cancelled]);
+  $("job-counts").replaceChildren(...counts.filter(([, n]) => n !== undefined).map(([name, n]) => {
+    const box = document.createElement("div");
+    const term = document.createElement("dt");
+    term.textContent = name;
+    const value = document.createElement("dd");
+    value.textContent = n;
+    box.append(term, value);
+    return box;
+  }));
+  let text;
+  if (running && job.listing) {
+    text = `Listing the bucket: ${plural(job.listed, "object")} so far; classifying as it goes.`;
+  } else if (running) {
+    text = `Classifying: ${job.done + job.failed} of ${job.total} answered.`;
+  } else if (job.state === "complete") {
+    const skipped = job.skipped ? job.skipped.total : 0;
+    text = `Done: ${plural(job.total, "image")}, ${job.done} classified, ${job.failed} failed` +
+      (skipped ? `; ${skipped} skipped (not images, empty or too large).` : ".");
+  } else if (job.state === "cancelled") {
+    text = `Cancelled: ${job.done} classified, ${job.failed} failed, ${job.cancelled} not classified.`;
+  } else {
+    text = `Failed: ${job.error || "the job could not run"}`;
+  }
+  if (!running && !job.export) text += " Writing its export…";
+  $("job-state").textContent = text;
+  const cancel = $("job-cancel");
+  cancel.hidden = !running;
+  cancel.dataset.job = job.job_id;
+}
+
+/** Cards for the results of a source job's first page (names and labels). */
+function showPage(results) {
+  for (const result of results) {
+    if (cards.has(result.image_id) || result.status === "pending") continue;
+    const card = newCard(result.name || result.image_id, null);
+    cards.set(result.image_id, card);
+    showResult(card, result);
+  }
+}
+
+async function watchSourceJob(jobId, mine) {
+  for (;;) {
+    let job;
+    try {
+      job = await api("GET", `jobs/${encodeURIComponent(jobId)}?limit=${SOURCE_PAGE}`);
+    } catch (error) {
+      $("job-state").textContent = `Could not read job ${jobId}: ${error.message}`;
+      await sleep(JOB_POLL_MS);
+      continue;
+    }
+    if (mine !== batch) return;
+    showJob(job);
+    showPage(job.results);
+    if (job.state !== "running" && job.export) {
+      await offerExports([jobId], mine);
+      return;
+    }
+    await sleep(JOB_POLL_MS);
+  }
+}
+
+$("source-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const source = $("source").value.trim();
+  $("source-error").textContent = "";
+  if (!source) return;
+  $("source-go").disabled = true;
+  try {
+    const job = await api("POST", "jobs", {source});
+    batch += 1;
+    clearResults();
+    unfinished.clear();
+    $("progress-box").hidden = true;
+    $("exports").hidden = true;
+    Object.assign(progress, {total: 0, uploaded: 0, done: 0, failed: 0, jobs: [job.job_id]});
+    publishJobs();
+    clearButton.hidden = false;
+    showJob(job);
+    watchSourceJob(job.job_id, batch);
+  } catch (error) {
+    $("source-error").textContent = error.message;
+  } finally {
+    $("source-go").disabled = false;
+  }
+});
+
+$("job-cancel").addEventListener("click", async (event) => {
+  const jobId = event.currentTarget.dataset.job;
+  try {
+    showJob(await api("POST", `jobs/${encodeURIComponent(jobId)}/cancel`));
+  } catch (error) {
+    $("job-state").textContent = `Could not cancel: ${error.message}`;
+  }
+});
 
 // ---- the fleet panel --------------------------------------------------------------
 
@@ -556,6 +718,8 @@ form.addEventListener("submit", (event) => {
 clearButton.addEventListener("click", () => {
   batch += 1;
   clearResults();
+  $("job-box").hidden = true;
+  $("exports").hidden = true;
   unfinished.clear();
   Object.assign(progress, {total: 0, uploaded: 0, done: 0, failed: 0, jobs: []});
   publishJobs();

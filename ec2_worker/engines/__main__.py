@@ -29,8 +29,8 @@ from ec2_worker.engine import BF16, FP32  # noqa: E402
 from ec2_worker.engines import AUTO  # noqa: E402
 from ec2_worker.engines.build import build_engine, forget_measurement  # noqa: E402
 from ec2_worker.engines.runtimes import cpu_bf16_reason  # noqa: E402
-from skyclass.errors import SkyclassError  # noqa: E402
-from skyclass.settings import Settings  # noqa: E402
+from skyclass.runtime.errors import SkyclassError  # noqa: E402
+from skyclass.runtime.settings import Settings  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,7 @@ from ec2_worker.engines.agreement import Agreement
 from ec2_worker.engines.prepare import Engine, Preparation
 from ec2_worker.engines.source import ModelSource
 from ec2_worker.model import load_classifier
-from skyclass.settings import Settings
+from skyclass.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from ec2_worker.engines import PEERS, agreement, choice, convert, records
 from ec2_worker.engines.runtimes import LOADERS, ConvertedEngine, missing_package
 from ec2_worker.engines.source import ModelSource
 from ec2_worker.model import Classifier, load_classifier
-from skyclass.settings import Settings
+from skyclass.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ec2_worker.engines.build import EngineReport
-from skyclass.metrics import NAMESPACE
+from skyclass.runtime.metrics import NAMESPACE
 
 log = logging.getLogger(__name__)
 

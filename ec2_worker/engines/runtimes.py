@@ -36,7 +36,7 @@ import numpy as np
 from ec2_worker.engine import BF16, FP32, cpu_bf16_unsupported_reason, top_predictions
 from ec2_worker.engines import ONNXRUNTIME, OPENVINO
 from ec2_worker.model import Classifier
-from skyclass.contracts import Prediction
+from skyclass.runtime.contracts import Prediction
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from ec2_worker.model import (
     require_custom_model,
     require_resnet50_weights,
 )
-from skyclass.settings import Settings
+from skyclass.runtime.settings import Settings
 
 CACHE_FOLDER = "skyclass-engines"
 # Changes whenever what a conversion holds changes, so old caches are not reused.

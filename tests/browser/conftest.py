@@ -3,29 +3,17 @@
 Playwright's own browser downloads are not used: the tests launch ``/usr/bin/chromium``
 (``make test`` installs it where missing) with a fresh profile per test. Every console
 error and uncaught exception on a page is collected, so a test can assert there were
-none.
+none. What the tests do with the page is tests/support/browser.py.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
-
-
-@dataclass
-class BrowserPage:
-    page: object
-    errors: list[str] = field(default_factory=list)
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, BrowserPage
 
 
 @pytest.fixture

@@ -7,72 +7,26 @@ it, under a stage prefix.
 
 from __future__ import annotations
 
-import base64
 import re
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.browser.conftest import PHONE
-from tests.browser.stage_proxy import StageProxy
-from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
+from testbed.tiny_model import LABELS
+from tests.support.browser import (
+    PHONE,
+    card_labels,
+    drop_files,
+    page_images,
+    wait_for_every_card,
+)
+from tests.support.stage_proxy import StageProxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-# The first images of a session may wait for a worker to boot and load TensorFlow.
-RESULT_TIMEOUT_MS = 180_000
-
-
-def _images(per_class: int, first: int) -> tuple[list[dict], dict[str, str]]:
-    """Held-out JPEGs as Playwright file payloads, and file name -> true label."""
-    files, truth = [], {}
-    for i in range(per_class):
-        for label in CLASSES:
-            name = f"{label} {i}.jpg"
-            files.append({"name": name, "mimeType": "image/jpeg",
-                          "buffer": image_bytes(label, HELD_OUT_SEED + first + i)})
-            truth[name] = label
-    return files, truth
-
-
-def _drop(page, files: list[dict]) -> None:
-    """Drop ``files`` on the drop zone, as dragging them from a file manager would."""
-    payload = [{"name": f["name"], "type": f["mimeType"], "b64": base64.b64encode(f["buffer"])
-                .decode()} for f in files]
-    transfer = page.evaluate_handle(
-        """files => {
-            const transfer = new DataTransfer();
-            for (const f of files) {
-                const bytes = Uint8Array.from(atob(f.b64), c => c.charCodeAt(0));
-                transfer.items.add(new File([bytes], f.name, {type: f.type}));
-            }
-            return transfer;
-        }""", payload)
-    page.dispatch_event("#drop", "dragover", {"dataTransfer": transfer})
-    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
-
-
-def _wait_for_every_card(page, count: int, timeout: float = RESULT_TIMEOUT_MS) -> None:
-    page.wait_for_function(
-        """count => {
-            const cards = document.querySelectorAll(".card");
-            return cards.length === count && [...cards].every(
-                c => c.dataset.status === "done" || c.dataset.status === "failed");
-        }""", arg=count, timeout=timeout)
-
-
-def _labels(page) -> dict[str, str]:
-    """What each card says: file name -> top-1 label (or the failure)."""
-    return page.eval_on_selector_all(
-        ".card", """cards => Object.fromEntries(cards.map(c => [
-            c.dataset.name,
-            c.dataset.status === "done" ? c.querySelector(".label").firstChild.textContent
-                                        : c.querySelector(".label").textContent]))""")
-
-
 def test_a_person_classifies_images_and_reopens_the_job(local_stack, browser_page, output_dir):
     page = browser_page.page
-    files, truth = _images(per_class=2, first=800)
+    files, truth = page_images(per_class=2, first=800)
     broken = {"name": "broken.png", "mimeType": "image/png", "buffer": b"not a PNG at all"}
     notes = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"shopping list"}
     long_name = {**files[0], "name": "n" * 300 + ".jpg"}
@@ -91,17 +45,17 @@ def test_a_person_classifies_images_and_reopens_the_job(local_stack, browser_pag
     assert refused[1].endswith(": the name is 304 characters; the limit is 255")
     assert page.text_content("#go") == "Classify 7 images"
     page.click("#go")
-    _wait_for_every_card(page, len(files) + 1)
+    wait_for_every_card(page, len(files) + 1)
 
     # ... and each image's card shows its true label, the broken file says why it failed,
     # and the progress line sums it up
-    labels = _labels(page)
+    labels = card_labels(page)
     assert {name: labels[name] for name in truth} == truth
     assert labels["broken.png"].startswith("failed: the file is not an image")
     assert page.text_content("#progress-text") == "Done: 7 images, 6 classified, 1 failed."
     first = page.locator(".card[data-status=done]").first
     first.locator(".card-main").click()
-    assert first.locator(".top5 li").count() == len(CLASSES)  # the top 5, of 3 classes
+    assert first.locator(".top5 li").count() == min(5, len(LABELS))  # the top 5
     page.screenshot(path=str(output_dir / "desktop.png"), full_page=True)
 
     # WHEN the job's own URL is reloaded (or shared)
@@ -109,10 +63,10 @@ def test_a_person_classifies_images_and_reopens_the_job(local_stack, browser_pag
     assert re.search(r"\?job=[0-9a-f]{20}$", job_url)
     assert page.get_attribute("#share-link", "href") == job_url
     page.reload()
-    _wait_for_every_card(page, len(files) + 1, timeout=30_000)
+    wait_for_every_card(page, len(files) + 1, timeout=30_000)
 
     # THEN the same results come back, by name
-    assert _labels(page) == labels
+    assert card_labels(page) == labels
     page.set_viewport_size(PHONE)
     page.screenshot(path=str(output_dir / "phone.png"), full_page=True)
     assert browser_page.errors == []
@@ -120,7 +74,7 @@ def test_a_person_classifies_images_and_reopens_the_job(local_stack, browser_pag
 
 def test_the_page_works_under_a_stage_prefix(local_stack, browser_page, output_dir):
     page = browser_page.page
-    files, truth = _images(per_class=1, first=850)
+    files, truth = page_images(per_class=1, first=850)
     with StageProxy(local_stack.api) as stage:
         # GIVEN the page at the stage's URL, without a trailing slash, as API Gateway prints it
         page.goto(stage.url)
@@ -128,18 +82,18 @@ def test_the_page_works_under_a_stage_prefix(local_stack, browser_page, output_d
         page.keyboard.press("Tab")  # the skip link
         page.keyboard.press("Tab")
         assert page.evaluate("document.activeElement.id") == "files"
-        _drop(page, files)
+        drop_files(page, files)
         page.wait_for_function("!document.getElementById('go').disabled")
         page.keyboard.press("Tab")
         assert page.evaluate("document.activeElement.id") == "go"
         page.keyboard.press("Enter")
-        _wait_for_every_card(page, len(files))
+        wait_for_every_card(page, len(files))
         # ... and the fleet panel has read the fleet
         page.wait_for_function("/^[0-9]+$/.test(document.getElementById('stat-running')"
                                ".textContent)")
 
         # THEN the labels are right, every API call went through the stage, none around it
-        assert _labels(page) == truth
+        assert card_labels(page) == truth
         assert stage.refused == []
         assert any(path.startswith("/api/jobs") for path in stage.forwarded)
         assert any(path == "/api/fleet" for path in stage.forwarded)
@@ -152,16 +106,16 @@ def test_the_page_works_under_a_stage_prefix(local_stack, browser_page, output_d
 def test_a_large_selection_is_split_into_jobs_and_every_image_comes_back(local_stack,
                                                                           browser_page):
     page = browser_page.page
-    files, truth = _images(per_class=50, first=3000)
+    files, truth = page_images(per_class=50, first=3000)
     # GIVEN 150 images, more than the page puts in one job
     page.goto(local_stack.api + "/")
     # WHEN a person classifies them all at once
     page.set_input_files("#files", files)
     page.click("#go")
-    _wait_for_every_card(page, len(files), timeout=300_000)
+    wait_for_every_card(page, len(files), timeout=300_000)
     # THEN every card has its true label, and the URL names the jobs, which share the
     # images between them without losing or repeating one
-    assert _labels(page) == truth
+    assert card_labels(page) == truth
     job_ids = parse_qs(urlparse(page.url).query)["job"]
     totals = [local_stack.get(f"/jobs/{job_id}").json()["total"] for job_id in job_ids]
     assert len(job_ids) > 1 and sum(totals) == len(files)

@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.e2e.conftest import RunningStack
-from tests.support.stack_process import free_port
-from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
+from testbed.ports import free_port
+from testbed.stack_process import SKYCLASS
+from testbed.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
+from tests.support.stack import STACK_API_KEY, run_cli
 
 pytestmark = pytest.mark.e2e
-
-SKYCLASS = str(Path(sys.executable).with_name("skyclass"))
-
-
-def _run(stack: RunningStack, *args: str, timeout: float = 180,
-         **extra_env: str) -> subprocess.CompletedProcess:
-    env = {"SKYCLASS_API_URL": stack.api, "AWS_ENDPOINT_URL": stack.endpoint,
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin", **extra_env}
-    return subprocess.run([SKYCLASS, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def _folder(root: Path, per_class: int, first: int) -> dict[str, str]:
@@ -46,7 +35,7 @@ def test_classify_a_folder_prints_every_label_and_exits_zero(local_stack, tmp_pa
     # GIVEN a folder tree of held-out images
     truth = _folder(tmp_path, per_class=3, first=500)
     # WHEN a person classifies it with --json
-    done = _run(local_stack, "classify", str(tmp_path / "photos"), "--json")
+    done = run_cli(local_stack, "classify", str(tmp_path / "photos"), "--json")
     # THEN every image comes back with its true label, and the exit code says all went well
     assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines()]
@@ -56,7 +45,7 @@ def test_classify_a_folder_prints_every_label_and_exits_zero(local_stack, tmp_pa
 def test_classify_exits_non_zero_when_an_image_fails(local_stack, tmp_path):
     (tmp_path / "good.jpg").write_bytes(image_bytes("red_disc", HELD_OUT_SEED + 600))
     (tmp_path / "broken.jpg").write_bytes(b"this is text, not a JPEG")
-    done = _run(local_stack, "classify", str(tmp_path), "--csv", "--out",
+    done = run_cli(local_stack, "classify", str(tmp_path), "--csv", "--out",
                 str(tmp_path / "out.csv"))
     assert done.returncode == 1
     rows = (tmp_path / "out.csv").read_text().splitlines()
@@ -65,12 +54,12 @@ def test_classify_exits_non_zero_when_an_image_fails(local_stack, tmp_path):
 
 def test_drop_folder_and_status_from_the_cli(local_stack, tmp_path):
     truth = _folder(tmp_path, per_class=1, first=700)
-    done = _run(local_stack, "drop", str(tmp_path / "photos"), "--prefix", "cli drop",
+    done = run_cli(local_stack, "drop", str(tmp_path / "photos"), "--prefix", "cli drop",
                 "--wait", "--timeout", "120")
     assert done.returncode == 0, done.stderr
     for name, label in truth.items():
         assert any(name in line and label in line for line in done.stdout.splitlines())
-    status = _run(local_stack, "status")
+    status = run_cli(local_stack, "status")
     assert status.returncode == 0 and "workers:" in status.stdout
 
 
@@ -81,7 +70,7 @@ def test_open_shows_the_page_of_a_job_in_the_browser(local_stack, tmp_path):
     browser.write_text(f'#!/bin/sh\necho "$1" > "{opened}"\n')
     browser.chmod(0o755)
     # WHEN a person opens the page of a job
-    done = _run(local_stack, "open", "--job", "0123456789abcdef0123", BROWSER=str(browser))
+    done = run_cli(local_stack, "open", "--job", "0123456789abcdef0123", BROWSER=str(browser))
     # THEN the browser got the job's URL, which the command also printed, and it is the page
     url = f"{local_stack.api}/?job=0123456789abcdef0123"
     assert done.returncode == 0, done.stderr
@@ -91,8 +80,25 @@ def test_open_shows_the_page_of_a_job_in_the_browser(local_stack, tmp_path):
 
 
 def test_open_says_plainly_when_nothing_answers(tmp_path):
-    done = subprocess.run([SKYCLASS, "open", "--api", f"http://127.0.0.1:{free_port()}"],
+    done = subprocess.run([str(SKYCLASS), "open", "--api", f"http://127.0.0.1:{free_port()}"],
                           env={"PATH": "/usr/bin:/bin", "BROWSER": "/bin/false"},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "nothing answers at http://127.0.0.1:" in done.stderr and "skyclass up" in done.stderr
+
+
+def test_classify_sends_the_key_a_stage_wants(keyed_stack, tmp_path):
+    # GIVEN a stage that wants an API key, and a folder of images
+    truth = _folder(tmp_path, per_class=1, first=950)
+    photos = str(tmp_path / "photos")
+    # WHEN a person classifies it with the key in SKYCLASS_API_KEY
+    done = run_cli(keyed_stack, "classify", photos, "--json", SKYCLASS_API_KEY=STACK_API_KEY)
+    # THEN the CLI sent it (x-api-key): every image comes back with its label
+    assert done.returncode == 0, done.stderr
+    assert {json.loads(line)["name"]: json.loads(line)["label"]
+            for line in done.stdout.splitlines()} == truth
+    # AND without the key, or with a wrong one, the CLI says the API refused it, and why
+    for env in ({}, {"SKYCLASS_API_KEY": "not-the-key"}):
+        refused = run_cli(keyed_stack, "classify", photos, **env)
+        assert refused.returncode != 0 and refused.stdout == ""
+        assert "403" in refused.stderr and "x-api-key" in refused.stderr

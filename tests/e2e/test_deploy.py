@@ -3,7 +3,12 @@ processes, in a throwaway copy of the Chalice project.
 
 The emulator cannot boot a builder, so the stage's AMI is registered beforehand (the
 bake driver itself is tested in tests/functional/test_bake.py); everything else is the
-real flow: bootstrap, `chalice deploy`, and teardown down to the last resource.
+real flow: bootstrap, `chalice deploy`, and teardown down to the last resource. It runs
+as AWS would have it rather than as moto would: the emulator is eventually consistent
+(new instance profiles, images and tags are not found, and released snapshots stay in
+use, for a few seconds; `skyclass emulator --eventual-consistency`), the commands wait
+within their stated limits scaled down to match (`--wait-scale`), and the region is
+only in the operator's profile.
 """
 
 from __future__ import annotations
@@ -11,57 +16,46 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
-from skyclass.deploy.iam import StageArns, lambda_policies
-from skyclass.resources import StageResources
+from testbed.waiting import eventually
 from tests.support.chalice_project import chalice_project
+from tests.support.iam.evaluator import evaluate
+from tests.support.processes import emulator_process
 
 pytestmark = pytest.mark.e2e
 
 STAGE = "rehearsal"
 MAX_WORKERS = 2
 SKYCLASS = str(Path(sys.executable).parent / "skyclass")
+REGION = "eu-west-1"  # only in the profile
+# Seconds the emulator is late, and the commands' stated limits scaled down to suit (the
+# shortest scaled limit, 6 s, still outlasts the lag).
+LAG = 2.0
+WAIT_SCALE = "0.02"
 
 
 @pytest.fixture
 def emulator():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "skyclass.local.emulator", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "the emulator did not start"
-            time.sleep(0.2)
-    yield endpoint
-    process.send_signal(signal.SIGTERM)
-    process.wait(10)
+    with emulator_process("--eventual-consistency", str(LAG)) as started:
+        yield started.endpoint
 
 
 class Account:
     """boto3 clients on the emulator, and the account's inventory as a user would list it."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, region: str = REGION) -> None:
         self._endpoint = endpoint
+        self._region = region
 
     def client(self, service: str):
-        return boto3.client(service, endpoint_url=self._endpoint, region_name="us-east-1")
+        return boto3.client(service, endpoint_url=self._endpoint, region_name=self._region)
 
     def __getattr__(self, service: str):
         return self.client(service)
@@ -75,6 +69,10 @@ class Account:
             "instances": sorted(i["InstanceId"] for i in instances),
             "images": sorted(i["ImageId"] for i in
                              self.ec2.describe_images(Owners=["self"])["Images"]),
+            "snapshots": sorted(s["SnapshotId"] for s in
+                                self.ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]),
+            "log_groups": sorted(g["logGroupName"] for g in
+                                 self.logs.describe_log_groups()["logGroups"]),
             "launch_templates": sorted(
                 (t["LaunchTemplateId"], t["LatestVersionNumber"])
                 for t in self.ec2.describe_launch_templates()["LaunchTemplates"]),
@@ -91,44 +89,123 @@ class Account:
             "rules": sorted(r["Name"] for r in self.events.list_rules()["Rules"]),
             "parameters": sorted(p["Name"] for p in
                                  self.ssm.describe_parameters()["Parameters"]),
+            "tables": sorted(self.dynamodb.list_tables()["TableNames"]),
+            "event_buses": sorted(b["Name"] for b in self.events.list_event_buses()["EventBuses"]
+                                  if b["Name"] != "default"),
+            "event_source_mappings": sorted(
+                m["UUID"] for m in
+                self.client("lambda").list_event_source_mappings()["EventSourceMappings"]),
         }
 
 
-def _skyclass(endpoint: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "SKYCLASS_MAX_WORKERS": str(MAX_WORKERS)}
-    done = subprocess.run([SKYCLASS, *args], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
+def _profile_only_region(tmp_path: Path) -> dict[str, str]:
+    """An operator whose region is in their profile and nowhere else."""
+    config = tmp_path / "aws-config"
+    config.write_text(f"[profile rehearsal]\nregion = {REGION}\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    return {**env, "AWS_CONFIG_FILE": str(config), "AWS_PROFILE": "rehearsal"}
+
+
+def _skyclass(endpoint: str, env: dict[str, str], *args: str,
+              ok: bool = True) -> subprocess.CompletedProcess:
+    env = {**env, "AWS_ENDPOINT_URL": endpoint, "SKYCLASS_MAX_WORKERS": str(MAX_WORKERS)}
+    done = subprocess.run([SKYCLASS, *args, "--wait-scale", WAIT_SCALE], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode == 0) == ok, done.stdout + done.stderr
     return done
+
+
+def _until(check, what: str, timeout: float = 30.0):
+    """Retry ``check`` as a person would while the emulator catches up."""
+    return eventually(check, timeout, what, period=0.2, ignoring=(ClientError,))
 
 
 def _tags(items) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in items}
 
 
+def _instance(account: Account, instance: dict) -> tuple[str, dict[str, str]]:
+    """An instance's ARN, and its tags as the condition keys IAM evaluates."""
+    arn = f"arn:aws:ec2:{REGION}:{account.sts.get_caller_identity()['Account']}:instance/" \
+          f"{instance['InstanceId']}"
+    return arn, {f"aws:ResourceTag/{k}": v for k, v in _tags(instance.get("Tags", [])).items()}
+
+
+def _deployed_permissions(account: Account):
+    """``may(role, action, resource, context)``: whether the stage's deployed role (a
+    Lambda function's by its Chalice name, or ``worker``) is allowed it, by its inline
+    policy as IAM holds it (tests/support/iam/evaluator.py)."""
+    def document(role: str) -> dict:
+        name = f"skyclass-{STAGE}-{role}"
+        [policy] = account.iam.list_role_policies(RoleName=name)["PolicyNames"]
+        return account.iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+
+    documents: dict[str, dict] = {}
+
+    def may(role: str, action: str, resource: str, context: dict[str, str]) -> bool:
+        documents.setdefault(role, document(role))
+        return evaluate(documents[role], action, resource, context).allowed
+
+    return may
+
+
 def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_path):
     account = Account(emulator)
+    env = _profile_only_region(tmp_path)
+    snapshots = account.inventory()["snapshots"]  # the emulator's own, from its stock AMIs
     project = chalice_project(tmp_path / "project")
+    # GIVEN a stage without an image, which the emulator cannot bake
+    # WHEN it is deployed THEN it says so at once, and creates nothing
+    refused = _skyclass(emulator, env, "deploy", "--stage", STAGE, "--project-dir",
+                        str(project), ok=False)
+    assert "no builder instance boots on an emulator" in refused.stderr
+    assert account.s3.list_buckets()["Buckets"] == []
     # GIVEN a fresh account holding the stage's baked AMI and things that are not the stage's
     ami_id = account.ec2.register_image(
         Name=f"skyclass-{STAGE}-worker-20260101T000000Z", Architecture="x86_64",
         RootDeviceName="/dev/xvda", VirtualizationType="hvm")["ImageId"]
-    account.ec2.create_tags(Resources=[ami_id], Tags=[
-        {"Key": "skyclass:stage", "Value": STAGE}, {"Key": "skyclass:role", "Value": "worker-ami"}])
-    account.s3.create_bucket(Bucket="someone-elses-bucket")
-    other = account.ec2.run_instances(
+    # ... tagged as the bake tags it: the image and its snapshot (the operator's policy
+    # lets teardown delete only what carries the stage's tag)
+    [image] = _until(lambda: account.ec2.describe_images(ImageIds=[ami_id])["Images"],
+                     "the new image")
+    its_snapshots = [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", [])
+                     if "SnapshotId" in m.get("Ebs", {})]
+    _until(lambda: account.ec2.create_tags(Resources=[ami_id, *its_snapshots], Tags=[
+        {"Key": "skyclass:stage", "Value": STAGE},
+        {"Key": "skyclass:role", "Value": "worker-ami"}]), "tags on the new image")
+    # ... an image named like the stage's but not tagged as it (newer than the stage's),
+    # and the snapshot it holds
+    theirs = account.ec2.register_image(
+        Name=f"skyclass-{STAGE}-worker-theirs", Architecture="x86_64",
+        RootDeviceName="/dev/xvda", VirtualizationType="hvm")["ImageId"]
+    [their_image] = _until(lambda: account.ec2.describe_images(ImageIds=[theirs])["Images"],
+                           "their image")
+    snapshots += [m["Ebs"]["SnapshotId"] for m in their_image.get("BlockDeviceMappings", [])
+                  if "SnapshotId" in m.get("Ebs", {})]
+    account.s3.create_bucket(Bucket="someone-elses-bucket",
+                             CreateBucketConfiguration={"LocationConstraint": REGION})
+    other = _until(lambda: account.ec2.run_instances(
         ImageId=ami_id, MinCount=1, MaxCount=1, TagSpecifications=[{
             "ResourceType": "instance",
             "Tags": [{"Key": "skyclass:stage", "Value": "prod"},
-                     {"Key": "skyclass:role", "Value": "worker"}]}])["Instances"][0]["InstanceId"]
+                     {"Key": "skyclass:role", "Value": "worker"}]}]),
+        "a launch from the new image")["Instances"][0]["InstanceId"]
 
-    # WHEN the stage is deployed
-    first = _skyclass(emulator, "deploy", "--stage", STAGE, "--project-dir", str(project))
+    # WHEN the stage is deployed, with the region only in the operator's profile
+    first = _skyclass(emulator, env, "deploy", "--stage", STAGE, "--project-dir", str(project))
 
-    # THEN the last line is the API's URL
+    # THEN it waited for EC2 to accept the new instance profile, and said so
+    assert "waiting for EC2 to accept the new worker instance profile" in first.stdout
+    # AND the last line is the API's URL, in the profile's region
     api_id = account.apigateway.get_rest_apis()["items"][0]["id"]
     assert first.stdout.strip().splitlines()[-1] == (
-        f"https://{api_id}.execute-api.us-east-1.amazonaws.com/api/")
+        f"https://{api_id}.execute-api.{REGION}.amazonaws.com/api/")
+    # AND nothing of the stage landed in another region
+    elsewhere = Account(emulator, "us-east-1")
+    assert elsewhere.sqs.list_queues().get("QueueUrls", []) == []
+    assert elsewhere.client("lambda").list_functions()["Functions"] == []
+    assert elsewhere.ec2.describe_instances()["Reservations"] == []
     # AND the buckets are private, encrypted, TLS only; old inputs expire
     names = json.loads((project / ".chalice" / "config.json").read_text())["stages"][STAGE][
         "environment_variables"]
@@ -176,35 +253,65 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     group = account.ec2.describe_security_groups(GroupIds=data["SecurityGroupIds"])[
         "SecurityGroups"][0]
     assert group["IpPermissions"] == []
-    # AND the worker role may do only what a worker does, on this stage's resources
-    account_id = account.sts.get_caller_identity()["Account"]
-    resources = StageResources(STAGE, input_bucket, output_bucket,
-                               names["SKYCLASS_QUEUE_URL"], names["SKYCLASS_DLQ_URL"])
-    arns = StageArns.of(resources, "us-east-1", account_id)
-    worker_policy = account.iam.get_role_policy(
-        RoleName=f"skyclass-{STAGE}-worker", PolicyName="skyclass-worker")["PolicyDocument"]
-    assert f"arn:aws:sqs:us-east-1:{account_id}:skyclass-{STAGE}-work" in json.dumps(
-        worker_policy)
-    # AND the three Lambdas run with the stage's names and their own least-privilege roles
+    # AND the five Lambdas run with the stage's names and their own least-privilege roles
     functions = {f["FunctionName"]: f
                  for f in account.client("lambda").list_functions()["Functions"]}
-    assert sorted(functions) == [f"skyclass-{STAGE}", f"skyclass-{STAGE}-on_s3_event",
-                                 f"skyclass-{STAGE}-scale"]
+    assert sorted(functions) == [f"skyclass-{STAGE}", f"skyclass-{STAGE}-on_finish_task",
+                                 f"skyclass-{STAGE}-on_list_task",
+                                 f"skyclass-{STAGE}-on_s3_event", f"skyclass-{STAGE}-scale"]
+    # AND the bulk jobs' task queues feed their Lambdas, one task at a time
+    mappings = account.client("lambda").list_event_source_mappings()["EventSourceMappings"]
+    assert sorted((m["EventSourceArn"].rsplit(":", 1)[1], m["FunctionArn"].rsplit(":", 1)[1],
+                   m["BatchSize"]) for m in mappings) == [
+        (f"skyclass-{STAGE}-finish", f"skyclass-{STAGE}-on_finish_task", 1),
+        (f"skyclass-{STAGE}-list", f"skyclass-{STAGE}-on_list_task", 1)]
     for function in functions.values():
         assert function["Environment"]["Variables"]["SKYCLASS_INPUT_BUCKET"] == input_bucket
     # AND the API's key is a SecureString the Lambdas know only by name
     key_parameter = names["SKYCLASS_API_KEY_PARAMETER"]
-    [parameter] = account.ssm.describe_parameters()["Parameters"]
-    assert (parameter["Name"], parameter["Type"]) == (key_parameter, "SecureString")
+    parameters = {p["Name"]: p["Type"] for p in account.ssm.describe_parameters()["Parameters"]}
+    # (and the key that signs job callbacks, only the finisher may read, is another)
+    assert parameters == {key_parameter: "SecureString",
+                          f"/skyclass/{STAGE}/callback-secret": "SecureString"}
     key = account.ssm.get_parameter(Name=key_parameter, WithDecryption=True)["Parameter"][
         "Value"]
     assert len(key) >= 32 and key not in (project / ".chalice" / "config.json").read_text()
-    expected_policies = lambda_policies(arns)
-    for chalice_name, document in expected_policies.items():
-        role = f"skyclass-{STAGE}-{chalice_name}"
-        [policy_name] = account.iam.list_role_policies(RoleName=role)["PolicyNames"]
-        assert account.iam.get_role_policy(RoleName=role, PolicyName=policy_name)[
-            "PolicyDocument"] == document
+    # AND each role's policy, as deployed, lets it do its part of the data flow
+    # (ARCHITECTURE.md) on this stage's resources as the account names them, and refuses
+    # the same on what is not the stage's; only the API may read the key
+    may = _deployed_permissions(account)
+    queue_arn = account.sqs.get_queue_attributes(
+        QueueUrl=names["SKYCLASS_QUEUE_URL"], AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"]
+    key_arn = account.ssm.get_parameter(Name=key_parameter)["Parameter"]["ARN"]
+    [their_worker] = [i for r in account.ec2.describe_instances(InstanceIds=[other])[
+        "Reservations"] for i in r["Instances"]]
+    ours, not_ours = _instance(account, workers[0]), _instance(account, their_worker)
+    inp, out = f"arn:aws:s3:::{input_bucket}", f"arn:aws:s3:::{output_bucket}"
+    elsewhere = "arn:aws:s3:::someone-elses-bucket"
+    duties = {
+        "api_handler": [("s3:PutObject", f"{inp}/jobs/j/j-00000", {}),
+                        ("s3:PutObject", f"{out}/jobs/j/manifest.json", {}),
+                        ("s3:GetObject", f"{out}/results/j/j-00000.json", {}),
+                        ("ssm:GetParameter", key_arn, {})],
+        "on_s3_event": [("s3:GetObject", f"{inp}/incoming/cat.jpg", {}),
+                        ("s3:PutObject", f"{out}/results/incoming/cat.jpg.json", {}),
+                        ("sqs:SendMessage", queue_arn, {}), ("ec2:StartInstances", *ours)],
+        "scale": [("ec2:StartInstances", *ours), ("ec2:StopInstances", *ours),
+                  ("sqs:GetQueueAttributes", queue_arn, {})],
+        "worker": [("sqs:ReceiveMessage", queue_arn, {}), ("sqs:DeleteMessage", queue_arn, {}),
+                   ("s3:GetObject", f"{inp}/jobs/j/j-00000", {}),
+                   ("s3:PutObject", f"{out}/results/j/j-00000.json", {})],
+    }
+    refused = [("s3:GetObject", f"{elsewhere}/jobs/j/j-00000", {}),
+               ("s3:PutObject", f"{elsewhere}/results/j/j-00000.json", {}),
+               ("ec2:StartInstances", *not_ours), ("ec2:StopInstances", *not_ours)]
+    for role, allowed in duties.items():
+        assert [d for d in allowed if not may(role, *d)] == [], role
+        assert [d for d in refused if may(role, *d)] == [], role
+    assert {role for role in duties if may(role, "ec2:StopInstances", *ours)} == {"scale"}
+    assert {role for role in duties if may(role, "ssm:GetParameter", key_arn, {})} == {
+        "api_handler"}
     # AND the schedule calls the scaling Lambda every minute
     [rule] = account.events.list_rules()["Rules"]
     assert rule["ScheduleExpression"] == "rate(1 minute)"
@@ -216,10 +323,27 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     assert subscription["LambdaFunctionArn"] == functions[f"skyclass-{STAGE}-on_s3_event"][
         "FunctionArn"]
     assert subscription["Events"] == ["s3:ObjectCreated:*"]
+    # AND events it fails to handle three times go to the stage's ingest-failures queue
+    failures = account.sqs.get_queue_url(QueueName=f"skyclass-{STAGE}-ingest-failures")[
+        "QueueUrl"]
+    config = account.client("lambda").get_function_event_invoke_config(
+        FunctionName=f"skyclass-{STAGE}-on_s3_event")
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == (
+        account.sqs.get_queue_attributes(QueueUrl=failures, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"])
+    assert config["MaximumRetryAttempts"] == 2
+    # AND its Lambdas' and its workers' logs have groups, kept as long as it says
+    groups = {g["logGroupName"]: g.get("retentionInDays")
+              for g in account.logs.describe_log_groups()["logGroups"]}
+    assert groups == {f"/skyclass/{STAGE}/workers": 30, f"/aws/lambda/skyclass-{STAGE}": 30,
+                      f"/aws/lambda/skyclass-{STAGE}-on_s3_event": 30,
+                      f"/aws/lambda/skyclass-{STAGE}-scale": 30,
+                      f"/aws/lambda/skyclass-{STAGE}-on_list_task": 30,
+                      f"/aws/lambda/skyclass-{STAGE}-on_finish_task": 30}
 
     # WHEN it is deployed again
     before = account.inventory()
-    _skyclass(emulator, "deploy", "--stage", STAGE, "--project-dir", str(project))
+    _skyclass(emulator, env, "deploy", "--stage", STAGE, "--project-dir", str(project))
     # THEN nothing was added, replaced or duplicated, and the key clients hold still works
     assert account.inventory() == before
     assert account.ssm.get_parameter(Name=key_parameter, WithDecryption=True)["Parameter"][
@@ -228,19 +352,28 @@ def test_deploy_twice_then_teardown_leaves_nothing_of_the_stage(emulator, tmp_pa
     # WHEN the stage, holding an image and its result, is torn down
     account.s3.put_object(Bucket=input_bucket, Key="incoming/cat.jpg", Body=b"jpeg")
     account.s3.put_object(Bucket=output_bucket, Key="results/incoming/cat.jpg.json", Body=b"{}")
-    _skyclass(emulator, "teardown", "--stage", STAGE, "--project-dir", str(project))
-    # THEN nothing of it is left, and what was not the stage's is untouched
+    torn = _skyclass(emulator, env, "teardown", "--stage", STAGE, "--project-dir",
+                     str(project))
+    # THEN it waited for the AMI's snapshot to be released, and deleted it
+    assert "to be released by its deregistered AMI" in torn.stdout
+    # AND it left the image that bears the stage's name without its tag, and said so
+    assert f"left AMI {theirs}" in torn.stdout
+    # AND nothing of it is left, and what was not the stage's is untouched
     after = account.inventory()
     assert after == {
         "buckets": ["someone-elses-bucket"], "queues": [], "instances": [other],
-        "images": [], "launch_templates": [], "security_groups": [], "roles": [],
-        "instance_profiles": [], "functions": [], "apis": [], "rules": [], "parameters": [],
+        "images": [theirs], "snapshots": sorted(snapshots), "log_groups": [],
+        "launch_templates": [],
+        "security_groups": [], "roles": [], "instance_profiles": [], "functions": [],
+        "apis": [], "rules": [], "parameters": [], "tables": [], "event_buses": [],
+        "event_source_mappings": [],
     }
     stage_config = json.loads((project / ".chalice" / "config.json").read_text())["stages"][
         STAGE]
     assert stage_config["environment_variables"] == {"SKYCLASS_STAGE": STAGE}
     assert not list((project / ".chalice").glob(f"policy-{STAGE}-*.json"))
     # AND a second teardown finds nothing left to do, and says so without failing
-    again = _skyclass(emulator, "teardown", "--stage", STAGE, "--project-dir", str(project))
+    again = _skyclass(emulator, env, "teardown", "--stage", STAGE, "--project-dir",
+                      str(project))
     assert "no Lambdas or API recorded" in again.stdout
     assert account.inventory() == after

@@ -9,8 +9,9 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import RESULT_TIMEOUT, eventually, held_out_images
 from tests.support.corpus import Case, corpus
+from tests.support.images import held_out_images
+from tests.support.stack import RESULT_TIMEOUT
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +63,7 @@ def test_the_drop_folder_answers_every_case_and_the_service_stays_up(local_stack
         return found
 
     # THEN every file ends with exactly one result, as designed
-    found = eventually(results, RESULT_TIMEOUT, "a result for every dropped file", local_stack)
+    found = local_stack.eventually(results, RESULT_TIMEOUT, "a result for every dropped file")
     for case in CASES:
         _check_result(case, found[case.name])
     # AND a good image still classifies right afterwards

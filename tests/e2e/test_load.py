@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.e2e.conftest import held_out_images
+from tests.support.images import held_out_images
 
 pytestmark = pytest.mark.e2e
 

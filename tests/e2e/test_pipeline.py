@@ -8,16 +8,9 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import (
-    IDLE_GRACE,
-    RESULT_TIMEOUT,
-    RunningStack,
-    eventually,
-    finished_job,
-    held_out_images,
-    submit_job,
-)
-from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
+from testbed.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
+from tests.support.images import held_out_images
+from tests.support.stack import IDLE_GRACE, RESULT_TIMEOUT, RunningStack, finished_job, submit_job
 
 pytestmark = pytest.mark.e2e
 
@@ -28,8 +21,8 @@ def test_job_upload_classifies_every_image(local_stack):
     # WHEN they are submitted as a job through presigned uploads
     job = submit_job(local_stack, files)
     # THEN the job eventually shows every image done with its true label
-    status = eventually(lambda: finished_job(local_stack, job["job_id"]), RESULT_TIMEOUT,
-                        "every image of the job classified", local_stack)
+    status = local_stack.eventually(lambda: finished_job(local_stack, job["job_id"]),
+                                    RESULT_TIMEOUT, "every image of the job classified")
     assert status["total"] == status["done"] == len(files)
     labels = {r["name"]: r["label"] for r in status["results"]}
     assert labels == {name: label for (name, _), (label, _) in zip(files, images, strict=True)}
@@ -72,7 +65,7 @@ def test_drop_folder_images_get_results_next_to_their_path(local_stack):
             for key in dropped
         }
 
-    found = eventually(results, RESULT_TIMEOUT, "a result for every dropped image", local_stack)
+    found = local_stack.eventually(results, RESULT_TIMEOUT, "a result for every dropped image")
     assert found == dropped
 
 
@@ -83,8 +76,8 @@ def test_a_file_that_is_not_an_image_fails_with_a_reason(local_stack):
     # WHEN they are submitted as a job
     job = submit_job(local_stack, files)
     # THEN the text ends failed with a reason a person understands; the image is done
-    status = eventually(lambda: finished_job(local_stack, job["job_id"]), RESULT_TIMEOUT,
-                        "both results", local_stack)
+    status = local_stack.eventually(lambda: finished_job(local_stack, job["job_id"]),
+                                    RESULT_TIMEOUT, "both results")
     by_name = {r["name"]: r for r in status["results"]}
     assert by_name["notes.jpg"]["status"] == "failed"
     assert by_name["notes.jpg"]["error"]
@@ -104,16 +97,17 @@ def _idle(stack: RunningStack) -> bool:
 def test_fleet_grows_from_zero_for_a_backlog_and_returns_to_zero_when_idle(local_stack):
     # GIVEN an idle fleet: no instance running, no worker process
     idle_timeout = float(IDLE_GRACE) + 60
-    eventually(lambda: _idle(local_stack), idle_timeout, "an idle fleet", local_stack)
+    local_stack.eventually(lambda: _idle(local_stack), idle_timeout, "an idle fleet")
     # WHEN a backlog arrives
     files = [(f"{label}-{i}.jpg", body) for i, (label, body) in enumerate(held_out_images(3, 100))]
     job = submit_job(local_stack, files)
     # THEN an instance starts and runs a worker process, which works the backlog off
-    eventually(lambda: _running_instances(local_stack) and local_stack.worker_processes(),
-               RESULT_TIMEOUT, "a worker running for the backlog", local_stack)
-    status = eventually(lambda: finished_job(local_stack, job["job_id"]), RESULT_TIMEOUT,
-                        "the backlog processed", local_stack)
+    local_stack.eventually(
+        lambda: _running_instances(local_stack) and local_stack.worker_processes(),
+        RESULT_TIMEOUT, "a worker running for the backlog")
+    status = local_stack.eventually(lambda: finished_job(local_stack, job["job_id"]),
+                                    RESULT_TIMEOUT, "the backlog processed")
     assert status["done"] == len(files)
     # AND once idle past the grace period the fleet is back to zero, processes included
-    eventually(lambda: _idle(local_stack), idle_timeout, "no worker after the idle grace",
-               local_stack)
+    local_stack.eventually(lambda: _idle(local_stack), idle_timeout,
+                           "no worker after the idle grace")

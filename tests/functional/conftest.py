@@ -1,12 +1,13 @@
-"""Functional-tier fixtures: the Lambda's environment for the provisioned stage."""
+"""Functional-tier fixtures: the Lambda's environment for the provisioned stage, the API
+through Chalice's test client, and the worker's engine on the tiny model."""
 
 import pytest
 
 from chalice_app import wiring
-from skyclass import constants as c
-
-# Small limits, so the tests can cross them with small bodies.
-MAX_IMAGE_BYTES = 1000
+from skyclass.runtime import constants as c
+from tests.support.api import MAX_IMAGE_BYTES
+from tests.support.paths import REPO_ROOT
+from tests.support.worker import World
 
 
 @pytest.fixture
@@ -28,3 +29,48 @@ def lambda_env(stage, monkeypatch):
     wiring.reset()
     yield r
     wiring.reset()
+
+
+@pytest.fixture
+def client(lambda_env):
+    """The API (``app.py``, every route and middleware) through Chalice's test client."""
+    from chalice.test import Client
+
+    from app import app
+
+    with Client(app, stage_name="local", project_dir=str(REPO_ROOT)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def tls_aws(aws, monkeypatch):
+    """The in-process emulator as `skyclass emulator` runs it: requests count as TLS (a
+    deployed stage's buckets refuse anything else), and an image's snapshot gets
+    CreateImage's tags (teardown may delete only what carries them)."""
+    from moto.s3.models import FakeBucket
+
+    from skyclass.operations.local.emulator import count_requests_as_tls, tag_image_snapshots
+
+    monkeypatch.setattr(FakeBucket, "get_permission", FakeBucket.get_permission)
+    count_requests_as_tls()
+    tag_image_snapshots(monkeypatch.setattr)
+    return aws
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_model):
+    """The worker's inference engine on the tiny model, built and warmed up once."""
+    from ec2_worker.engine import InferenceEngine
+    from ec2_worker.model import custom_classifier
+
+    engine = InferenceEngine(
+        custom_classifier(tiny_model.model_path, str(tiny_model.labels_path)), top_k=5
+    )
+    engine.warm_up()
+    return engine
+
+
+@pytest.fixture
+def world(aws, stage, settings, engine):
+    """The provisioned stage seen from a worker (tests/support/worker.py)."""
+    return World(aws, stage, settings, engine)

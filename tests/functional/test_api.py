@@ -13,31 +13,22 @@ from urllib.parse import urljoin
 
 import pytest
 import requests
-from chalice.test import Client
 
-from app import app
 from chalice_app import wiring
 from chalice_app.events import on_s3_event
-from skyclass import constants as c
-from skyclass.contracts import Prediction, WorkMessage, done_result
-from skyclass.queue import WorkQueue
-from skyclass.results import ResultStore
-from tests.conftest import REPO_ROOT
-from tests.functional.conftest import MAX_IMAGE_BYTES
-
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
-
-
-@pytest.fixture
-def client(lambda_env):
-    with Client(app, stage_name="local", project_dir=str(REPO_ROOT)) as test_client:
-        yield test_client
+from skyclass.runtime import constants as c
+from skyclass.runtime.bulk.tracker import JobTracker
+from skyclass.runtime.contracts import Prediction, WorkMessage, done_result
+from skyclass.runtime.queue import WorkQueue
+from skyclass.runtime.store import JsonStore
+from tests.support.api import MAX_IMAGE_BYTES, assert_error, post_json
+from tests.support.images import JPEG, PNG
 
 
 class StandInWorker:
     """Does what the bridge and a worker would: feeds S3 notifications to the Lambda
-    handler, then answers every queued image with a fixed prediction."""
+    handler, then answers every queued image with a fixed prediction, storing it and
+    counting it in its job as a worker does."""
 
     PREDICTION = Prediction("tabby", "n02123045", 0.875)
 
@@ -45,7 +36,8 @@ class StandInWorker:
         self._aws = aws
         self._stage = stage
         self._queue = WorkQueue(aws.sqs, stage.resources.queue_url)
-        self._store = ResultStore(aws.s3, stage.resources.output_bucket)
+        self._store = JsonStore(aws.s3, stage.resources.output_bucket)
+        self._tracker = JobTracker.for_stage(aws, stage.resources)
 
     def step(self) -> None:
         sqs, url = self._aws.sqs, self._stage.s3_events_queue_url
@@ -55,27 +47,15 @@ class StandInWorker:
                 on_s3_event(body, None)
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
         received = self._queue.receive(10, wait_seconds=0)
-        for r in received:
-            message = WorkMessage.from_json(r.body)
-            self._store.put(
-                message.result_key,
-                done_result(message, [self.PREDICTION], model="stand-in", worker="test",
-                            timings_ms={}),
-            )
+        messages = [WorkMessage.from_json(r.body) for r in received]
+        self._tracker.screen(messages)
+        answers = [(m, done_result(m, [self.PREDICTION], model="stand-in", worker="test",
+                                   timings_ms={})) for m in messages]
+        for message, result in answers:
+            self._store.put(message.result_key, result)
+        self._tracker.record(answers)
+        self._tracker.after_batch([m.job_id for m in messages], [])
         self._queue.delete(received)
-
-
-def post_json(client, path, body):
-    return client.http.post(
-        path, headers={"Content-Type": "application/json"}, body=json.dumps(body).encode()
-    )
-
-
-def assert_error(response, status, code):
-    assert response.status_code == status
-    assert response.json_body["Code"] == code
-    assert response.json_body["Message"]
-    assert b"Traceback" not in response.body
 
 
 def test_health(client):
@@ -168,6 +148,18 @@ def test_a_body_that_is_not_json_is_a_bad_request(client):
     assert_error(response, 400, "BadRequest")
 
 
+def test_a_bad_setting_is_the_operators_error_not_the_clients(client, monkeypatch, caplog):
+    # GIVEN a Lambda whose stage sets an unusable value
+    monkeypatch.setenv(c.TOP_K, "zero")
+    wiring.reset()
+    # WHEN a client asks for anything that needs the settings
+    response = client.http.get("/jobs/0123456789abcdef0123")
+    # THEN it is told 500, not 4xx, with the variable named, and the operator's log says so
+    assert_error(response, 500, "ConfigurationError")
+    assert c.TOP_K in response.json_body["Message"]
+    assert any(c.TOP_K in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+
+
 @pytest.mark.parametrize("path", ["/jobs/0123456789abcdef0123", "/jobs/..%2Fetc"])
 def test_an_unknown_job_is_404(client, path):
     assert_error(client.http.get(path), 404, "JobNotFound")
@@ -217,6 +209,49 @@ def test_classify_waits_for_a_worker_that_answers_in_time(client, aws, stage, mo
 
     assert response.status_code == 200
     assert response.json_body["label"] == "tabby"
+
+
+def test_classify_waits_as_long_as_the_client_asks_within_the_gateways_limit(
+        client, aws, stage):
+    # GIVEN a stage that waits 0.2 s by default, and a worker that answers after a poll
+    worker = StandInWorker(aws, stage)
+    stop = threading.Event()
+
+    def run() -> None:
+        stop.wait(1.0)  # later than the stage's default wait
+        while not stop.wait(0.05):
+            worker.step()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        # WHEN a client asks to wait up to 10 s
+        response = client.http.post("/classify?wait=10",
+                                    headers={"Content-Type": "image/png"}, body=PNG)
+    finally:
+        stop.set()
+        thread.join()
+    # THEN it gets the result, not a 202
+    assert response.status_code == 200
+    assert response.json_body["label"] == "tabby"
+
+
+def test_classify_with_no_wait_answers_202_at_once(client):
+    response = client.http.post("/classify?wait=0", headers={"Content-Type": "image/png"},
+                                body=PNG)
+
+    assert response.status_code == 202
+    assert response.json_body["status_url"].startswith("images/")
+    assert int(response.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("wait", ["29", "-1", "soon", "nan"])
+def test_classify_refuses_a_wait_outside_what_the_gateway_allows(client, wait):
+    response = client.http.post(f"/classify?wait={wait}",
+                                headers={"Content-Type": "image/png"}, body=PNG)
+
+    assert_error(response, 400, "BadRequest")
+    assert "wait" in response.json_body["Message"]
 
 
 @pytest.mark.parametrize("field", ["file", "myfile"])
@@ -284,7 +319,8 @@ def test_fleet_shows_queue_instances_and_the_last_decision(client, stage):
 
     fleet = client.http.get("/fleet").json_body
 
-    assert fleet["queue"] == {"visible": 0, "in_flight": 0, "delayed": 0, "dead_letter": 0}
+    assert fleet["queue"] == {"visible": 0, "in_flight": 0, "delayed": 0, "dead_letter": 0,
+                              "ingesting": 0}
     assert sorted(i["id"] for i in fleet["instances"]) == sorted(stage.worker_instance_ids)
     assert {i["state"] for i in fleet["instances"]} == {"stopped"}
     assert fleet["last_decision"]["desired"] == 0

@@ -21,9 +21,9 @@ from ec2_worker.engine import BF16, FP32
 from ec2_worker.engines import AUTO, ONNXRUNTIME, OPENVINO, PEERS, TENSORFLOW
 from ec2_worker.engines.agreement import compare
 from ec2_worker.engines.runtimes import cpu_bf16_reason, missing_package
-from tests.conftest import REPO_ROOT
+from testbed.tiny_model import CLASSES, HELD_OUT_SEED, INPUT_SIZE, TinyModel, make_image
 from tests.support.engines import engine_for
-from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, INPUT_SIZE, TinyModel, make_image
+from tests.support.paths import REPO_ROOT
 
 HELD_OUT = 300
 
@@ -46,7 +46,7 @@ def fresh_model(tiny_model, tmp_path) -> TinyModel:
 
 
 def settings_for(model: TinyModel, engine: str, precision: str = FP32):
-    from skyclass.settings import Settings
+    from skyclass.runtime.settings import Settings
 
     return Settings.from_env({}, model=str(model.model_path), labels=str(model.labels_path),
                              engine=engine, precision=precision, top_k=3)
@@ -141,7 +141,7 @@ def test_auto_records_its_choice_and_a_later_start_runs_it_without_tensorflow(
     probe = subprocess.run([sys.executable, "-c", (
         "import json, sys\n"
         "from ec2_worker.engines.build import build_engine\n"
-        "from skyclass.settings import Settings\n"
+        "from skyclass.runtime.settings import Settings\n"
         f"s = Settings.from_env({{}}, model={str(fresh_model.model_path)!r}, "
         f"labels={str(fresh_model.labels_path)!r}, engine='auto', top_k=3)\n"
         "engine, report = build_engine(s, gpu=False, batch_sizes={1, 8})\n"
@@ -233,7 +233,7 @@ def test_on_a_machine_with_a_gpu_auto_keeps_tensorflow(fresh_model):
 def test_the_worker_publishes_its_engine_for_the_fleet_and_the_metrics(aws, stage, settings):
     from ec2_worker.engines.build import EngineReport
     from ec2_worker.engines.report import ENGINE_READY, publish, status_key
-    from skyclass.metrics import NAMESPACE
+    from skyclass.runtime.metrics import NAMESPACE
 
     # GIVEN a worker that chose OpenVINO after measuring it 1.5x TensorFlow
     report = EngineReport(AUTO, OPENVINO, FP32, "auto, the fastest: openvino 1.50x ...",

@@ -4,7 +4,6 @@ start when EC2 misbehaves."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import boto3
@@ -13,42 +12,39 @@ from botocore.stub import Stubber
 from chalice.test import Client
 
 from app import app
+from chalice_app import wiring
 from chalice_app.scaling import scale
-from skyclass.cli.fleet import render_fleet
-from skyclass.contracts import WorkMessage
-from skyclass.fleet.pool import InstancePool
-from skyclass.ingest import Ingestor
-from skyclass.local.emulator import start_sets_launch_time
-from skyclass.local.lambda_host import scheduled_event
-from skyclass.metrics import MetricsPublisher
-from skyclass.provision import provision
-from skyclass.queue import WorkQueue
-from skyclass.results import ResultStore
-from tests.conftest import REPO_ROOT
-from tests.functional.test_ingest import PNG, queued, s3_notifications
-
-
-def enqueue(queue_url: str, sqs, n: int) -> None:
-    WorkQueue(sqs, queue_url).send([
-        WorkMessage(bucket="in", key=f"incoming/{i}.png", job_id=None, image_id=f"{i}.png",
-                    name=f"{i}.png", size=10, etag="x")
-        for i in range(n)
-    ])
+from skyclass.operations.cli.fleet import render_fleet
+from skyclass.operations.local.emulator import start_sets_launch_time
+from skyclass.operations.local.lambda_host import scheduled_event
+from skyclass.operations.provision.stage import provision
+from skyclass.runtime.fleet.pool import InstancePool
+from skyclass.runtime.ingest import Ingestor
+from skyclass.runtime.metrics import MetricsPublisher, publish_images_to_ingest
+from skyclass.runtime.queue import WorkQueue
+from skyclass.runtime.store import JsonStore
+from tests.support.clocks import wall_clock_past
+from tests.support.images import PNG
+from tests.support.ingest import queued, s3_notifications
+from tests.support.messages import enqueue
+from tests.support.paths import REPO_ROOT
 
 
 def test_fleet_shows_backlog_instances_measured_throughput_and_the_decision(aws, lambda_env):
     # GIVEN three queued images and workers that measured 8 img/s
-    enqueue(lambda_env.queue_url, aws.sqs, 3)
-    MetricsPublisher(aws.cloudwatch, lambda_env.stage, flush_every=0).record_batch(
-        images=80, errors=0, seconds=10.0)
+    enqueue(WorkQueue(aws.sqs, lambda_env.queue_url), 3)
+    MetricsPublisher(aws.cloudwatch, lambda_env.stage, flush_every=0,
+                     warm_up_batches=0).record_batch(images=80, errors=0, seconds=10.0)
     # WHEN the scheduled Lambda ticks and a client asks for the fleet
     scale(scheduled_event("skyclass-scale", datetime.now(UTC)), None)
     with Client(app, stage_name="local", project_dir=str(REPO_ROOT)) as client:
         fleet = client.http.get("/fleet").json_body
 
     # THEN the shape clients rely on is there, with the new fields beside it
-    assert fleet["queue"] == {"visible": 3, "in_flight": 0, "delayed": 0, "dead_letter": 0}
+    assert fleet["queue"] == {"visible": 3, "in_flight": 0, "delayed": 0, "dead_letter": 0,
+                              "ingesting": 0}
     assert fleet["backlog"] == 3
+    assert fleet["limits"] == {"min_workers": 0, "max_workers": 3, "note": None}
     running = [i for i in fleet["instances"] if i["state"] == "running"]
     assert len(running) == 1 and len(fleet["instances"]) == 3
     assert running[0]["uptime_s"] is not None and running[0]["booting"] is True
@@ -64,6 +60,25 @@ def test_fleet_shows_backlog_instances_measured_throughput_and_the_decision(aws,
     assert f"started {running[0]['id']}" in text
 
 
+def test_fleet_says_why_its_limits_are_what_they_are_and_what_waits_to_be_ingested(
+        aws, lambda_env, monkeypatch):
+    # GIVEN a stage whose fleet size was chosen for the machine, and a bridge that
+    # reports uploads still to ingest when the scaler ticks
+    note = "at most 1 worker, sized to this machine"
+    monkeypatch.setenv("SKYCLASS_FLEET_NOTE", note)
+    wiring.reset()
+    publish_images_to_ingest(aws.cloudwatch, lambda_env.stage, 7)
+    scale(scheduled_event("skyclass-scale", datetime.now(UTC)), None)
+    # WHEN a client asks for the fleet
+    with Client(app, stage_name="local", project_dir=str(REPO_ROOT)) as client:
+        fleet = client.http.get("/fleet").json_body
+    # THEN it shows the note, and the images the tick saw still to ingest, in the backlog
+    assert fleet["limits"]["note"] == note
+    assert fleet["queue"]["ingesting"] == 7 and fleet["backlog"] == 7
+    text = render_fleet(fleet)
+    assert note in text and "7 still to ingest" in text
+
+
 def test_a_restarted_instance_counts_its_uptime_from_the_restart(aws, stage, monkeypatch):
     from moto.ec2.models.instances import Instance
 
@@ -75,7 +90,7 @@ def test_a_restarted_instance_counts_its_uptime_from_the_restart(aws, stage, mon
     pool.start([first])
     pool.stop([first])
     before = next(i.started_at for i in pool.instances() if i.id == first)
-    time.sleep(1.1)
+    wall_clock_past(before + 1.0)
     pool.start([first])
     # THEN its start time is the restart's, as EC2's LaunchTime is
     after = next(i.started_at for i in pool.instances() if i.id == first)
@@ -108,7 +123,7 @@ def test_a_cold_start_ec2_refuses_still_queues_the_image(aws, stage, settings, e
         ]}]})
     stubber.add_client_error(error_on, "RequestLimitExceeded", "slow down")
     ingestor = Ingestor(aws.s3, WorkQueue(aws.sqs, r.queue_url, r.dlq_url),
-                        InstancePool(ec2, r.stage), ResultStore(aws.s3, r.output_bucket), r,
+                        InstancePool(ec2, r.stage), JsonStore(aws.s3, r.output_bucket), r,
                         settings)
     # GIVEN an image lands while EC2 refuses to start a worker
     aws.s3.put_object(Bucket=r.input_bucket, Key="incoming/cat.png", Body=PNG)

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from skyclass.deploy.chalice_project import policy_file_name, write_stage
-from skyclass.deploy.iam import StageArns, lambda_policies, worker_policy
-from skyclass.resources import StageResources
+from skyclass.operations.deploy.chalice_project import policy_file_name, write_stage
+from skyclass.operations.provision.iam import StageArns, lambda_policies, worker_policy
+from skyclass.runtime.names import StageResources
 from tests.support.chalice_project import chalice_project
 
 STAGE = "prod"

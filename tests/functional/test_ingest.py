@@ -7,60 +7,24 @@ S3-events queue), handed to ``chalice_app.events.on_s3_event`` as Lambda would.
 
 from __future__ import annotations
 
-import json
 from urllib.parse import quote
 
 from chalice_app import wiring
 from chalice_app.events import on_s3_event
-from skyclass import constants as c
-from skyclass.contracts import WorkMessage
-from skyclass.fleet.pool import InstancePool
-from skyclass.ingest import Ingestor
-from skyclass.queue import WorkQueue
-from skyclass.results import ResultStore
-
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-
-
-def s3_notifications(aws, stage) -> list[dict]:
-    """Everything S3 has notified about the input bucket so far (drained)."""
-    bodies = []
-    while True:
-        messages = aws.sqs.receive_message(
-            QueueUrl=stage.s3_events_queue_url, MaxNumberOfMessages=10
-        ).get("Messages", [])
-        if not messages:
-            return bodies
-        for m in messages:
-            bodies.append(json.loads(m["Body"]))
-            aws.sqs.delete_message(
-                QueueUrl=stage.s3_events_queue_url, ReceiptHandle=m["ReceiptHandle"]
-            )
-
-
-def deliver(aws, stage) -> list[dict]:
-    """What the local bridge does: call the Lambda handler with each notification."""
-    return [
-        on_s3_event(body, None) for body in s3_notifications(aws, stage) if "Records" in body
-    ]
-
-
-def queued(aws, stage) -> list[WorkMessage]:
-    received = WorkQueue(aws.sqs, stage.resources.queue_url).receive(10, wait_seconds=0)
-    return [WorkMessage.from_json(r.body) for r in received]
-
-
-def running(aws) -> list[str]:
-    return [
-        i["InstanceId"]
-        for r in aws.ec2.describe_instances()["Reservations"]
-        for i in r["Instances"]
-        if i["State"]["Name"] in ("pending", "running")
-    ]
-
-
-def result(aws, stage, key) -> dict | None:
-    return ResultStore(aws.s3, stage.resources.output_bucket).get(key)
+from skyclass.runtime import constants as c
+from skyclass.runtime.fleet.pool import InstancePool
+from skyclass.runtime.ingest import Ingestor
+from skyclass.runtime.queue import WorkQueue
+from skyclass.runtime.store import JsonStore
+from tests.support.clocks import FakeClock
+from tests.support.images import PNG
+from tests.support.ingest import (
+    deliver,
+    queued,
+    running_instances,
+    s3_notifications,
+    stored_result,
+)
 
 
 def test_a_job_upload_is_queued_and_a_cold_fleet_gets_one_worker(aws, stage, lambda_env):
@@ -77,7 +41,7 @@ def test_a_job_upload_is_queued_and_a_cold_fleet_gets_one_worker(aws, stage, lam
     assert message.job_id == "0123456789abcdef0123"
     assert message.name == "my cat.png"
     assert message.size == len(PNG)
-    assert len(running(aws)) == 1
+    assert len(running_instances(aws)) == 1
     assert reports[0]["queued"] == 1
 
 
@@ -87,7 +51,7 @@ def test_a_warm_fleet_is_left_alone(aws, stage, lambda_env):
     aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="incoming/a.png", Body=PNG)
     deliver(aws, stage)
 
-    assert running(aws) == stage.worker_instance_ids[:1]
+    assert running_instances(aws) == stage.worker_instance_ids[:1]
 
 
 def test_a_drop_folder_name_with_spaces_and_unicode_survives(aws, stage, lambda_env):
@@ -108,11 +72,11 @@ def test_a_file_that_is_not_an_image_fails_at_once_and_is_not_queued(aws, stage,
 
     deliver(aws, stage)
 
-    failed = result(aws, stage, "results/incoming/notes.png.json")
+    failed = stored_result(aws, stage, "results/incoming/notes.png.json")
     assert failed["status"] == "failed"
     assert "not an image" in failed["error"]
     assert queued(aws, stage) == []
-    assert running(aws) == []
+    assert running_instances(aws) == []
 
 
 def test_a_file_over_the_size_limit_fails_with_the_limit_in_the_reason(aws, stage, lambda_env):
@@ -122,7 +86,7 @@ def test_a_file_over_the_size_limit_fails_with_the_limit_in_the_reason(aws, stag
 
     deliver(aws, stage)
 
-    failed = result(aws, stage, "results/incoming/big.png.json")
+    failed = stored_result(aws, stage, "results/incoming/big.png.json")
     assert failed["status"] == "failed"
     assert "limit is 1000 bytes" in failed["error"]
     assert queued(aws, stage) == []
@@ -133,7 +97,7 @@ def test_an_empty_object_fails_as_empty(aws, stage, lambda_env):
 
     deliver(aws, stage)
 
-    assert "empty" in result(aws, stage, "results/incoming/zero.png.json")["error"]
+    assert "empty" in stored_result(aws, stage, "results/incoming/zero.png.json")["error"]
 
 
 def test_s3_test_events_and_keys_outside_the_layout_are_ignored(aws, stage, lambda_env):
@@ -147,7 +111,7 @@ def test_s3_test_events_and_keys_outside_the_layout_are_ignored(aws, stage, lamb
 
     assert sum(r.queued + r.rejected for r in reports) == 0
     assert queued(aws, stage) == []
-    assert running(aws) == []
+    assert running_instances(aws) == []
 
 
 def test_ingest_works_from_its_own_parts(aws, stage, settings):
@@ -156,7 +120,7 @@ def test_ingest_works_from_its_own_parts(aws, stage, settings):
     aws.s3.put_object(Bucket=r.input_bucket, Key="incoming/b.png", Body=PNG)
     ingestor = Ingestor(
         aws.s3, WorkQueue(aws.sqs, r.queue_url), InstancePool(aws.ec2, r.stage),
-        ResultStore(aws.s3, r.output_bucket), r, settings,
+        JsonStore(aws.s3, r.output_bucket), r, settings,
     )
 
     report = ingestor.handle_event(s3_notifications(aws, stage)[-1])
@@ -164,20 +128,12 @@ def test_ingest_works_from_its_own_parts(aws, stage, settings):
     assert report.queued == 1 and len(report.started) == 1
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-
 def test_a_burst_asks_ec2_once_then_trusts_the_answer_for_a_while(aws, stage, settings):
     r = stage.resources
     clock = FakeClock()
     ingestor = Ingestor(
         aws.s3, WorkQueue(aws.sqs, r.queue_url), InstancePool(aws.ec2, r.stage),
-        ResultStore(aws.s3, r.output_bucket), r, settings, clock=clock,
+        JsonStore(aws.s3, r.output_bucket), r, settings, clock=clock,
     )
     for i in range(3):
         aws.s3.put_object(Bucket=r.input_bucket, Key=f"incoming/{i}.png", Body=PNG)
@@ -185,9 +141,50 @@ def test_a_burst_asks_ec2_once_then_trusts_the_answer_for_a_while(aws, stage, se
     # GIVEN the first upload of a burst cold-started a worker
     assert len(ingestor.handle_event(events[0]).started) == 1
     # WHEN that worker is stopped at once and the next upload arrives within the memo
-    aws.ec2.stop_instances(InstanceIds=running(aws))
+    aws.ec2.stop_instances(InstanceIds=running_instances(aws))
     # THEN the container trusts its recent answer and starts nothing...
     assert ingestor.handle_event(events[1]).started == ()
     # ...until the memo runs out, when it looks again and starts one
-    clock.now += 11
+    clock.advance(11)
     assert len(ingestor.handle_event(events[2]).started) == 1
+
+
+def test_an_event_of_many_records_queues_each_image_once(aws, stage, lambda_env):
+    # GIVEN twelve uploads, one of them not an image, delivered as one event
+    for n in range(11):
+        aws.s3.put_object(Bucket=lambda_env.input_bucket, Key=f"incoming/{n:02d}.png", Body=PNG)
+    aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="incoming/notes.png", Body=b"hi")
+    records = [r for body in s3_notifications(aws, stage) for r in body.get("Records", [])]
+
+    report = on_s3_event({"Records": records}, None)
+
+    # THEN the images are queued, the other one failed, and one worker started
+    assert (report["queued"], report["rejected"]) == (11, 1)
+    keys = [m.key for m in queued(aws, stage)] + [m.key for m in queued(aws, stage)]
+    assert sorted(keys) == [f"incoming/{n:02d}.png" for n in range(11)]
+    assert len(running_instances(aws)) == 1
+
+
+def test_an_image_emptied_after_its_upload_fails_as_empty(aws, stage, lambda_env):
+    # GIVEN an upload whose event says it has bytes, then an empty object at its key
+    aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="incoming/gone.png", Body=PNG)
+    (event,) = [b for b in s3_notifications(aws, stage) if "Records" in b]
+    aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="incoming/gone.png", Body=b"")
+    s3_notifications(aws, stage)
+
+    on_s3_event(event, None)
+
+    assert "empty" in stored_result(aws, stage, "results/incoming/gone.png.json")["error"]
+    assert queued(aws, stage) == []
+
+
+def test_an_event_without_a_size_is_read_all_the_same(aws, stage, lambda_env):
+    aws.s3.put_object(Bucket=lambda_env.input_bucket, Key="incoming/a.png", Body=PNG,
+                      Metadata={c.META_NAME: "cat.png"})
+    (event,) = [b for b in s3_notifications(aws, stage) if "Records" in b]
+    del event["Records"][0]["s3"]["object"]["size"]
+
+    on_s3_event(event, None)
+
+    (message,) = queued(aws, stage)
+    assert (message.name, message.size) == ("cat.png", len(PNG))

@@ -2,49 +2,31 @@
 
 from __future__ import annotations
 
-import signal
 import socket
-import subprocess
-import sys
-import time
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from skyclass.local.emulator import look_up_services_once, main, read_queue_attributes_once
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from skyclass.operations.local.emulator import (
+    count_messages_only_when_asked,
+    look_up_services_once,
+    main,
+    read_queue_attributes_once,
+    scan_queues_only_as_far_as_needed,
+)
+from tests.support.processes import emulator_process
 
 
 def test_emulator_serves_aws_until_sigterm():
-    # GIVEN the emulator started as `python -m skyclass.local.emulator`
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "skyclass.local.emulator", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    try:
-        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                # WHEN a client creates a bucket through it
-                s3.create_bucket(Bucket="hello")
-                break
-            except Exception:
-                assert time.monotonic() < deadline, "the emulator did not answer"
-                time.sleep(0.2)
+    # GIVEN the emulator started as `python -m skyclass.operations.local.emulator`
+    with emulator_process() as emulator:
+        # WHEN a client creates a bucket through it
+        s3 = emulator.client("s3")
+        s3.create_bucket(Bucket="hello")
         # THEN the bucket is there
         assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["hello"]
-    finally:
-        # AND SIGTERM stops it cleanly
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
+    # AND SIGTERM stops it cleanly
+    assert emulator.process.returncode == 0
 
 
 def test_emulator_refuses_a_taken_port(capsys):
@@ -109,6 +91,90 @@ def test_receive_does_not_rescan_the_queue_per_message(aws, lean_queue_reads, mo
     # THEN it gets ten without the whole queue being counted once per message
     assert len(received) == 10
     assert scans == []
+
+
+@pytest.fixture
+def lazy_queue_attributes(monkeypatch):
+    """moto's SQS with the emulator's ``count_messages_only_when_asked``, undone after."""
+    from moto.sqs.models import Queue
+
+    monkeypatch.setattr(Queue, "attributes", Queue.attributes)
+    count_messages_only_when_asked()
+
+
+def test_sending_does_not_count_the_queue(aws, lean_queue_reads, lazy_queue_attributes,
+                                          monkeypatch):
+    from moto.sqs.models import Queue
+
+    # GIVEN a queue with a backlog, and a count of every scan of its messages
+    sqs = aws.sqs
+    url = sqs.create_queue(QueueName="events", Attributes={"DelaySeconds": "0"})["QueueUrl"]
+    for start in range(0, 100, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": str(start + i)} for i in range(10)])
+    scans = []
+    visible = Queue.messages
+    monkeypatch.setattr(Queue, "messages", property(
+        lambda queue: scans.append(1) or visible.fget(queue)))
+    # WHEN ten more are sent
+    sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": str(i), "MessageBody": "more"} for i in range(10)])
+    # THEN the queue was not scanned, and its attributes still answer as moto's
+    assert scans == []
+    everything = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert everything["ApproximateNumberOfMessages"] == "110"
+    assert everything["DelaySeconds"] == "0" and "RedrivePolicy" not in everything
+    fifo = sqs.create_queue(QueueName="f.fifo", Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    sqs.send_message(QueueUrl=fifo, MessageBody="x", MessageGroupId="g")
+    sqs.send_message(QueueUrl=fifo, MessageBody="x", MessageGroupId="g")
+    assert sqs.get_queue_attributes(QueueUrl=fifo, AttributeNames=["All"])["Attributes"][
+        "ApproximateNumberOfMessages"] == "1"  # deduplicated by content, as moto does
+
+
+@pytest.fixture
+def short_queue_scans(monkeypatch):
+    """moto's SQS with the emulator's ``scan_queues_only_as_far_as_needed``, undone after."""
+    from moto.sqs.models import Queue
+
+    for name in ("messages", "delete_message"):
+        monkeypatch.setattr(Queue, name, getattr(Queue, name))
+    scan_queues_only_as_far_as_needed()
+
+
+def test_receive_and_delete_answer_as_moto_does_without_scanning_the_queue(
+        aws, lean_queue_reads, short_queue_scans, monkeypatch):
+    from moto.sqs.models import Message
+
+    # GIVEN 300 messages, the last one delayed
+    sqs = aws.sqs
+    url = sqs.create_queue(QueueName="work", Attributes={"VisibilityTimeout": "60"})[
+        "QueueUrl"]
+    for start in range(0, 299, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": str(start + i)} for i in range(min(10, 299 - start))])
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=600)
+    looked_at = []
+    visible_at = Message.visible
+    monkeypatch.setattr(Message, "visible", property(
+        lambda m: looked_at.append(1) or visible_at.fget(m)))
+    # WHEN a worker receives ten, and ten more
+    first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    second = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    # THEN it gets them in order, the first ten in flight skipped, without a full scan
+    assert [m["Body"] for m in first + second] == [str(n) for n in range(20)]
+    assert len(looked_at) < 100
+    # WHEN it deletes the first ten, once and then again, and a stale handle is used
+    entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(first)]
+    assert len(sqs.delete_message_batch(QueueUrl=url, Entries=entries)["Successful"]) == 10
+    assert len(sqs.delete_message_batch(QueueUrl=url, Entries=entries)["Successful"]) == 10
+    with pytest.raises(ClientError, match="ReceiptHandleIsInvalid"):
+        sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle")
+    # THEN the counts are moto's: ten gone, ten in flight, one delayed
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (counts["ApproximateNumberOfMessages"],
+            counts["ApproximateNumberOfMessagesNotVisible"],
+            counts["ApproximateNumberOfMessagesDelayed"]) == ("279", "10", "1")
 
 
 def test_receive_still_drops_messages_past_their_retention(aws, lean_queue_reads):

@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from skyclass.local.runner import InstanceRunner, LocalWorkerSpawner
+from skyclass.operations.local.runner import InstanceRunner, LocalWorkerSpawner
+from testbed.waiting import eventually
 
 # A worker stand-in: says who it is, then runs until SIGTERM and says so on the way out.
 FAKE_WORKER = """
@@ -22,13 +23,16 @@ while True:
     time.sleep(0.05)
 """
 CRASHING_WORKER = "import sys; print('crash: no model here', flush=True); sys.exit(3)"
-
-
-def _eventually(check, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+# A worker stand-in that gets ready when told to (a file appears), as ec2_worker logs it.
+SLOW_WORKER = """
+import os, sys, time
+from pathlib import Path
+go = Path(sys.argv[1]) / ("go-" + os.environ["SKYCLASS_WORKER_ID"])
+while not go.exists():
+    time.sleep(0.02)
+print("INFO ec2_worker: worker", os.environ["SKYCLASS_WORKER_ID"], "ready: model x", flush=True)
+time.sleep(60)
+"""
 
 
 def _runner(
@@ -51,16 +55,42 @@ def test_running_instance_gets_a_worker_that_stops_cleanly(tmp_path):
     # WHEN the runner starts its worker
     runner.reconcile()
     worker = runner.workers()["i-1"]
-    _eventually(lambda: log.exists() and "worker i-1 queue http://q" in log.read_text())
+    eventually(lambda: log.exists() and "worker i-1 queue http://q" in log.read_text(), 10,
+               "the worker's first line")
     # AND the instance is stopped
     states["i-1"] = "stopped"
     runner.reconcile()
-    _eventually(lambda: worker.poll() is not None)
+    eventually(lambda: worker.poll() is not None, 10, "the worker's exit")
     runner.reconcile()
     # THEN the worker had its instance id and the stage's settings, finished on SIGTERM
     assert "finishing batch" in log.read_text()
     assert worker.poll() == 0
     assert runner.workers() == {}
+
+
+def test_workers_start_one_at_a_time_each_once_the_previous_one_is_ready(tmp_path):
+    # GIVEN two running instances whose workers take a while to get ready
+    states = {"i-1": "running", "i-2": "running"}
+    spawner = LocalWorkerSpawner({}, tmp_path, cwd=tmp_path,
+                                 argv=(sys.executable, "-c", SLOW_WORKER, str(tmp_path)))
+    runner = InstanceRunner(lambda: dict(states), spawner, stop_grace=5.0,
+                            report=lambda m: None)
+    try:
+        # WHEN the runner looks, for a while
+        for _ in range(5):
+            runner.reconcile()
+            time.sleep(0.05)
+        # THEN one worker runs
+        first = runner.workers()["i-1"]
+        assert set(runner.workers()) == {"i-1"} and not first.ready()
+        # WHEN it logs that it is ready: THEN the second one starts
+        (tmp_path / "go-i-1").touch()
+        eventually(first.ready, 10, "the first worker ready")
+        eventually(lambda: (runner.reconcile(), "i-2" in runner.workers())[1], 10,
+                   "the second worker started")
+    finally:
+        states.clear()
+        runner.shutdown(grace=1.0)
 
 
 def test_crashing_worker_is_restarted_while_its_instance_runs(tmp_path):
@@ -69,11 +99,11 @@ def test_crashing_worker_is_restarted_while_its_instance_runs(tmp_path):
     reports: list[str] = []
     runner, log = _runner(states, CRASHING_WORKER, tmp_path, reports)
     # WHEN the runner keeps watching for a while
-    deadline = time.monotonic() + 10
-    while not log.exists() or log.read_text().count("crash") < 2:
-        assert time.monotonic() < deadline, "the worker was not restarted"
+    def restarted() -> bool:
         runner.reconcile()
-        time.sleep(0.05)
+        return log.exists() and log.read_text().count("crash") >= 2
+
+    eventually(restarted, 10, "the worker restarted", period=0.05)
     # THEN the worker was started again, each run logged to the same file
     assert log.read_text().count("--- started") >= 2
     # AND the console was told why, in the worker's own words
@@ -85,7 +115,7 @@ def test_crashing_worker_is_restarted_while_its_instance_runs(tmp_path):
 SUPERVISOR = """
 import sys, time
 from pathlib import Path
-from skyclass.local.runner import LocalWorkerSpawner
+from skyclass.operations.local.runner import LocalWorkerSpawner
 folder = Path(sys.argv[1])
 spawner = LocalWorkerSpawner({}, folder, cwd=folder,
                              argv=(sys.executable, "-c", "import time; time.sleep(60)"))
@@ -104,7 +134,7 @@ def test_a_worker_does_not_outlive_a_supervisor_killed_outright(tmp_path):
     supervisor.kill()
     supervisor.wait()
     # THEN the worker is gone too
-    _eventually(lambda: not _alive(worker))
+    eventually(lambda: not _alive(worker), 10, "the worker gone")
 
 
 def _alive(process: psutil.Process) -> bool:

@@ -6,7 +6,7 @@ import socket
 
 import psutil
 
-from skyclass.local.stack import up
+from skyclass.operations.local.stack import up
 
 
 def test_up_refuses_a_port_that_is_taken(capsys):

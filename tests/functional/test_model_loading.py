@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from ec2_worker.model import load_classifier
-from skyclass.errors import ModelUnavailableError
-from skyclass.settings import Settings
+from skyclass.runtime.errors import ModelUnavailableError
+from skyclass.runtime.settings import Settings
 
 
 def custom(model, labels=None) -> Settings:
@@ -23,11 +23,13 @@ def test_a_custom_model_serves_at_its_own_size_with_its_own_labels(tiny_model):
 
 
 def test_labels_that_do_not_match_the_outputs_are_refused(tiny_model, tmp_path):
-    # GIVEN a labels file with one label too few for the 3-class model
+    # GIVEN a labels file with one label too few for the model
+    outputs = len(tiny_model.labels)
     labels = tmp_path / "labels.txt"
-    labels.write_text("red_disc\n\ngreen_square\n")
+    labels.write_text("\n\n".join(tiny_model.labels[:-1]) + "\n")
     # WHEN it is loaded, THEN it is refused with both counts
-    with pytest.raises(ModelUnavailableError, match="has 2 labels but model .* has 3 outputs"):
+    with pytest.raises(ModelUnavailableError,
+                       match=f"has {outputs - 1} labels but model .* has {outputs} outputs"):
         load_classifier(custom(tiny_model.model_path, labels))
 
 

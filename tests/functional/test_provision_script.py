@@ -10,7 +10,9 @@ instance's user data."""
 from __future__ import annotations
 
 import io
+import json
 import subprocess
+import sys
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ami_build.bake import pack_sources
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 
 @pytest.mark.slow
@@ -40,7 +42,7 @@ def test_provision_sh_installs_a_runnable_worker_and_its_unit(tmp_path):
     # AND its venv runs the worker from the installed package, not from a checkout
     probe = subprocess.run(
         [str(prefix / "venv" / "bin" / "python"), "-c",
-         "import ec2_worker.worker, skyclass.settings; print(ec2_worker.__file__)"],
+         "import ec2_worker.worker, skyclass.runtime.settings; print(ec2_worker.__file__)"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip().startswith(str(prefix / "venv"))
@@ -48,7 +50,9 @@ def test_provision_sh_installs_a_runnable_worker_and_its_unit(tmp_path):
     unit = (prefix / "systemd" / "skyclass-worker.service").read_text()
     assert f"ExecStart={prefix}/venv/bin/python -m ec2_worker" in unit
     assert f"ExecStartPre=+{prefix}/bin/fetch-settings" in unit
-    assert "Restart=always" in unit and "@PREFIX@" not in unit
+    assert "Restart=always" in unit and "@PREFIX@" not in unit and "@LOG_DIR@" not in unit
+    assert f"ExecStartPre=-+{prefix}/bin/start-log-agent" in unit
+    assert (prefix / "bin" / "start-log-agent").is_file()
 
 
 class _Imds(BaseHTTPRequestHandler):
@@ -98,3 +102,54 @@ def test_fetch_settings_takes_the_workers_settings_from_the_instance(tmp_path):
     assert out.read_text().splitlines() == [
         "SKYCLASS_STAGE=prod", "SKYCLASS_QUEUE_URL=https://sqs/1/q", "AWS_REGION=eu-west-1",
         "SKYCLASS_WORKER_ID=i-0123456789abcdef0"]
+
+
+def _fake_agent(root):
+    """A stand-in for the CloudWatch agent's control script that records its arguments."""
+    ctl = root / "bin" / "amazon-cloudwatch-agent-ctl"
+    ctl.parent.mkdir(parents=True)
+    ctl.write_text(f'#!/bin/sh\necho "$@" >"{root}/called"\n')
+    ctl.chmod(0o755)
+    return root
+
+
+def _start_log_agent(tmp_path, agent_dir, env_text):
+    env_file = tmp_path / "worker.env"
+    env_file.write_text(env_text)
+    return subprocess.run(
+        [str(REPO_ROOT / "ami_build" / "start-log-agent"), str(env_file),
+         "/var/log/skyclass/worker.log"],
+        env={"PATH": "/usr/bin:/bin", "SKYCLASS_PYTHON": sys.executable,
+             "SKYCLASS_CWAGENT_DIR": str(agent_dir), "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True, text=True, timeout=60)
+
+
+def test_the_worker_log_goes_to_the_stages_group_one_stream_per_instance(tmp_path):
+    # GIVEN an instance of stage prod with the CloudWatch agent
+    agent = _fake_agent(tmp_path / "agent")
+    # WHEN the worker unit runs start-log-agent before the worker starts
+    done = _start_log_agent(tmp_path, agent, "SKYCLASS_STAGE=prod\nAWS_REGION=eu-west-1\n")
+    assert done.returncode == 0, done.stderr
+    # THEN the agent ships the worker's log file to the stage's workers group, one stream
+    # per instance, as configured
+    config = json.loads((agent / "etc" / "skyclass-worker.json").read_text())
+    [collected] = config["logs"]["logs_collected"]["files"]["collect_list"]
+    assert collected == {"file_path": "/var/log/skyclass/worker.log",
+                         "log_group_name": "/skyclass/prod/workers",
+                         "log_stream_name": "{instance_id}", "timezone": "UTC"}
+    assert (agent / "called").read_text().split() == [
+        "-a", "fetch-config", "-m", "ec2", "-s", "-c",
+        f"file:{agent / 'etc' / 'skyclass-worker.json'}"]
+
+
+def test_without_the_agent_the_worker_starts_anyway_and_says_where_its_log_is(tmp_path):
+    done = _start_log_agent(tmp_path, tmp_path / "none", "SKYCLASS_STAGE=prod\n")
+    assert done.returncode == 0
+    assert "no CloudWatch agent" in done.stderr and "/var/log/skyclass/worker.log" in done.stderr
+
+
+def test_the_units_output_goes_to_the_file_the_agent_ships():
+    unit = (REPO_ROOT / "ami_build" / "skyclass-worker.service").read_text()
+    assert "StandardOutput=append:@LOG_DIR@/worker.log" in unit
+    assert ("ExecStartPre=-+@PREFIX@/bin/start-log-agent /run/skyclass/worker.env "
+            "@LOG_DIR@/worker.log") in unit

@@ -1,7 +1,8 @@
-"""ResultStore: a polled job costs a GET only for new or changed results; waiting for the
+"""JsonStore: a polled job costs a GET only for new or changed results; waiting for the
 results of uploads lists before it fetches and never takes an earlier upload's result."""
 
-from skyclass.results import ResultStore
+from skyclass.runtime.store import JsonStore
+from tests.support.clocks import FakeClock
 
 
 class CountingS3:
@@ -22,7 +23,7 @@ class CountingS3:
 def test_polling_reads_only_what_is_new_or_changed(aws, stage):
     bucket = stage.resources.output_bucket
     s3 = CountingS3(aws.s3)
-    store = ResultStore(s3, bucket)
+    store = JsonStore(s3, bucket)
     for i in range(3):
         store.put(f"results/job/{i}.json", {"i": i, "status": "done"})
     # WHEN a job is read twice with nothing new, then after one new and one rewritten result
@@ -39,24 +40,25 @@ def test_polling_reads_only_what_is_new_or_changed(aws, stage):
 
 
 def test_a_small_cache_still_returns_every_result(aws, stage):
-    store = ResultStore(aws.s3, stage.resources.output_bucket, cache_size=2)
+    store = JsonStore(aws.s3, stage.resources.output_bucket, cache_size=2)
     for i in range(5):
         store.put(f"results/job/{i}.json", {"i": i})
     assert [r["i"] for r in store.read_prefix("results/job/")] == [0, 1, 2, 3, 4]
 
 
-class Worker:
-    """Stands in for the fleet while ``wait_for`` sleeps: each sleep, writes the next
-    result of ``script`` (a list of (key, document))."""
+class Worker(FakeClock):
+    """Stands in for the fleet while ``wait_for`` sleeps on this clock: each sleep writes
+    the next result of ``script`` (a list of (key, document))."""
 
     def __init__(self, store, script):
-        self.store, self.script, self.now = store, list(script), 0.0
+        super().__init__(now=0.0)
+        self.store, self.script = store, list(script)
 
     def clock(self):
-        return self.now
+        return self()
 
     def sleep(self, seconds):
-        self.now += seconds
+        super().sleep(seconds)
         if self.script:
             self.store.put(*self.script.pop(0))
 
@@ -64,7 +66,7 @@ class Worker:
 def test_waiting_takes_new_results_only_and_gets_only_what_the_listing_shows(aws, stage):
     # GIVEN an earlier answer for a.jpg, and three images uploaded again
     s3 = CountingS3(aws.s3)
-    store = ResultStore(s3, stage.resources.output_bucket)
+    store = JsonStore(s3, stage.resources.output_bucket)
     keys = [f"results/incoming/drop/{name}.json" for name in ("a.jpg", "b.jpg", "c.jpg",
                                                                   "d.jpg")]
     store.put(keys[0], {"name": "a.jpg", "status": "failed", "error": "the old answer"})
@@ -84,7 +86,7 @@ def test_waiting_takes_new_results_only_and_gets_only_what_the_listing_shows(aws
 
 def test_waiting_for_one_image_gets_it_instead_of_listing_its_folder(aws, stage):
     s3 = CountingS3(aws.s3)
-    store = ResultStore(s3, stage.resources.output_bucket)
+    store = JsonStore(s3, stage.resources.output_bucket)
     for i in range(3):
         store.put(f"results/incoming/{i}.json", {"i": i})
     worker = Worker(store, [("results/incoming/new.json", {"i": "new"})])

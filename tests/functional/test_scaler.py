@@ -4,7 +4,6 @@ trouble is recorded, not raised, and the next tick acts."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import boto3
@@ -13,48 +12,34 @@ from botocore.stub import Stubber
 
 from chalice_app import wiring
 from chalice_app.scaling import scale
-from skyclass import constants as c
-from skyclass.contracts import WorkMessage
-from skyclass.fleet.pool import InstancePool
-from skyclass.fleet.scaler import Scaler
-from skyclass.local.lambda_host import scheduled_event
-from skyclass.metrics import MetricsPublisher
-from skyclass.queue import WorkQueue
-from skyclass.results import ResultStore
-
-
-class Clock:
-    """Wall time plus an offset the test moves forward (EC2 launch times are real)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+from skyclass.operations.local.lambda_host import scheduled_event
+from skyclass.runtime import constants as c
+from skyclass.runtime.fleet.pool import InstancePool
+from skyclass.runtime.fleet.scaler import Scaler
+from skyclass.runtime.metrics import (
+    IMAGES,
+    NAMESPACE,
+    MetricsPublisher,
+    publish_images_to_ingest,
+)
+from skyclass.runtime.queue import WorkQueue
+from skyclass.runtime.store import JsonStore
+from tests.support.clocks import OffsetClock
+from tests.support.fleet import states
+from tests.support.messages import enqueue
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> OffsetClock:
+    """Wall time plus an offset the test moves forward (EC2 launch times are real)."""
+    return OffsetClock()
 
 
 @pytest.fixture
 def parts(aws, stage, settings):
     r = stage.resources
     queue = WorkQueue(aws.sqs, r.queue_url, r.dlq_url)
-    return queue, InstancePool(aws.ec2, r.stage), ResultStore(aws.s3, r.output_bucket)
-
-
-def enqueue(queue: WorkQueue, n: int) -> None:
-    queue.send([
-        WorkMessage(bucket="in", key=f"incoming/{i}.png", job_id=None, image_id=f"{i}.png",
-                    name=f"{i}.png", size=10, etag="x")
-        for i in range(n)
-    ])
-
-
-def states(pool: InstancePool) -> list[str]:
-    return sorted(i.state for i in pool.instances())
+    return queue, InstancePool(aws.ec2, r.stage), JsonStore(aws.s3, r.output_bucket)
 
 
 def test_a_backlog_starts_workers_up_to_max_workers(parts, settings, clock):
@@ -114,13 +99,16 @@ def test_ec2_trouble_is_recorded_and_the_next_tick_acts(parts, settings, clock, 
     assert states(pool).count("running") == 1
 
 
-def test_the_workers_measured_throughput_sizes_the_fleet(parts, settings, clock, aws):
+def test_the_workers_measured_warm_throughput_sizes_the_fleet(parts, settings, clock, aws):
     queue, pool, store = parts
-    # GIVEN a default of 20 img/s per worker, but workers that measured 1 img/s
+    # GIVEN a default of 20 img/s per worker, but workers that measured 1 img/s once warm,
+    # after first batches that were slower still (the worker's warm-up, left out)
     settings = settings.replace(worker_throughput=20.0, target_latency=60.0, max_workers=3)
     publisher = MetricsPublisher(aws.cloudwatch, settings.stage, flush_every=0)
+    publisher.record_batch(images=1, errors=0, seconds=20.0)
+    publisher.record_batch(images=1, errors=0, seconds=20.0)
     publisher.record_batch(images=30, errors=0, seconds=30.0)
-    enqueue(queue, 100)  # one worker at 20 img/s; two at 1 img/s (60 per worker)
+    enqueue(queue, 90)  # one worker at 20 img/s; two at 1 img/s (60 per worker)
 
     Scaler(queue, pool, store, settings, clock, cloudwatch=aws.cloudwatch).run_once()
 
@@ -128,6 +116,42 @@ def test_the_workers_measured_throughput_sizes_the_fleet(parts, settings, clock,
     assert states(pool).count("running") == 2
     used = store.get(c.FLEET_DECISION_KEY)["throughput"]
     assert (used["per_worker"], used["source"]) == (1.0, "measured")
+
+
+def test_images_finished_between_ticks_keep_an_idle_looking_fleet(parts, settings, clock, aws):
+    queue, pool, store = parts
+    scaler = Scaler(queue, pool, store, settings, clock, cloudwatch=aws.cloudwatch)
+    enqueue(queue, 1)
+    scaler.run_once()  # one worker up
+    _drain(queue)
+    # GIVEN no tick has seen a backlog for longer than the grace, but the workers
+    # reported images finished a moment ago (a trickle consumed between ticks)
+    clock.offset = settings.idle_grace + 60
+    aws.cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=[{
+        "MetricName": IMAGES, "Dimensions": [{"Name": "Stage", "Value": settings.stage}],
+        "Value": 1, "Unit": "Count",
+        "Timestamp": datetime.fromtimestamp(clock() - 5, UTC)}])
+
+    plan = scaler.run_once()
+
+    # THEN the worker stays
+    assert states(pool).count("running") == 1
+    assert "finished within" in plan.reason
+    assert store.get(c.FLEET_DECISION_KEY)["throughput"]["finished_in_grace"] == 1
+
+
+def test_images_still_to_be_ingested_start_a_worker(parts, settings, clock, aws):
+    queue, pool, store = parts
+    # GIVEN no work queued yet, but the S3-event bridge reporting 40 uploads to ingest
+    publish_images_to_ingest(aws.cloudwatch, settings.stage, 40)
+
+    plan = Scaler(queue, pool, store, settings, clock, cloudwatch=aws.cloudwatch).run_once()
+
+    # THEN the scaler counts them and starts a worker, and the decision says so
+    assert states(pool).count("running") == 1
+    assert "40 to ingest" in plan.reason
+    decision = store.get(c.FLEET_DECISION_KEY)
+    assert (decision["backlog"], decision["ingesting"]) == (40, 40)
 
 
 def test_without_metrics_the_configured_throughput_is_used(parts, settings, clock, aws):

@@ -6,7 +6,7 @@ import hashlib
 import pytest
 
 from ec2_worker.weights import fetch_resnet50_weights
-from skyclass.errors import ModelUnavailableError
+from skyclass.runtime.errors import ModelUnavailableError
 
 
 def test_a_download_with_the_right_checksum_lands_in_place(tmp_path):

@@ -12,93 +12,20 @@ import time
 
 import pytest
 
-from skyclass.contracts import (
-    WorkMessage,
-    image_id_for,
-    job_input_key,
-    new_job_id,
-    parse_input_key,
-)
-from skyclass.queue import WorkQueue
-from skyclass.results import ResultStore
-from tests.conftest import REPO_ROOT
+from skyclass.runtime.contracts import WorkMessage, image_id_for, job_input_key, new_job_id
+from testbed.tiny_model import CLASSES, HELD_OUT_SEED, LABELS, image_bytes
+from testbed.waiting import eventually
+from tests.support.corpus import corpus
 from tests.support.engines import ENGINES, engine_for
-from tests.support.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes
-
-WORKER_ID = "i-0123456789abcdef0"
+from tests.support.paths import REPO_ROOT
+from tests.support.worker import WORKER_ID, a_job
 
 
 @pytest.fixture(scope="module", params=ENGINES)
 def engine(request, tiny_model):
-    """Each engine in turn (TensorFlow, OpenVINO, ONNX Runtime), as the worker builds it."""
+    """Each engine in turn (TensorFlow, OpenVINO, ONNX Runtime), as the worker builds it;
+    the functional tier's ``world`` runs on it here."""
     return engine_for(tiny_model, request.param)
-
-
-@pytest.fixture
-def world(aws, stage, settings, engine):
-    return World(aws, stage, settings, engine)
-
-
-class World:
-    """The provisioned stage, seen from a worker: upload, enqueue, run, read results."""
-
-    def __init__(self, aws, stage, settings, engine):
-        self.aws = aws
-        self.resources = stage.resources
-        self.settings = settings
-        self.engine = engine
-        self.queue = WorkQueue(aws.sqs, self.resources.queue_url, self.resources.dlq_url)
-        self.results = ResultStore(aws.s3, self.resources.output_bucket)
-
-    def upload(self, key: str, data: bytes) -> WorkMessage:
-        """Put ``data`` at ``key`` in the input bucket; the work message the S3 event
-        handler would send for it."""
-        self.aws.s3.put_object(Bucket=self.resources.input_bucket, Key=key, Body=data)
-        return self.message(key, size=len(data))
-
-    def message(self, key: str, size: int = 1) -> WorkMessage:
-        job_id, image_id = parse_input_key(key)
-        return WorkMessage(
-            bucket=self.resources.input_bucket, key=key, job_id=job_id, image_id=image_id,
-            name=key.rsplit("/", 1)[-1], size=size, etag="etag",
-        )
-
-    def worker(self, metrics=None, **settings):
-        from ec2_worker.worker import Worker
-
-        return Worker(
-            queue=self.queue,
-            results=self.results,
-            s3=self.aws.s3,
-            engine=self.engine,
-            settings=self.settings.replace(**settings),
-            input_bucket=self.resources.input_bucket,
-            worker_id=WORKER_ID,
-            poll_seconds=0,
-            metrics=metrics,
-        )
-
-    def drain(self, **settings) -> int:
-        """Run one worker until the queue has nothing visible; batches run."""
-        worker, batches = self.worker(**settings), 0
-        while worker.process_batch():
-            batches += 1
-        return batches
-
-    def result(self, message: WorkMessage) -> dict | None:
-        return self.results.get(message.result_key)
-
-
-def a_job(world: World, count: int, fmt: str = "JPEG") -> list[tuple[WorkMessage, str]]:
-    """``count`` held-out images, cycling through the classes, uploaded as one job."""
-    job_id = new_job_id()
-    uploads = []
-    for index in range(count):
-        label = CLASSES[index % len(CLASSES)]
-        data = image_bytes(label, HELD_OUT_SEED + index, fmt=fmt)
-        uploads.append((world.upload(job_input_key(job_id, image_id_for(job_id, index)), data),
-                        label))
-    return uploads
 
 
 def test_every_queued_image_gets_a_done_result_with_its_label(world):
@@ -125,7 +52,7 @@ def test_every_queued_image_gets_a_done_result_with_its_label(world):
         assert result["job_id"] == message.job_id
         assert result["source"] == message.source
         assert [p["label"] for p in result["top"]][0] == label
-        assert sorted(p["label"] for p in result["top"]) == sorted(CLASSES)
+        assert sorted(p["label"] for p in result["top"]) == sorted(LABELS)
         assert result["model"] == "model.keras"
         assert result["worker"] == WORKER_ID
         assert {"download", "decode", "infer"} <= set(result["timings_ms"])
@@ -242,19 +169,22 @@ def test_a_broken_message_that_still_names_its_image_gets_a_failed_result(world)
     assert world.queue.depths().backlog == 0
 
 
-def test_when_results_cannot_be_stored_the_message_stays_for_redelivery(world):
+def test_when_results_cannot_be_stored_the_message_comes_back_after_its_back_off(world):
     # GIVEN a queued image, and an output bucket that has disappeared
     message, _ = a_job(world, 1)[0]
     world.queue.send([message])
     world.aws.s3.delete_bucket(Bucket=world.resources.output_bucket)
 
-    # WHEN a worker handles it
-    world.drain()
+    # WHEN a worker whose messages stay hidden a minute once taken handles it
+    started = time.monotonic()
+    world.drain(visibility_timeout=60)
 
-    # THEN the message is not deleted: it comes back after a short back-off
-    assert world.queue.depths().backlog == 1
-    time.sleep(5.5)
-    assert world.queue.depths().visible == 1
+    # THEN the message is not deleted, nor visible again at once: it waits its back-off
+    depths = world.queue.depths()
+    assert (depths.visible, depths.in_flight) == (0, 1)
+    # AND it comes back by itself after the first back-off (5 s), well before the minute
+    eventually(lambda: world.queue.depths().visible == 1, 45, "the message back")
+    assert time.monotonic() - started >= 5
 
 
 @pytest.mark.parametrize("max_receives", [5, 1])
@@ -270,9 +200,11 @@ def test_an_image_that_cannot_be_read_is_retried_and_answered_on_its_last_try(
     world.drain(max_receives=max_receives)
 
     if max_receives > 1:
-        # THEN, before its last delivery, the message is kept for another try
+        # THEN, before its last delivery, the message is kept for another try, hidden for
+        # its back-off
         assert world.result(message) is None
-        assert world.queue.depths().backlog == 1
+        depths = world.queue.depths()
+        assert (depths.visible, depths.in_flight) == (0, 1)
     else:
         # THEN, on its last delivery before the dead-letter queue, the image is answered
         result = world.result(message)
@@ -292,9 +224,7 @@ def test_run_finishes_its_work_and_stops_when_told(world):
     runner.start()
 
     # WHEN the results are there and the worker is told to stop
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not all(world.result(m) for m, _ in uploads):
-        time.sleep(0.1)
+    eventually(lambda: all(world.result(m) for m, _ in uploads), 30, "every result")
     stop.set()
     runner.join(timeout=10)
 
@@ -314,3 +244,45 @@ def test_the_worker_process_without_weights_exits_with_the_reason(tmp_path):
     assert "resnet50_weights_tf_dim_ordering_tf_kernels.h5" in done.stderr
     assert str(tmp_path) in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_unexpected_decode_error_retries_that_image_and_answers_the_rest(
+        world, monkeypatch):
+    # GIVEN two queued images, one of which the decoder fails on unexpectedly
+    (good, label), (bad, _) = a_job(world, 2)
+    world.queue.send([good, bad])
+    from ec2_worker import steps
+
+    decode = steps.decode_image
+    bad_bytes = world.aws.s3.get_object(Bucket=bad.bucket, Key=bad.key)["Body"].read()
+
+    def decode_or_run_out_of_memory(data, *args, **kwargs):
+        if data == bad_bytes:
+            raise MemoryError("no room for this one")
+        return decode(data, *args, **kwargs)
+
+    monkeypatch.setattr(steps, "decode_image", decode_or_run_out_of_memory)
+
+    # WHEN a worker handles the batch
+    world.drain()
+
+    # THEN the good image is answered, and the other is neither answered nor stranded:
+    # its message is kept for another try, visible again after the back-off
+    assert world.result(good)["label"] == label
+    assert world.result(bad) is None
+    assert world.queue.depths().backlog == 1
+    eventually(lambda: world.queue.depths().visible == 1, 30, "the failed image back")
+
+
+def test_a_photo_stored_sideways_is_classified_as_it_is_seen(world):
+    # GIVEN stripes running across, stored on their side with EXIF orientation 6, as a
+    # phone stores a photo taken sideways (the corpus's rotated.jpg)
+    [case] = [c for c in corpus() if c.name == "rotated.jpg"]
+    message = world.upload("incoming/rotated.jpg", case.body)
+    world.queue.send([message])
+    # WHEN a worker classifies it
+    world.drain()
+    # THEN it sees the stripes across, as a person viewing the photo does (a worker that
+    # ignored the orientation would see them running down)
+    assert case.label == "stripes_across"
+    assert world.result(message)["label"] == "stripes_across"

@@ -9,32 +9,17 @@ already prefetched, without depending on how fast this machine is.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from skyclass.metrics import ERRORS, NAMESPACE, MetricsPublisher, read_throughput
-from tests.functional.test_worker import World, a_job, engine  # noqa: F401  (fixture)
-
-
-class GatedEngine:
-    """The real engine; each batch waits at the gate until ``go`` is set."""
-
-    def __init__(self, real) -> None:
-        self.classifier = real.classifier
-        self._engine = real
-        self.started = threading.Event()
-        self.go = threading.Event()
-
-    def predict(self, pixels):
-        self.started.set()
-        self.go.wait(60)
-        return self._engine.predict(pixels)
+from skyclass.runtime.metrics import ERRORS, NAMESPACE, MetricsPublisher, read_throughput
+from testbed.waiting import eventually
+from tests.support.worker import GatedEngine, Running, World, a_job
 
 
 @pytest.fixture
-def gated(engine):  # noqa: F811
+def gated(engine):
     return GatedEngine(engine)
 
 
@@ -43,35 +28,15 @@ def world(aws, stage, settings, gated):
     return World(aws, stage, settings, gated)
 
 
-def wait_until(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-class Running:
-    """A worker running its pipeline in a thread until ``stop()`` (as SIGTERM does)."""
-
-    def __init__(self, worker) -> None:
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=worker.run, args=(self.stop_event,))
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive()
-
-
 def test_sigterm_mid_batch_with_a_batch_prefetched_loses_no_image(world, gated):
     # GIVEN twelve queued images and a worker with batches of four, held mid-inference
     # on its first batch while it has prefetched the second and received the third
     uploads = a_job(world, 12)
     world.queue.send([message for message, _ in uploads])
     running = Running(world.worker(batch_size=4))
-    gated.started.wait(30)
-    wait_until(lambda: world.queue.depths().in_flight == 12)
+    assert gated.started.wait(30)
+    eventually(lambda: world.queue.depths().in_flight == 12, 30,
+               "the first batch in inference, the next prefetched, the third received")
 
     # WHEN it is told to stop, and the batch in inference completes
     running.stop_event.set()
@@ -92,27 +57,45 @@ def test_sigterm_mid_batch_with_a_batch_prefetched_loses_no_image(world, gated):
 
 
 def test_a_batch_that_runs_past_the_visibility_timeout_is_not_handed_to_another_worker(
-    world, gated
+    world, gated, monkeypatch
 ):
-    # GIVEN a worker whose messages are hidden for 2 s at a time, on a batch that takes
-    # longer than that
+    # GIVEN a worker whose messages are hidden for 3 s at a time, on a batch that takes
+    # longer than that (held at the gate)
     uploads = a_job(world, 3)
     world.queue.send([message for message, _ in uploads])
-    running = Running(world.worker(visibility_timeout=2))
-    gated.started.wait(30)
+    beats = _count_heartbeats(world.queue, monkeypatch)
+    running = Running(world.worker(visibility_timeout=3))
+    assert gated.started.wait(30)
 
-    # WHEN twice the visibility timeout has passed
-    time.sleep(4.5)
+    # WHEN its heartbeat has beaten seven times (at least a second apart, a third of the
+    # timeout: past twice the visibility timeout since the batch was received)
+    eventually(lambda: beats["held"] >= 7, 60, "seven heartbeats")
 
-    # THEN the images are still in hand (nothing visible for another worker to take)
+    # THEN another worker finds nothing to take: the images are still in hand
+    assert world.queue.receive(10, wait_seconds=0, visibility_timeout=0) == []
     depths = world.queue.depths()
     assert (depths.visible, depths.in_flight) == (0, 3)
     # AND when the batch completes, each image has its result and the queue is empty
     gated.go.set()
-    wait_until(lambda: all(world.result(m) for m, _ in uploads))
+    eventually(lambda: all(world.result(m) for m, _ in uploads), 30, "every result")
     running.stop()
     assert [world.result(m)["label"] for m, _ in uploads] == [label for _, label in uploads]
     assert world.queue.depths().backlog == 0
+
+
+def _count_heartbeats(queue, monkeypatch) -> dict[str, int]:
+    """Counts the heartbeat's extensions of held messages to a full timeout (a clock the
+    test waits on, not an outcome it asserts)."""
+    beats = {"held": 0}
+    extend = queue.change_visibility
+
+    def counted(received, timeout):
+        if timeout > 0 and threading.current_thread().name == "heartbeat":
+            beats["held"] += 1
+        return extend(received, timeout)
+
+    monkeypatch.setattr(queue, "change_visibility", counted)
+    return beats
 
 
 def test_the_pipeline_answers_a_backlog_in_order_of_batches_with_the_right_labels(
@@ -126,7 +109,8 @@ def test_the_pipeline_answers_a_backlog_in_order_of_batches_with_the_right_label
 
     # WHEN a worker with batches of 8 runs until all are answered
     running = Running(world.worker(batch_size=8))
-    wait_until(lambda: world.result(bad) and all(world.result(m) for m, _ in uploads))
+    eventually(lambda: world.result(bad) and all(world.result(m) for m, _ in uploads), 30,
+               "every result")
     running.stop()
 
     # THEN every good image has its label, the bad one a reason, and the queue is empty
@@ -147,7 +131,8 @@ def test_the_worker_publishes_images_errors_and_busy_time_and_flushes_on_stop(
 
     # WHEN it answers them and is stopped
     running = Running(world.worker(metrics=metrics))
-    wait_until(lambda: world.result(bad) and all(world.result(m) for m, _ in uploads))
+    eventually(lambda: world.result(bad) and all(world.result(m) for m, _ in uploads), 30,
+               "every result")
     running.stop()
 
     # THEN CloudWatch has the six images answered, one error, and some busy time

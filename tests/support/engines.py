@@ -14,7 +14,7 @@ import pytest
 
 from ec2_worker.engine import FP32
 from ec2_worker.engines import PEERS, TENSORFLOW
-from tests.support.tiny_model import TinyModel
+from testbed.tiny_model import TinyModel
 
 ENGINES = (TENSORFLOW, *PEERS)
 
@@ -23,7 +23,7 @@ def engine_for(tiny: TinyModel, name: str, precision: str = FP32, top_k: int = 5
                batch_sizes: tuple[int, ...] = (1,)):
     from ec2_worker.engines.build import build_engine
     from ec2_worker.engines.runtimes import missing_package
-    from skyclass.settings import Settings
+    from skyclass.runtime.settings import Settings
 
     if name != TENSORFLOW and missing_package(name):
         pytest.skip(f"engine {name}: {missing_package(name)}")

@@ -3,8 +3,8 @@ load. Against an in-memory queue with SQS's receive limits (10 per call)."""
 
 from __future__ import annotations
 
-from ec2_worker.worker import receive_batch
-from skyclass.queue import Received
+from ec2_worker.batch import receive_batch
+from skyclass.runtime.queue import Received
 
 
 class FakeQueue:

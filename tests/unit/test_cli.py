@@ -4,10 +4,10 @@ import csv
 import io
 import json
 
-from skyclass.cli import build_parser
-from skyclass.cli.classify import find_images, render_results
-from skyclass.cli.fleet import render_fleet
-from skyclass.cli.web import page_url
+from skyclass.operations.cli import build_parser
+from skyclass.operations.cli.classify import find_images, render_results
+from skyclass.operations.cli.fleet import render_fleet
+from skyclass.operations.cli.web import page_url
 
 
 def _result(name, status="done", label="cat", score=0.9, error=None):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from skyclass.contracts import (
+from skyclass.runtime.contracts import (
     Prediction,
     WorkMessage,
     done_result,
@@ -16,7 +16,7 @@ from skyclass.contracts import (
     parse_input_key,
     result_key,
 )
-from skyclass.errors import InvalidMessageError
+from skyclass.runtime.errors import InvalidMessageError
 
 
 def _message(**overrides):
@@ -67,6 +67,29 @@ def test_a_work_message_survives_the_round_trip():
 def test_malformed_bodies_raise_a_typed_error(body):
     with pytest.raises(InvalidMessageError):
         WorkMessage.from_json(body)
+
+
+def test_a_broken_body_that_names_its_image_is_salvaged_for_a_failed_result():
+    # GIVEN a body of an unknown version that still names a job upload
+    job_id = new_job_id()
+    key = job_input_key(job_id, image_id_for(job_id, 7))
+    body = json.dumps({"v": 99, "bucket": "in", "key": key})
+    # WHEN it is salvaged
+    message = WorkMessage.salvage(body)
+    # THEN it stands in for the image, so its result lands where the image's belongs
+    assert (message.job_id, message.image_id) == parse_input_key(key)
+    assert message.result_key == result_key(key)
+    assert message.name == image_id_for(job_id, 7)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["not json", "[]", json.dumps({"key": "incoming/a.jpg"}),
+     json.dumps({"bucket": "in", "key": "elsewhere/a.jpg"}),
+     json.dumps({"bucket": "in", "key": 7})],
+)
+def test_a_body_that_names_no_input_key_cannot_be_salvaged(body):
+    assert WorkMessage.salvage(body) is None
 
 
 def test_results_follow_the_contract():

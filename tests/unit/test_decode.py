@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from ec2_worker.decode import decode_image
-from skyclass.errors import InvalidImageError
+from skyclass.runtime.errors import InvalidImageError
 
 SIZE = (32, 48)  # (height, width) of a model input
 LIMIT = 40_000_000

@@ -177,13 +177,13 @@ def test_a_machine_record_is_per_cpu_precision_and_batch_sizes():
 
 
 def test_the_engine_setting_defaults_to_auto_and_refuses_unknown_engines():
-    from skyclass.errors import BadRequestError
-    from skyclass.settings import Settings
+    from skyclass.runtime.errors import ConfigurationError
+    from skyclass.runtime.settings import Settings
 
     assert Settings.from_env({}).engine == "auto"
     assert Settings.from_env({"SKYCLASS_ENGINE": "openvino"}).engine == OPENVINO
-    with pytest.raises(BadRequestError, match="engine must be auto, tensorflow, openvino or "
-                                              "onnxruntime, not 'tensorrt'"):
+    with pytest.raises(ConfigurationError, match="SKYCLASS_ENGINE must be auto, tensorflow, "
+                                                 "openvino or onnxruntime, not 'tensorrt'"):
         Settings.from_env({"SKYCLASS_ENGINE": "tensorrt"})
 
 

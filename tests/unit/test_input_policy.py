@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from skyclass import input_policy as policy
-from skyclass.errors import (
+from skyclass.runtime import input_policy as policy
+from skyclass.runtime.errors import (
     BadRequestError,
     InvalidImageError,
     PayloadTooLargeError,

@@ -9,21 +9,25 @@ import itertools
 
 import pytest
 
-from skyclass.local.runner import InstanceRunner
+from skyclass.operations.local.runner import START_TIMEOUT, InstanceRunner
 
 _pids = itertools.count(1000)
 
 
 class FakeProcess:
-    def __init__(self, instance_id: str, obeys_sigterm: bool = True):
+    def __init__(self, instance_id: str, obeys_sigterm: bool = True, ready: bool = True):
         self.instance_id = instance_id
         self.pid = next(_pids)
         self.signals: list[str] = []
         self.exit_code: int | None = None
+        self.is_ready = ready
         self._obeys_sigterm = obeys_sigterm
 
     def poll(self) -> int | None:
         return self.exit_code
+
+    def ready(self) -> bool:
+        return self.is_ready
 
     def terminate(self) -> None:
         self.signals.append("SIGTERM")
@@ -41,20 +45,23 @@ class FakeProcess:
 class World:
     """Instance states, a clock and a spawner that records every process it starts."""
 
-    def __init__(self, obeys_sigterm: bool = True):
+    def __init__(self, obeys_sigterm: bool = True, ready_at_start: bool = True):
         self.states: dict[str, str] = {}
         self.now = 0.0
         self.started: list[FakeProcess] = []
         self.obeys_sigterm = obeys_sigterm
+        self.ready_at_start = ready_at_start
+        self.reports: list[str] = []
 
     def spawn(self, instance_id: str) -> FakeProcess:
-        process = FakeProcess(instance_id, self.obeys_sigterm)
+        process = FakeProcess(instance_id, self.obeys_sigterm, self.ready_at_start)
         self.started.append(process)
         return process
 
     def runner(self, **kwargs) -> InstanceRunner:
         return InstanceRunner(
-            lambda: dict(self.states), self.spawn, clock=lambda: self.now, report=lambda m: None,
+            lambda: dict(self.states), self.spawn, clock=lambda: self.now,
+            report=self.reports.append,
             **kwargs,
         )
 
@@ -264,3 +271,46 @@ def test_an_instance_started_again_while_its_worker_drains_gets_one_new_worker()
     # THEN exactly one fresh worker runs for the instance, not counted as a crash
     assert len(world.started_for("i-1")) == 2
     assert runner.workers()["i-1"] is world.started[1]
+
+
+def test_workers_start_one_at_a_time_so_a_second_start_does_not_stall_the_first():
+    # GIVEN three instances that start together, and workers that take a while to be ready
+    world = World(ready_at_start=False)
+    world.states = {"i-1": "running", "i-2": "running", "i-3": "running"}
+    runner = world.runner()
+    # WHEN the runner looks
+    runner.reconcile()
+    runner.reconcile()
+    # THEN one worker starts, and the others wait for it, saying why
+    assert [p.instance_id for p in world.started] == ["i-1"]
+    assert any("once worker i-1 is ready" in r for r in world.reports)
+    # WHEN it is ready: THEN the next one starts, and only then the last
+    world.started[0].is_ready = True
+    world.now = 20.0
+    runner.reconcile()
+    assert [p.instance_id for p in world.started] == ["i-1", "i-2"]
+    assert any("worker i-1 ready, 20.0s after its start" in r for r in world.reports)
+    world.started[1].is_ready = True
+    runner.reconcile()
+    assert len(world.started) == 3
+
+
+def test_a_worker_that_never_gets_ready_holds_the_others_back_only_so_long():
+    world = World(ready_at_start=False)
+    world.states = {"i-1": "running", "i-2": "running"}
+    runner = world.runner()
+    runner.reconcile()
+    world.now = START_TIMEOUT + 1
+    runner.reconcile()
+    assert [p.instance_id for p in world.started] == ["i-1", "i-2"]
+
+
+def test_a_worker_that_crashes_while_starting_does_not_hold_the_others_back():
+    world = World(ready_at_start=False)
+    world.states = {"i-1": "running", "i-2": "running"}
+    runner = world.runner()
+    runner.reconcile()
+    world.started[0].crash()
+    world.now = 0.5
+    runner.reconcile()
+    assert "i-2" in [p.instance_id for p in world.started]

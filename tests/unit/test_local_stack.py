@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from skyclass import constants as c
-from skyclass.local.lambda_host import scheduled_event
-from skyclass.local.stack import child_env, config_conflicts, emulator_env, stage_settings
+from skyclass.operations.local.lambda_host import scheduled_event
+from skyclass.operations.local.stack import (
+    child_env,
+    config_conflicts,
+    emulator_env,
+    stage_settings,
+)
+from skyclass.runtime import constants as c
 
 
 def test_local_defaults_are_snappy_but_the_environment_wins():
     # GIVEN no scaling settings in the environment
     settings = stage_settings({}, max_workers=2, boot_delay=0.5)
-    # THEN the demo scales every 2 s and idles out after 20 s
+    # THEN the demo scales every 2 s, idles out after 20 s, and works in batches of 8
     assert (settings.scale_period, settings.idle_grace) == (2.0, 20.0)
+    assert settings.batch_size == 8
     assert (settings.stage, settings.max_workers, settings.boot_delay) == ("local", 2, 0.5)
     # AND a local worker counts as booting only for the simulated boot and its own start
     assert settings.boot_time == 10.5

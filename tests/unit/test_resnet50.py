@@ -12,8 +12,8 @@ from ec2_worker.model import (
     load_classifier,
     resnet50_weights_path,
 )
-from skyclass.errors import ModelUnavailableError
-from skyclass.settings import Settings
+from skyclass.runtime.errors import ModelUnavailableError
+from skyclass.runtime.settings import Settings
 
 
 def test_imagenet_labels_are_in_output_order_with_their_wordnet_ids():

@@ -1,6 +1,6 @@
 """How long a message that failed for a passing reason (S3 or SQS trouble) waits."""
 
-from ec2_worker.worker import retry_delay
+from ec2_worker.outcome import retry_delay
 
 
 def test_the_back_off_starts_short_and_doubles_up_to_five_minutes():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.fleet_sim import Cloud, FixedFleet, OurPolicy, StudentPolicy, percentile, simulate
-from bench.simulate import Row, burst, our_settings, poisson, verdict
+from bench.simulate import Row, burst, burst_during_boot, our_settings, poisson, trickle, verdict
 
 CLOUD = Cloud(boot_time=20.0, pending_time=5.0, per_worker=10.0, batch_size=5, period=30.0,
               pool_size=6)
@@ -104,10 +104,42 @@ def test_percentile_is_the_nearest_rank():
 
 
 def test_the_verdict_needs_lower_cost_and_no_worse_p95():
-    student = Row("t", "student", 1, 10, 100.0, 17)
+    student = Row("t", "student", 1, 10, 100.0, 17, 17)
 
-    ok, line = verdict([Row("t", "skyclass", 1, 10, 40.0, 3), student])
-    worse, _ = verdict([Row("t", "skyclass", 1, 11, 40.0, 3), student])
+    ok, line = verdict([Row("t", "skyclass", 1, 10, 40.0, 3, 1), student])
+    worse, _ = verdict([Row("t", "skyclass", 1, 11, 40.0, 3, 1), student])
 
     assert ok and "60% fewer instance-minutes" in line
     assert not worse
+
+
+def test_a_trickle_pays_one_cold_start_where_the_student_pays_one_per_image():
+    # GIVEN one image every 30 s for ten minutes, each done in a fraction of a second
+    arrivals = trickle(every=30.0, seconds=600.0)
+
+    mine = simulate(arrivals, ours(), CLOUD)
+    student = simulate(arrivals, StudentPolicy(), CLOUD)
+
+    # THEN ours starts one worker and keeps it; the student starts one again and again
+    assert mine.starts == 1 and max(mine.latencies) <= 1 + CLOUD.boot_time
+    assert student.starts >= 10
+
+
+def test_a_burst_during_boot_never_stops_a_worker_it_needs_nor_restarts_one():
+    # GIVEN a few images that cold-start a worker, then 600 more while it boots
+    arrivals = burst_during_boot(first=3, then=600, gap=10.0)
+
+    for phase in (0.0, 10.0, 20.0):
+        run = simulate(arrivals, ours(), CLOUD, phase=phase)
+        # THEN no instance stops while an image waits or is in flight
+        assert all(held == 0 for _, kind, _, held in run.events if kind == "stop")
+        # AND no instance starts more than once: starts are at most the peak
+        started = [i for _, kind, i, _ in run.events if kind == "start"]
+        assert len(started) == len(set(started)) <= run.peak
+        assert len(run.latencies) == len(arrivals)
+
+
+def test_instance_starts_are_counted():
+    run = simulate(burst(images=600, at=1.0, over=1.0), ours(), CLOUD)
+
+    assert run.starts == sum(1 for _, kind, _, _ in run.events if kind == "start") >= 2

@@ -1,0 +1,1 @@
+../../skyclass/__init__.py
