@@ -24,11 +24,12 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ec2_worker.engines.build import EngineReport
+from skyclass.runtime.constants import WORKER_STATUS_PREFIX
 from skyclass.runtime.metrics import NAMESPACE
 
 log = logging.getLogger(__name__)
 
-STATUS_PREFIX = "fleet/workers/"
+STATUS_PREFIX = WORKER_STATUS_PREFIX
 STATUS_VERSION = 1
 ENGINE_READY = "EngineReady"
 ENGINE_SPEEDUP = "EngineSpeedup"

@@ -63,6 +63,9 @@ MANIFEST_NAME = "manifest.json"
 EXPORTS_PREFIX = "exports/"
 # Internal, not a contract: where the scaler keeps its last decision for GET /fleet.
 FLEET_DECISION_KEY = "fleet/last-decision.json"
+# Internal too: each worker's engine, precision and why (ec2_worker/engines/report.py),
+# written once when it is ready, shown by GET /fleet beside its instance.
+WORKER_STATUS_PREFIX = "fleet/workers/"
 
 # Object metadata on uploaded inputs (S3 lower-cases user metadata keys).
 META_NAME = "name"
