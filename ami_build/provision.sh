@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Provisions a skyclass worker image: system packages (with the CloudWatch agent, which
-# ships the worker's log), a venv with the worker and TensorFlow (CPU or GPU build), the
-# ResNet-50 ImageNet weights baked in, and the systemd unit. Runs as the bake builder's
-# user data, or by hand into a prefix:
+# ships the worker's log), a venv with the worker and TensorFlow (CPU or GPU build) and
+# its peer engines, the ResNet-50 ImageNet weights baked in with their OpenVINO/ONNX
+# conversions and this machine's engine choice, and the systemd unit. Runs as the bake
+# builder's user data, or by hand into a prefix:
 #
 #   ami_build/provision.sh --source . --prefix /opt/skyclass [--gpu auto|yes|no]
 #                          [--no-system] [--no-weights] [--systemd-dir DIR]
@@ -84,6 +85,15 @@ if [ "$gpu" = yes ]; then build=gpu; else build=cpu; fi
 if [ "$weights" = yes ]; then
   log "ResNet-50 ImageNet weights into $prefix/keras"
   KERAS_HOME="$prefix/keras" "$prefix/venv/bin/python" -m ec2_worker.weights
+  # Convert ResNet-50 for OpenVINO and ONNX Runtime, check them against TensorFlow and
+  # measure every engine on this machine, so a worker on the same instance type starts
+  # from the record (SKYCLASS_ENGINE=auto). A GPU worker keeps TensorFlow, so has no use
+  # for it. Whatever fails here, workers run TensorFlow: the bake goes on.
+  if [ "$gpu" = no ]; then
+    log "engines: convert, check and measure ResNet-50 (ec2_worker.engines)"
+    KERAS_HOME="$prefix/keras" "$prefix/venv/bin/python" -m ec2_worker.engines \
+      || log "engines: not prepared; workers will prepare them at first start or run TensorFlow"
+  fi
 fi
 
 log "systemd unit"

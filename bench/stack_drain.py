@@ -1,7 +1,16 @@
-"""One worker in the local stack draining a backlog, against the plain ``tf.function``.
+"""One worker in the local stack draining a backlog, with ``SKYCLASS_ENGINE=auto`` and
+then with ``tensorflow``, each against the plain ``tf.function``.
 
     python -m bench.stack_drain [--images 320] [--size 640x480] [--precision fp32]
-                                [--boot-delay 30]
+                                [--boot-delay 30] [--engines auto,tensorflow] [--repeat 1]
+
+Each engine drains the same JPEGs through a stack of its own, one after the other
+(``--repeat`` alternates them), and the bench prints the ratio of the first engine's
+drain to TensorFlow's, with what the worker says it runs and why (its status object,
+``ec2_worker/engines/report.py``). With ``auto`` the first worker of the run measures the
+engines at its start (its start-up shows ``prepare``; the model's conversions are made
+once and kept), as on a machine without a record; later drains of the run read its
+record.
 
 The model is ResNet-50 built with ``weights=None`` and saved as a ``.keras`` file with a
 1000-line labels file, passed as ``SKYCLASS_MODEL``/``SKYCLASS_LABELS`` (TIMING-ONLY: the
@@ -42,8 +51,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench.engine import plain_function  # noqa: E402
-from bench.support import model_env, randomise_constant_weights, running_stack  # noqa: E402
-from ec2_worker.engine import BF16, as_mixed_bfloat16  # noqa: E402
+from bench.support import (  # noqa: E402
+    cpu_line,
+    model_env,
+    randomise_constant_weights,
+    running_stack,
+)
+from ec2_worker.engine import BF16, TENSORFLOW, as_mixed_bfloat16  # noqa: E402
+from ec2_worker.engines.build import forget_measurement  # noqa: E402
+from ec2_worker.engines.report import STATUS_PREFIX  # noqa: E402
+from skyclass.runtime.settings import Settings  # noqa: E402
 from testbed.stack_process import REPO_ROOT  # noqa: E402
 from testbed.tiny_model import CLASSES, HELD_OUT_SEED, make_image  # noqa: E402
 
@@ -144,33 +161,37 @@ def _time(result: dict) -> float:
     return datetime.fromisoformat(result["finished_at"].replace("Z", "+00:00")).timestamp()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=320)
-    parser.add_argument("--size", default="640x480", help="image size WxH")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", BF16])
-    parser.add_argument("--boot-delay", type=float, default=30.0,
-                        help="simulated instance boot, seconds (0: drain while ingesting)")
-    args = parser.parse_args()
-    width, height = (int(v) for v in args.size.split("x"))
+def worker_engine(stack) -> dict:
+    """What the stack's worker says it runs (its status object for ``/fleet``)."""
+    keys = stack.result_keys(STATUS_PREFIX)
+    if not keys:
+        return {"engine": "unknown (the worker published no status)", "precision": "?",
+                "reason": "", "startup": {}, "ready_s": float("nan")}
+    body = stack.s3.get_object(Bucket=stack.output_bucket, Key=keys[-1])["Body"].read()
+    return json.loads(body)
 
-    model_path, labels_path = timing_model()
-    plain_rate = plain_runner(model_path, args.precision)
-    files = jpegs(args.images, (width, height))
+
+def drain(engine: str, args: argparse.Namespace, files: dict[str, bytes], model_path: Path,
+          labels_path: Path, plain_rate: Callable[[int], tuple[float, float]]
+          ) -> tuple[float, float]:
+    """One stack, one worker with ``engine``, draining ``files``; prints the figures and
+    returns the drain rate and the plain tf.function's in the same stack."""
+    width, height = (int(v) for v in args.size.split("x"))
     # Batches of 32, as the plain tf.function is timed (the local stack's default is 8).
     env = model_env(model_path, labels_path, SKYCLASS_PRECISION=args.precision,
-                    SKYCLASS_BATCH_SIZE="32")
+                    SKYCLASS_ENGINE=engine, SKYCLASS_BATCH_SIZE="32")
     with running_stack(env, max_workers=1, boot_delay=args.boot_delay) as stack:
         plain_before = plain_rate(256)
         began = time.time()
         stack.upload(files)
         uploaded = time.time()
         queued = wait_for_backlog(stack, args.images)
-        stack.wait_for_results(RESULTS, 1, timeout=300, poll=0.25)
+        stack.wait_for_results(RESULTS, 1, timeout=900, poll=0.25)
         cpu_first = stack.cpu_seconds()
         stack.wait_until_drained(timeout=60 + 3 * args.images)
         cpu_last = stack.cpu_seconds()
         results = stack.results(RESULTS)
+        status = worker_engine(stack)
         plain_after = plain_rate(256)
         overhead = overhead_per_image(stack, list(files)[:64], results)
     plain = (plain_before[0] + plain_after[0]) / 2
@@ -180,9 +201,13 @@ def main() -> None:
     times = sorted(_time(r) for r in results)
     first, last = times[0], times[-1]
     after_first = sum(1 for t in times if t > first)
-    drain = after_first / (last - first)
+    rate = after_first / (last - first)
     done = sum(1 for r in results if r["status"] == "done")
     kb = sum(len(data) for data in files.values()) / len(files) / 1024
+    print(f"-- SKYCLASS_ENGINE={engine}: the worker runs {status['engine']} "
+          f"{status['precision']}, ready in {status['ready_s']:.1f} s ("
+          + ", ".join(f"{step} {sec:.1f} s" for step, sec in status["startup"].items())
+          + f"); {status['reason']}")
     print(f"backlog                {args.images} JPEGs {width}x{height} (~{kb:.0f} KB each), "
           f"one worker, ResNet-50 random weights (TIMING-ONLY), {args.precision}")
     print(f"uploaded in            {uploaded - began:.1f} s; first result {first - began:.1f} s "
@@ -212,7 +237,7 @@ def main() -> None:
           + f" (2 cores x {last - first:.1f} s = {2 * (last - first):.1f} available)")
     print(f"plain tf.function      {plain:.1f} images/s (batch 32, {args.precision}, this run: "
           f"{plain_before[0]:.1f} before the drain, {plain_after[0]:.1f} after)")
-    print(f"stack drain            {drain:.1f} images/s = {drain / plain:.2f}x plain tf.function")
+    print(f"stack drain            {rate:.1f} images/s = {rate / plain:.2f}x plain tf.function")
     outside = sum(overhead.values())
     print("outside the model      CPU ms per image: " + ", ".join(
         f"{step} {ms:.1f}" for step, ms in overhead.items())
@@ -227,6 +252,50 @@ def main() -> None:
     print(f"best case on 2 cores   {bound(outside):.2f}x plain tf.function (all that CPU "
           f"fitted around the model, SQS left out); with S3 and SQS off the worker's "
           f"cores, as on AWS, {bound(outside - overhead['emulator']):.2f}x")
+    return rate, plain
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=320)
+    parser.add_argument("--size", default="640x480", help="image size WxH")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", BF16])
+    parser.add_argument("--boot-delay", type=float, default=30.0,
+                        help="simulated instance boot, seconds (0: drain while ingesting)")
+    parser.add_argument("--engines", default="auto,tensorflow",
+                        help="SKYCLASS_ENGINE of each drain, in turn; the ratio is the first's "
+                             "drain over tensorflow's")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of the engines, in turn")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    engines = args.engines.split(",")
+
+    print(cpu_line())
+    model_path, labels_path = timing_model()
+    # auto's first start in this run measures the engines now, not a record of an
+    # earlier run on a differently busy machine.
+    forget_measurement(Settings.from_env({}, model=str(model_path), labels=str(labels_path),
+                                         precision=args.precision), {1, 32})
+    plain_rate = plain_runner(model_path, args.precision)
+    files = jpegs(args.images, (width, height))
+    rates: dict[str, list[float]] = {}
+    over_plain: dict[str, list[float]] = {}
+    for _ in range(args.repeat):
+        for engine in engines:
+            rate, plain = drain(engine, args, files, model_path, labels_path, plain_rate)
+            rates.setdefault(engine, []).append(rate)
+            over_plain.setdefault(engine, []).append(rate / plain)
+    summary = ", ".join(f"{engine} {' '.join(f'{r:.1f}' for r in found)}"
+                        for engine, found in rates.items())
+    print(f"drains, images/s       {summary} (same images, one stack each, in turn)")
+    if TENSORFLOW in rates and engines[0] != TENSORFLOW:
+        first = engines[0]
+        ratio = float(np.median(rates[first])) / float(np.median(rates[TENSORFLOW]))
+        print(f"drain {first} / drain tensorflow: {ratio:.2f}x (medians)")
+        # Each drain over the plain tf.function timed in its own stack: a machine busier
+        # during one stack than another moves both, so this ratio moves less.
+        ratio = float(np.median(over_plain[first])) / float(np.median(over_plain[TENSORFLOW]))
+        print(f"the same, each drain over its stack's plain tf.function: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -292,3 +292,40 @@ def running_stack(env: Mapping[str, str], max_workers: int | None = 1,
             yield BenchStack(stack)
         finally:
             stack.stop()
+
+
+def cpu_line() -> str:
+    """The CPU the figures come from: its model name, processors and the SIMD flags the
+    engines use (read from /proc/cpuinfo), for every benchmark to print."""
+    from ec2_worker.engines.records import cpu_description
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "CPU: unknown (no /proc/cpuinfo)"
+    cpu = cpu_description(text)
+    return (f"CPU: {cpu['model']}, {cpu['cpus']} processors, flags "
+            f"{' '.join(cpu['flags']) or '(none of avx2, avx512f, avx512_bf16, amx)'}")
+
+
+def recalibrate_batch_norm(model: Any, pixels: Any, preprocess: Any) -> Any:
+    """Set every batch-norm layer's moving mean and variance to the statistics of its
+    inputs over ``pixels``, and return ``model``.
+
+    For AGREEMENT on random weights: with ``randomise_constant_weights`` alone nothing
+    normalises ResNet-50's activations, they grow layer after layer and the softmax
+    saturates (one class takes all), so any engine "agrees". Recalibrated, activations
+    stay near unit scale as in a trained network and the softmax is spread over many
+    classes, close calls included: a fair test of how an engine's arithmetic moves the
+    scores. (One training-mode call with momentum 0 sets the moving statistics.)"""
+    import keras
+
+    norms = [layer for layer in model.layers
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(preprocess(pixels), training=True)
+    for layer, momentum in zip(norms, momenta, strict=True):
+        layer.momentum = momentum
+    return model

@@ -1,7 +1,9 @@
 """``python -m ec2_worker``: the worker process, as systemd (or the local runner) starts it.
 
-Builds everything once (settings, AWS clients, stage resources, the model, warmed up for
-the batch sizes it will see), logs one line when ready, and runs until SIGTERM or SIGINT,
+Builds everything once (settings, the engine that runs the model, chosen per machine and
+warmed up for the batch sizes it will see, AWS clients, stage resources), logs one line
+when ready with the engine and why it runs (also written for ``/fleet`` and the metrics,
+``ec2_worker/engines/report.py``), and runs until SIGTERM or SIGINT,
 finishing the batch in hand and releasing prefetched ones (ec2_worker/pipeline.py). On a
 machine with a GPU the model runs there, with a larger batch unless
 ``SKYCLASS_BATCH_SIZE`` says otherwise.
@@ -17,14 +19,17 @@ import signal
 import socket
 import sys
 import threading
+import time
 import urllib.request
 
+_STARTED = time.monotonic()  # the worker's time to ready counts from here
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
 
-from ec2_worker.engine import InferenceEngine, batch_size_for, has_gpu  # noqa: E402
-from ec2_worker.model import load_classifier  # noqa: E402
+from ec2_worker.engine import batch_size_for, has_gpu  # noqa: E402
+from ec2_worker.engines import report as engine_report  # noqa: E402
+from ec2_worker.engines.build import build_engine  # noqa: E402
 from ec2_worker.worker import Worker  # noqa: E402
 from skyclass.runtime.aws import AwsClients  # noqa: E402
 from skyclass.runtime.bulk.tracker import JobTracker  # noqa: E402
@@ -47,7 +52,11 @@ def main() -> int:
     logging.getLogger("botocore").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
-        classifier = load_classifier(settings)
+        gpu = has_gpu()
+        settings = settings.replace(batch_size=batch_size_for(
+            settings.batch_size, configured=settings.is_configured("batch_size"), gpu=gpu))
+        engine, chosen = build_engine(settings, gpu=gpu, batch_sizes={1, settings.batch_size})
+        classifier = engine.classifier
         aws = AwsClients(settings.region)
         resources = StageResources.resolve(settings, aws)
     except SkyclassError as exc:
@@ -57,11 +66,6 @@ def main() -> int:
         log.error("cannot start: cannot reach the stage's AWS resources: %s", exc)
         return 2
 
-    gpu = has_gpu()
-    settings = settings.replace(batch_size=batch_size_for(
-        settings.batch_size, configured=settings.is_configured("batch_size"), gpu=gpu))
-    engine = InferenceEngine(classifier, settings.top_k, settings.precision, gpu=gpu)
-    engine.warm_up({1, settings.batch_size})
     worker = Worker(
         queue=WorkQueue(aws.sqs, resources.queue_url, resources.dlq_url),
         results=JsonStore(aws.s3, resources.output_bucket),
@@ -78,9 +82,13 @@ def main() -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     height, width = classifier.input_size
-    log.info("worker %s ready: model %s, input %dx%d, batch up to %d, %s on %s",
+    ready = time.monotonic() - _STARTED
+    log.info("worker %s ready: model %s, input %dx%d, batch up to %d, %s on %s, in %.1f s; %s",
              worker.worker_id, classifier.name, height, width, settings.batch_size,
-             engine.precision, "GPU" if gpu else "CPU")
+             engine.precision, "GPU" if gpu else "CPU", ready, chosen.summary())
+    engine_report.publish(chosen, s3=aws.s3, bucket=resources.output_bucket,
+                          cloudwatch=aws.cloudwatch, stage=settings.stage,
+                          worker_id=worker.worker_id, model=classifier.name, ready_seconds=ready)
     worker.run(stop)
     log.info("worker %s stopped", worker.worker_id)
     return 0

@@ -22,6 +22,10 @@ with ``TF_ENABLE_ONEDNN_OPTS=0``). ``precision`` always says what actually runs.
 
 On a machine with a GPU, TensorFlow places the model there by itself; ``batch_size_for``
 picks a batch size fit for it unless one was configured.
+
+This is the ``tensorflow`` engine and every other engine's reference: OpenVINO and ONNX
+Runtime run a conversion of this very frozen graph (``ec2_worker.engines``), and all of
+them label their scores through ``top_predictions``.
 """
 
 from __future__ import annotations
@@ -40,12 +44,17 @@ log = logging.getLogger(__name__)
 
 FP32 = "fp32"
 BF16 = "bf16"
+TENSORFLOW = "tensorflow"
 GPU_BATCH_SIZE = 128
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 _CPUINFO = Path("/proc/cpuinfo")
+# Where the NVIDIA driver lists its GPUs; without it TensorFlow cannot see one either.
+_NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 
 
 class InferenceEngine:
+    name = TENSORFLOW
+
     def __init__(self, classifier: Classifier, top_k: int, precision: str = FP32,
                  gpu: bool | None = None) -> None:
         import tensorflow as tf
@@ -86,18 +95,32 @@ class InferenceEngine:
         for size in sorted(set(batch_sizes)):
             self.predict(np.zeros((size, height, width, 3), np.float32))
 
+    @property
+    def frozen(self):
+        """The frozen graph that runs (a concrete function: tensors in, [scores] out),
+        what the other engines convert."""
+        return self._probabilities
+
+    def scores(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, classes) float32 probabilities of (n, height, width, 3) RGB [0, 255] pixels."""
+        return self._probabilities(self._tensor(pixels))[0].numpy()
+
     def predict(self, pixels: np.ndarray) -> list[list[Prediction]]:
         """``pixels``: (n, height, width, 3) RGB float32 in [0, 255]. One list of
         ``top_k`` predictions, best first, per image, in input order."""
         if len(pixels) == 0:
             return []
-        scores = self._probabilities(self._tensor(pixels))[0].numpy()
-        best = np.argsort(-scores, axis=1, kind="stable")[:, : self.top_k]
-        labels = self.classifier.labels
-        return [
-            [Prediction(label=labels[i][1], wnid=labels[i][0], score=float(row[i])) for i in top]
-            for row, top in zip(scores, best, strict=True)
-        ]
+        return top_predictions(self.scores(pixels), self.classifier.labels, self.top_k)
+
+
+def top_predictions(scores: np.ndarray, labels: list, top_k: int) -> list[list[Prediction]]:
+    """The ``top_k`` labelled predictions, best first, of each row of ``scores``; ties go
+    to the lower class index, so every engine labels equal scores alike."""
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+    return [
+        [Prediction(label=labels[i][1], wnid=labels[i][0], score=float(row[i])) for i in top]
+        for row, top in zip(scores, best, strict=True)
+    ]
 
 
 def as_mixed_bfloat16(model):
@@ -118,7 +141,12 @@ def as_mixed_bfloat16(model):
     return copy
 
 
-def has_gpu() -> bool:
+def has_gpu(nvidia_gpus: Path = _NVIDIA_GPUS) -> bool:
+    """Whether TensorFlow sees a GPU. Without the NVIDIA driver it cannot, and the
+    answer comes without importing TensorFlow (which engines other than TensorFlow's
+    never load)."""
+    if not (nvidia_gpus.is_dir() and any(nvidia_gpus.iterdir())):
+        return False
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))

@@ -49,15 +49,20 @@ def load_classifier(settings: Settings) -> Classifier:
     """The classifier ``settings.model`` names. Raises ModelUnavailableError with the
     reason (missing weights, model or labels file; labels that do not fit the model)."""
     if settings.model == RESNET50:
-        weights = resnet50_weights_path()
-        if not weights.is_file():
-            raise ModelUnavailableError(
-                f"ResNet-50 ImageNet weights not found: {weights} does not exist. Workers "
-                f"do not download them (the AMI bake and `skyclass up` do): run "
-                f"`python -m ec2_worker.weights`, or copy {RESNET50_WEIGHTS_URL} to that path"
-            )
-        return resnet50_classifier(weights)
+        return resnet50_classifier(require_resnet50_weights())
     return custom_classifier(Path(settings.model), settings.labels)
+
+
+def require_resnet50_weights() -> Path:
+    """The ImageNet weights file, or ModelUnavailableError naming where it should be."""
+    weights = resnet50_weights_path()
+    if not weights.is_file():
+        raise ModelUnavailableError(
+            f"ResNet-50 ImageNet weights not found: {weights} does not exist. Workers "
+            f"do not download them (the AMI bake and `skyclass up` do): run "
+            f"`python -m ec2_worker.weights`, or copy {RESNET50_WEIGHTS_URL} to that path"
+        )
+    return weights
 
 
 def resnet50_weights_path() -> Path:
@@ -99,17 +104,7 @@ def custom_classifier(model_path: Path, labels_path: str | None) -> Classifier:
     """A ``.keras`` model whose outputs are named, in order, by a labels file."""
     import keras
 
-    if not model_path.is_file():
-        raise ModelUnavailableError(
-            f"model file {model_path} does not exist (SKYCLASS_MODEL is 'resnet50' or a "
-            f"path to a .keras model)"
-        )
-    if not labels_path:
-        raise ModelUnavailableError(
-            f"model {model_path} needs a labels file: set SKYCLASS_LABELS to a file with "
-            f"one label per line, in the model's output order"
-        )
-    labels = read_labels(Path(labels_path))
+    labels = require_custom_model(model_path, labels_path)
     try:
         model = keras.models.load_model(model_path, compile=False)
     except Exception as exc:  # any failure here means "this is not a usable model"
@@ -134,6 +129,22 @@ def custom_classifier(model_path: Path, labels_path: str | None) -> Classifier:
         labels=[(None, label) for label in labels],
         preprocess=_as_is,
     )
+
+
+def require_custom_model(model_path: Path, labels_path: str | None) -> list[str]:
+    """The labels of a custom model, once its model and labels files are known to be
+    there; ModelUnavailableError with the reason otherwise. Loads no model."""
+    if not model_path.is_file():
+        raise ModelUnavailableError(
+            f"model file {model_path} does not exist (SKYCLASS_MODEL is 'resnet50' or a "
+            f"path to a .keras model)"
+        )
+    if not labels_path:
+        raise ModelUnavailableError(
+            f"model {model_path} needs a labels file: set SKYCLASS_LABELS to a file with "
+            f"one label per line, in the model's output order"
+        )
+    return read_labels(Path(labels_path))
 
 
 def read_labels(path: Path) -> list[str]:

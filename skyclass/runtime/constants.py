@@ -23,6 +23,7 @@ MIN_WORKERS = "SKYCLASS_MIN_WORKERS"
 WORKER_ID = "SKYCLASS_WORKER_ID"
 BATCH_SIZE = "SKYCLASS_BATCH_SIZE"
 PRECISION = "SKYCLASS_PRECISION"
+ENGINE = "SKYCLASS_ENGINE"
 MAX_IMAGE_BYTES = "SKYCLASS_MAX_IMAGE_BYTES"
 MAX_IMAGE_PIXELS = "SKYCLASS_MAX_IMAGE_PIXELS"
 MAX_RECEIVES = "SKYCLASS_MAX_RECEIVES"
@@ -62,6 +63,9 @@ MANIFEST_NAME = "manifest.json"
 EXPORTS_PREFIX = "exports/"
 # Internal, not a contract: where the scaler keeps its last decision for GET /fleet.
 FLEET_DECISION_KEY = "fleet/last-decision.json"
+# Internal too: each worker's engine, precision and why (ec2_worker/engines/report.py),
+# written once when it is ready, shown by GET /fleet beside its instance.
+WORKER_STATUS_PREFIX = "fleet/workers/"
 
 # Object metadata on uploaded inputs (S3 lower-cases user metadata keys).
 META_NAME = "name"

@@ -51,6 +51,9 @@ class Settings:
     top_k: int = field(default=5, metadata=_env(c.TOP_K))
     batch_size: int = field(default=32, metadata=_env(c.BATCH_SIZE))
     precision: str = field(default="fp32", metadata=_env(c.PRECISION))
+    # What runs the model on a worker: "auto" measures the engines there and keeps the
+    # fastest that agrees with TensorFlow (ec2_worker/engines).
+    engine: str = field(default="auto", metadata=_env(c.ENGINE))
     worker_id: str | None = field(default=None, metadata=_env(c.WORKER_ID))
 
     # Input policy.
@@ -146,6 +149,9 @@ class Settings:
         if self.precision not in ("fp32", "bf16"):
             raise ConfigurationError(
                 f"{c.PRECISION} must be fp32 or bf16, not {self.precision!r}")
+        if self.engine not in ("auto", "tensorflow", "openvino", "onnxruntime"):
+            raise ConfigurationError(f"{c.ENGINE} must be auto, tensorflow, openvino or "
+                                     f"onnxruntime, not {self.engine!r}")
         if not 1 <= self.list_page_size <= 1000:
             raise ConfigurationError(
                 f"{c.LIST_PAGE_SIZE} must be 1 to 1000 (S3 lists at most 1000 keys a page), "

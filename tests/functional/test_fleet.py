@@ -60,6 +60,36 @@ def test_fleet_shows_backlog_instances_measured_throughput_and_the_decision(aws,
     assert f"started {running[0]['id']}" in text
 
 
+def test_fleet_shows_the_engine_each_running_worker_chose_and_why(aws, lambda_env):
+    from ec2_worker.engines.build import EngineReport
+    from ec2_worker.engines.report import publish
+
+    # GIVEN a tick that started one worker for a queued image
+    enqueue(WorkQueue(aws.sqs, lambda_env.queue_url), 1)
+    scale(scheduled_event("skyclass-scale", datetime.now(UTC)), None)
+    with Client(app, stage_name="local", project_dir=str(REPO_ROOT)) as client:
+        before = client.http.get("/fleet").json_body
+        [running] = [i for i in before["instances"] if i["state"] == "running"]
+        # WHEN its worker is ready, running OpenVINO after measuring it against TensorFlow
+        report = EngineReport("auto", "openvino", "fp32", "auto, the fastest: openvino 1.50x",
+                              measured={"tensorflow": {"rates": {"32": 40.0}},
+                                        "openvino": {"rates": {"32": 60.0}}})
+        publish(report, s3=aws.s3, bucket=lambda_env.output_bucket, cloudwatch=aws.cloudwatch,
+                stage=lambda_env.stage, worker_id=running["id"], model="resnet50",
+                ready_seconds=3.0)
+        after = client.http.get("/fleet").json_body
+    # THEN /fleet shows what runs its model and why, only beside that running instance
+    assert running["engine"] is None
+    by_id = {i["id"]: i for i in after["instances"]}
+    assert by_id[running["id"]]["engine"] == {
+        "engine": "openvino", "precision": "fp32", "speedup": 1.5,
+        "reason": "auto, the fastest: openvino 1.50x"}
+    assert all("engine" not in i for i in after["instances"] if i["state"] != "running")
+    # AND skyclass status names it on the instance's line
+    assert f"{running['id']}  running" in render_fleet(after)
+    assert "openvino fp32" in render_fleet(after)
+
+
 def test_fleet_says_why_its_limits_are_what_they_are_and_what_waits_to_be_ingested(
         aws, lambda_env, monkeypatch):
     # GIVEN a stage whose fleet size was chosen for the machine, and a bridge that

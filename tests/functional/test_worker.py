@@ -1,5 +1,6 @@
 """The worker against the in-process emulator with a small real model: every image that
-is queued ends with exactly one result object, right label or a clear reason."""
+is queued ends with exactly one result object, right label or a clear reason; with each
+engine that can run the model."""
 
 from __future__ import annotations
 
@@ -15,8 +16,16 @@ from skyclass.runtime.contracts import WorkMessage, image_id_for, job_input_key,
 from testbed.tiny_model import CLASSES, HELD_OUT_SEED, LABELS, image_bytes
 from testbed.waiting import eventually
 from tests.support.corpus import corpus
+from tests.support.engines import ENGINES, engine_for
 from tests.support.paths import REPO_ROOT
 from tests.support.worker import WORKER_ID, a_job
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request, tiny_model):
+    """Each engine in turn (TensorFlow, OpenVINO, ONNX Runtime), as the worker builds it;
+    the functional tier's ``world`` runs on it here."""
+    return engine_for(tiny_model, request.param)
 
 
 def test_every_queued_image_gets_a_done_result_with_its_label(world):

@@ -70,7 +70,9 @@ def render_fleet(fleet: dict[str, Any]) -> str:
         uptime = inst.get("uptime_s")
         up_for = f" up {uptime:.0f}s" if isinstance(uptime, int | float) else ""
         booting = " (booting)" if inst.get("booting") else ""
-        lines.append(f"  {inst.get('id')}  {inst.get('state')}{up_for}{booting}")
+        engine = inst.get("engine") or {}
+        runs = f"  {engine['engine']} {engine.get('precision')}" if engine.get("engine") else ""
+        lines.append(f"  {inst.get('id')}  {inst.get('state')}{up_for}{booting}{runs}")
     decision = fleet.get("last_decision") or {}
     if decision:
         lines.append(f"last decision ({decision.get('at', '?')}): {decision.get('reason', '')}")

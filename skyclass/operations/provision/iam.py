@@ -267,6 +267,9 @@ def worker_policy(arns: StageArns) -> dict[str, Any]:
         _list("ListImages", arns.input_bucket, c.JOBS_PREFIX, c.INCOMING_PREFIX),
         _allow("WriteResults", ["s3:PutObject"],
                arns.objects(arns.output_bucket, c.RESULTS_PREFIX)),
+        # Which engine it runs and why, once when ready, for GET /fleet.
+        _allow("ReportEngine", ["s3:PutObject"],
+               arns.objects(arns.output_bucket, c.WORKER_STATUS_PREFIX)),
         _allow("PublishMetrics", ["cloudwatch:PutMetricData"], ["*"],
                {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}),
         # The CloudWatch agent ships the worker's log to its instance's stream in the

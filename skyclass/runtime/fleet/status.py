@@ -7,11 +7,14 @@ polling ``/fleet`` every second costs no metric queries. The shape only ever gro
 ``queue{visible,in_flight,delayed,dead_letter}``, ``instances[{id,state,uptime_s}]``
 and ``last_decision`` are what clients rely on; ``queue.ingesting`` (images uploaded
 but not yet queued, where the stage can see them) and ``limits`` (the fleet's size
-limits, and a note saying why, where something chose them) are there too.
+limits, and a note saying why, where something chose them) are there too, and each
+running instance's ``engine`` (what runs its model, in which precision, and why; null
+until its worker is ready), from the status its worker wrote when it started.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from skyclass.runtime import constants as c
@@ -42,6 +45,7 @@ def fleet_status(
         if boot_time is not None:
             entry["booting"] = i.is_booting(now, boot_time)
         instances.append(entry)
+    _add_engines(store, [e for e in instances if e["state"] == RUNNING])
     status: dict[str, Any] = {
         "queue": {
             "visible": depths.visible,
@@ -60,3 +64,19 @@ def fleet_status(
                             "max_workers": settings.max_workers,
                             "note": settings.fleet_note}
     return status
+
+
+def _add_engines(store: JsonStore, running: list[dict[str, Any]]) -> None:
+    """Each running instance's engine from its worker's status object: one GET each, a
+    few at a time (a worker writes it once when ready; a stopped one's is history)."""
+    def engine(entry: dict[str, Any]) -> dict[str, Any] | None:
+        found = store.get(f"{c.WORKER_STATUS_PREFIX}{entry['id']}.json")
+        if found is None:
+            return None
+        return {key: found.get(key) for key in ("engine", "precision", "reason", "speedup")}
+
+    if not running:
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(running))) as pool:
+        for entry, found in zip(running, pool.map(engine, running), strict=True):
+            entry["engine"] = found
