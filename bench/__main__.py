@@ -4,7 +4,8 @@ import runpy
 import sys
 
 BENCHMARKS = ["bench.simulate", "bench.stack_classify", "bench.burst",
-              "bench.engine", "bench.stack_drain", "bench.latency", "bench.memory"]
+              "bench.engine", "bench.stack_drain", "bench.latency", "bench.memory",
+              "bench.bulk"]
 
 for name in BENCHMARKS:
     print(f"== {name}", flush=True)

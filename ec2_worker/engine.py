@@ -13,8 +13,7 @@ kernels per input shape), so the first real batch of that size is not slow.
 Precision ``bf16`` on a CPU rewrites the frozen graph with TensorFlow's oneDNN
 bfloat16 pass: convolutions and matmuls in bfloat16 (weights stored in bfloat16 once),
 softmax and other sensitive ops in float32, so scores keep their resolution. CPUs with
-AVX-512-BF16 or AMX run it natively: 1.42-1.47x float32 at batch 32 on the CPUs here
-(1.3-1.4x at batch 1 and 8; docs/benchmarks.md). On a GPU
+AVX-512-BF16 or AMX run it natively (how much faster: docs/benchmarks.md). On a GPU
 (Ampere on) the model runs under Keras' ``mixed_bfloat16`` policy instead. Hardware
 without native bfloat16 would emulate it, slower than float32, so there the engine
 says so in the log and runs float32; so it does if the rewrite changes nothing (e.g.
