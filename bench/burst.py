@@ -44,15 +44,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
-from bench.engine import plain_function  # noqa: E402
-from bench.stack_drain import timing_model  # noqa: E402
 from bench.support import (  # noqa: E402
     TINY_MODEL_CACHE,
     BenchStack,
     StackLog,
     cpu_flags,
     model_env,
+    plain_function,
     running_stack,
+    timing_model,
     worker_timeline,
 )
 from testbed.tiny_model import CLASSES, HELD_OUT_SEED, image_bytes, train_tiny_model  # noqa: E402,I001

@@ -51,8 +51,10 @@ import numpy as np  # noqa: E402
 from bench.support import (  # noqa: E402
     TINY_MODEL_CACHE,
     cpu_line,
+    plain_function,
     randomise_constant_weights,
     recalibrate_batch_norm,
+    timing_model,
 )
 from ec2_worker.engine import (  # noqa: E402
     BF16,
@@ -81,17 +83,6 @@ from testbed.tiny_model import (  # noqa: E402
 
 BASELINES = ("model.predict", "plain tf.function")
 ENGINES = (TENSORFLOW, *PEERS)
-
-
-def plain_function(model, preprocess) -> Callable[[np.ndarray], np.ndarray]:
-    """The model and its preprocessing in a ``tf.function``, nothing else."""
-    import tensorflow as tf
-
-    @tf.function
-    def run(pixels):
-        return model(preprocess(pixels), training=False)
-
-    return lambda pixels: run(pixels).numpy()
 
 
 def engines_for(classifier: Classifier, precision: str, directory: Path,
@@ -208,7 +199,6 @@ print(json.dumps({"engine": report.engine, "precision": report.precision, "impor
 
 def startup(precisions: list[str], rounds: int) -> None:
     """Each engine's time to ready in a fresh process, from a prepared cache."""
-    from bench.stack_drain import timing_model
     from ec2_worker.engines.build import build_engine
     from skyclass.runtime.settings import Settings
 

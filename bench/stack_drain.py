@@ -50,37 +50,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from bench.engine import plain_function  # noqa: E402
 from bench.support import (  # noqa: E402
     cpu_line,
     model_env,
-    randomise_constant_weights,
+    plain_function,
     running_stack,
+    timing_model,
 )
 from ec2_worker.engine import BF16, TENSORFLOW, as_mixed_bfloat16  # noqa: E402
 from ec2_worker.engines.build import forget_measurement  # noqa: E402
 from ec2_worker.engines.report import STATUS_PREFIX  # noqa: E402
 from skyclass.runtime.settings import Settings  # noqa: E402
-from testbed.stack_process import REPO_ROOT  # noqa: E402
 from testbed.tiny_model import CLASSES, HELD_OUT_SEED, make_image  # noqa: E402
 
-TIMING_MODEL = REPO_ROOT / ".skyclass" / "bench" / "resnet50_timing_only_v2"
 PREFIX = "incoming/bench-drain/"
 RESULTS = "results/" + PREFIX
-
-
-def timing_model() -> tuple[Path, Path]:
-    """ResNet-50 with ``weights=None`` as a ``.keras`` file, and a labels file naming its
-    1000 outputs as timing-only (built once, cached)."""
-    model_path, labels_path = TIMING_MODEL / "model.keras", TIMING_MODEL / "labels.txt"
-    if not model_path.exists():
-        import keras
-
-        TIMING_MODEL.mkdir(parents=True, exist_ok=True)
-        model = randomise_constant_weights(keras.applications.ResNet50(weights=None))
-        model.save(model_path)
-        labels_path.write_text("".join(f"timing_only_{i:04d}\n" for i in range(1000)))
-    return model_path, labels_path
 
 
 def plain_runner(model_path: Path, precision: str,

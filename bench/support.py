@@ -8,7 +8,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -329,3 +329,32 @@ def recalibrate_batch_norm(model: Any, pixels: Any, preprocess: Any) -> Any:
     for layer, momentum in zip(norms, momenta, strict=True):
         layer.momentum = momentum
     return model
+
+
+# ResNet-50 with random weights, for timing only (its labels mean nothing).
+TIMING_MODEL = REPO_ROOT / ".skyclass" / "bench" / "resnet50_timing_only_v2"
+
+
+def timing_model() -> tuple[Path, Path]:
+    """ResNet-50 with ``weights=None`` as a ``.keras`` file, and a labels file naming its
+    1000 outputs as timing-only (built once, cached)."""
+    model_path, labels_path = TIMING_MODEL / "model.keras", TIMING_MODEL / "labels.txt"
+    if not model_path.exists():
+        import keras
+
+        TIMING_MODEL.mkdir(parents=True, exist_ok=True)
+        model = randomise_constant_weights(keras.applications.ResNet50(weights=None))
+        model.save(model_path)
+        labels_path.write_text("".join(f"timing_only_{i:04d}\n" for i in range(1000)))
+    return model_path, labels_path
+
+
+def plain_function(model, preprocess) -> Callable[[Any], Any]:
+    """The model and its preprocessing in a ``tf.function``, nothing else."""
+    import tensorflow as tf
+
+    @tf.function
+    def run(pixels):
+        return model(preprocess(pixels), training=False)
+
+    return lambda pixels: run(pixels).numpy()

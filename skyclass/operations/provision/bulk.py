@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
+from skyclass.operations.provision.api_key import ensure_callback_secret
+from skyclass.operations.provision.queues import ensure_queue
 from skyclass.runtime.aws import AwsClients
 from skyclass.runtime.bulk.jobstore import ACTIVE_INDEX
 from skyclass.runtime.names import (
-    callback_secret_parameter_name,
     event_bus_name,
     finish_queue_name,
     jobs_table_name,
@@ -52,7 +52,7 @@ def provision_bulk(settings: Settings, aws: AwsClients) -> BulkProvisioned:
     stage = settings.stage
     tags = stage_tags(stage)
     table = ensure_jobs_table(aws, jobs_table_name(stage), tags)
-    dlq_url = _ensure_queue(aws, tasks_dlq_name(stage),
+    dlq_url = ensure_queue(aws, tasks_dlq_name(stage),
                             {"MessageRetentionPeriod": str(14 * 24 * 3600)}, tags)
     dlq_arn = aws.sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
         "Attributes"]["QueueArn"]
@@ -62,8 +62,8 @@ def provision_bulk(settings: Settings, aws: AwsClients) -> BulkProvisioned:
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
                                      "maxReceiveCount": str(TASK_RECEIVES)}),
     }
-    list_url = _ensure_queue(aws, list_queue_name(stage), task_attributes, tags)
-    finish_url = _ensure_queue(aws, finish_queue_name(stage), task_attributes, tags)
+    list_url = ensure_queue(aws, list_queue_name(stage), task_attributes, tags)
+    finish_url = ensure_queue(aws, finish_queue_name(stage), task_attributes, tags)
     bus = ensure_event_bus(aws, event_bus_name(stage), tags)
     parameter = ensure_callback_secret(aws, stage)
     return BulkProvisioned(table, list_url, finish_url, dlq_url, bus, parameter)
@@ -106,28 +106,3 @@ def ensure_event_bus(aws: AwsClients, name: str, tags: dict[str, str]) -> str:
         if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
             raise
     return name
-
-
-def ensure_callback_secret(aws: AwsClients, stage: str) -> str:
-    """A random key in an SSM SecureString, made once and kept (callback receivers keep
-    verifying across deploys); returns the parameter's name."""
-    ssm = aws.client("ssm")
-    name = callback_secret_parameter_name(stage)
-    try:
-        ssm.put_parameter(
-            Name=name, Value=secrets.token_urlsafe(32), Type="SecureString",
-            Description=f"skyclass {stage}: the key that signs job callbacks (HMAC-SHA256)",
-            Tags=tag_list(stage_tags(stage)),
-        )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ParameterAlreadyExists":
-            raise
-    return name
-
-
-def _ensure_queue(aws: AwsClients, name: str, attributes: dict[str, str],
-                  tags: dict[str, str]) -> str:
-    # stage.py's, so every queue of the stage is made the same way (it imports this module).
-    from skyclass.operations.provision.stage import _ensure_queue
-
-    return _ensure_queue(aws, name, attributes, tags)

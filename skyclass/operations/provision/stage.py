@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from skyclass.operations.provision.bulk import BulkProvisioned, provision_bulk
 from skyclass.operations.provision.iam import tls_only_bucket_policy
+from skyclass.operations.provision.queues import ensure_queue, queue_arn
 from skyclass.operations.provision.workers import (
     WorkerLaunch,
     ensure_worker_launch,
@@ -103,11 +104,11 @@ def provision(
     _put_cors(aws, input_bucket, cors_origins)
     _expire_old_inputs(aws, input_bucket)
 
-    dlq_url = settings.dlq_url or _ensure_queue(
+    dlq_url = settings.dlq_url or ensure_queue(
         aws, dlq_name(stage), {"MessageRetentionPeriod": str(14 * 24 * 3600)}, tags
     )
-    dlq_arn = _queue_arn(aws, dlq_url)
-    queue_url = settings.queue_url or _ensure_queue(
+    dlq_arn = queue_arn(aws, dlq_url)
+    queue_url = settings.queue_url or ensure_queue(
         aws,
         queue_name(stage),
         {
@@ -130,12 +131,12 @@ def provision(
         _ensure_log_group(aws, group, settings.log_retention_days, tags)
 
     # S3-event invocations that failed every try wait here for the scaling tick.
-    _ensure_queue(aws, ingest_failures_queue_name(stage),
+    ensure_queue(aws, ingest_failures_queue_name(stage),
                   {"MessageRetentionPeriod": str(14 * 24 * 3600)}, tags)
 
     events_url = None
     if s3_events_to_queue:
-        events_url = _ensure_queue(aws, s3_events_queue_name(stage), {}, tags)
+        events_url = ensure_queue(aws, s3_events_queue_name(stage), {}, tags)
         _notify_queue(aws, input_bucket, events_url)
 
     ami_id = ami_id or find_worker_ami(aws, stage)
@@ -228,7 +229,7 @@ def _put_cors(aws: AwsClients, bucket: str, origins: tuple[str, ...]) -> None:
 
 
 def _notify_queue(aws: AwsClients, bucket: str, queue_url: str) -> None:
-    queue_arn = _queue_arn(aws, queue_url)
+    arn = queue_arn(aws, queue_url)
     aws.sqs.set_queue_attributes(
         QueueUrl=queue_url,
         Attributes={
@@ -240,7 +241,7 @@ def _notify_queue(aws: AwsClients, bucket: str, queue_url: str) -> None:
                             "Effect": "Allow",
                             "Principal": {"Service": "s3.amazonaws.com"},
                             "Action": "sqs:SendMessage",
-                            "Resource": queue_arn,
+                            "Resource": arn,
                             "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
                         }
                     ],
@@ -255,7 +256,7 @@ def _notify_queue(aws: AwsClients, bucket: str, queue_url: str) -> None:
             "QueueConfigurations": [
                 {
                     "Id": f"skyclass-{prefix.rstrip('/')}",
-                    "QueueArn": queue_arn,
+                    "QueueArn": arn,
                     "Events": ["s3:ObjectCreated:*"],
                     "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
                 }
@@ -277,29 +278,6 @@ def _ensure_log_group(aws: AwsClients, name: str, retention_days: int,
         if error_code(exc) != "ResourceAlreadyExistsException":
             raise
     logs.put_retention_policy(logGroupName=name, retentionInDays=retention_days)
-
-
-# ---- queues ----------------------------------------------------------------------
-
-def _ensure_queue(
-    aws: AwsClients, name: str, attributes: dict[str, str], tags: dict[str, str]
-) -> str:
-    sqs = aws.sqs
-    try:
-        url = sqs.create_queue(QueueName=name, Attributes=attributes, tags=tags)["QueueUrl"]
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] not in ("QueueAlreadyExists", "QueueNameExists"):
-            raise
-        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        if attributes:
-            sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
-    return url
-
-
-def _queue_arn(aws: AwsClients, url: str) -> str:
-    return aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
 
 
 # ---- worker AMI and pool ---------------------------------------------------------
