@@ -14,15 +14,15 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import pytest
 
 from ec2_worker.engine import BF16, FP32
 from ec2_worker.engines import AUTO, ONNXRUNTIME, OPENVINO, PEERS, TENSORFLOW
 from ec2_worker.engines.agreement import compare
 from ec2_worker.engines.runtimes import cpu_bf16_reason, missing_package
-from testbed.tiny_model import CLASSES, HELD_OUT_SEED, INPUT_SIZE, TinyModel, make_image
+from testbed.tiny_model import CLASSES, INPUT_SIZE, TinyModel
 from tests.support.engines import engine_for
+from tests.support.images import held_out_pixels
 from tests.support.paths import REPO_ROOT
 
 HELD_OUT = 300
@@ -30,10 +30,7 @@ HELD_OUT = 300
 
 @pytest.fixture(scope="module")
 def held_out():
-    height, width = INPUT_SIZE
-    images = [make_image(CLASSES[i % len(CLASSES)], HELD_OUT_SEED + 2000 + i)
-              .resize((width, height)) for i in range(HELD_OUT)]
-    return np.stack([np.asarray(image, dtype=np.float32) for image in images])
+    return held_out_pixels(HELD_OUT, first=2000)
 
 
 @pytest.fixture

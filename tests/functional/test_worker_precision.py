@@ -13,7 +13,8 @@ import pytest
 
 from ec2_worker.engine import BF16, FP32, InferenceEngine, bf16_unsupported_reason
 from ec2_worker.model import custom_classifier
-from testbed.tiny_model import CLASSES, HELD_OUT_SEED, INPUT_SIZE, make_image
+from testbed.tiny_model import INPUT_SIZE
+from tests.support.images import held_out_pixels
 
 HELD_OUT = 300
 
@@ -35,10 +36,7 @@ NO_REWRITE = _onednn_missing()
 
 @pytest.fixture(scope="module")
 def held_out():
-    height, width = INPUT_SIZE
-    images = [make_image(CLASSES[i % len(CLASSES)], HELD_OUT_SEED + 1000 + i)
-              .resize((width, height)) for i in range(HELD_OUT)]
-    return np.stack([np.asarray(image, dtype=np.float32) for image in images])
+    return held_out_pixels(HELD_OUT, first=1000)
 
 
 def _frozen_model(tiny_model):
