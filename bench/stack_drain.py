@@ -59,7 +59,7 @@ from bench.support import (  # noqa: E402
 )
 from ec2_worker.engine import BF16, TENSORFLOW, as_mixed_bfloat16  # noqa: E402
 from ec2_worker.engines.build import forget_measurement  # noqa: E402
-from ec2_worker.engines.report import STATUS_PREFIX  # noqa: E402
+from skyclass.runtime.constants import WORKER_STATUS_PREFIX  # noqa: E402
 from skyclass.runtime.settings import Settings  # noqa: E402
 from testbed.tiny_model import CLASSES, HELD_OUT_SEED, make_image  # noqa: E402
 
@@ -147,7 +147,7 @@ def _time(result: dict) -> float:
 
 def worker_engine(stack) -> dict:
     """What the stack's worker says it runs (its status object for ``/fleet``)."""
-    keys = stack.result_keys(STATUS_PREFIX)
+    keys = stack.result_keys(WORKER_STATUS_PREFIX)
     if not keys:
         return {"engine": "unknown (the worker published no status)", "precision": "?",
                 "reason": "", "startup": {}, "ready_s": float("nan")}

@@ -24,19 +24,14 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ec2_worker.engines.build import EngineReport
-from skyclass.runtime.constants import WORKER_STATUS_PREFIX
+from skyclass.runtime.contracts import worker_status_key
 from skyclass.runtime.metrics import NAMESPACE
 
 log = logging.getLogger(__name__)
 
-STATUS_PREFIX = WORKER_STATUS_PREFIX
 STATUS_VERSION = 1
 ENGINE_READY = "EngineReady"
 ENGINE_SPEEDUP = "EngineSpeedup"
-
-
-def status_key(worker_id: str) -> str:
-    return f"{STATUS_PREFIX}{worker_id}.json"
 
 
 def worker_status(report: EngineReport, worker_id: str, model: str, ready_seconds: float,
@@ -68,11 +63,11 @@ def publish(report: EngineReport, *, s3: Any, bucket: str, cloudwatch: Any, stag
             worker_id: str, model: str, ready_seconds: float) -> None:
     status = worker_status(report, worker_id, model, ready_seconds)
     try:
-        s3.put_object(Bucket=bucket, Key=status_key(worker_id),
+        s3.put_object(Bucket=bucket, Key=worker_status_key(worker_id),
                       Body=json.dumps(status).encode(), ContentType="application/json")
     except (ClientError, BotoCoreError) as exc:
         log.warning("cannot write the worker's status to s3://%s/%s: %s",
-                    bucket, status_key(worker_id), exc)
+                    bucket, worker_status_key(worker_id), exc)
     engine = [{"Name": "Stage", "Value": stage}, {"Name": "Engine", "Value": report.engine}]
     data = [{"MetricName": ENGINE_READY, "Unit": "Seconds", "Value": ready_seconds,
              "Dimensions": [*engine, {"Name": "Precision", "Value": report.precision}]}]

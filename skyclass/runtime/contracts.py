@@ -55,6 +55,12 @@ def manifest_key(job_id: str) -> str:
     return f"{c.JOBS_PREFIX}{job_id}/{c.MANIFEST_NAME}"
 
 
+def worker_status_key(worker_id: str) -> str:
+    """Where a worker says which engine it runs (written once when ready, read by
+    ``GET /fleet``)."""
+    return f"{c.WORKER_STATUS_PREFIX}{worker_id}.json"
+
+
 def job_results_prefix(job_id: str) -> str:
     return f"{c.RESULTS_PREFIX}{job_id}/"
 

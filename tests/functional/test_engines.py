@@ -229,7 +229,8 @@ def test_on_a_machine_with_a_gpu_auto_keeps_tensorflow(fresh_model):
 
 def test_the_worker_publishes_its_engine_for_the_fleet_and_the_metrics(aws, stage, settings):
     from ec2_worker.engines.build import EngineReport
-    from ec2_worker.engines.report import ENGINE_READY, publish, status_key
+    from ec2_worker.engines.report import ENGINE_READY, publish
+    from skyclass.runtime.contracts import worker_status_key
     from skyclass.runtime.metrics import NAMESPACE
 
     # GIVEN a worker that chose OpenVINO after measuring it 1.5x TensorFlow
@@ -242,7 +243,7 @@ def test_the_worker_publishes_its_engine_for_the_fleet_and_the_metrics(aws, stag
     publish(report, s3=aws.s3, bucket=bucket, cloudwatch=aws.cloudwatch,
             stage=settings.stage, worker_id="i-0abc", model="resnet50", ready_seconds=2.5)
     # THEN /fleet can read the engine, its precision and why, beside the instance id
-    status = json.loads(aws.s3.get_object(Bucket=bucket, Key=status_key("i-0abc"))["Body"]
+    status = json.loads(aws.s3.get_object(Bucket=bucket, Key=worker_status_key("i-0abc"))["Body"]
                         .read())
     assert (status["worker"], status["engine"], status["precision"]) == ("i-0abc", OPENVINO, FP32)
     assert status["reason"].startswith("auto, the fastest: openvino")

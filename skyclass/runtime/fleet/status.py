@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from skyclass.runtime import constants as c
+from skyclass.runtime.contracts import worker_status_key
 from skyclass.runtime.fleet.policy import PENDING, RUNNING
 from skyclass.runtime.fleet.pool import InstancePool
 from skyclass.runtime.queue import WorkQueue
@@ -70,7 +71,7 @@ def _add_engines(store: JsonStore, running: list[dict[str, Any]]) -> None:
     """Each running instance's engine from its worker's status object: one GET each, a
     few at a time (a worker writes it once when ready; a stopped one's is history)."""
     def engine(entry: dict[str, Any]) -> dict[str, Any] | None:
-        found = store.get(f"{c.WORKER_STATUS_PREFIX}{entry['id']}.json")
+        found = store.get(worker_status_key(entry["id"]))
         if found is None:
             return None
         return {key: found.get(key) for key in ("engine", "precision", "reason", "speedup")}
